@@ -1,0 +1,242 @@
+"""Checkpoints: network weights in safetensors, metadata in JSON, resume state loaded weights-only.
+
+Layout of one checkpoint directory::
+
+    model.safetensors   every network tensor, named "<network>.<parameter>" (e.g. "actor.mu.weight")
+    metadata.json       algorithm, config, step, env, observation normalisation, action bounds,
+                        dataset id, package versions, git commit, sha256 of the other files
+    train_state.pt      optional, for --resume: optimizer states, replay buffer, RNG states
+                        (plain tensors and containers, read with torch.load(weights_only=True))
+
+A checkpoint is written to a temporary sibling directory and renamed into place, so a reader
+never sees a half-written one. Loading never unpickles code. A run directory holds
+``checkpoints/step_<N>/`` and ``checkpoints/final/``; every loader accepts a run directory and
+then uses its final checkpoint (or the latest step when there is no final yet).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from smac_core.errors import SmacError
+from smac_core.nets import MLP, DeterministicPolicy
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+METADATA_FILE = "metadata.json"
+TRAIN_STATE_FILE = "train_state.pt"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree this package runs from, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def package_versions() -> dict[str, str]:
+    import gymnasium
+    import numpy
+
+    from smac_core import __version__
+
+    return {"smac_core": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "gymnasium": gymnasium.__version__, "python": platform.python_version()}
+
+
+def network_tensors(networks: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """Flatten named modules into "<network>.<tensor>" -> contiguous CPU tensor."""
+    return {f"{name}.{key}": value.detach().cpu().contiguous()
+            for name, module in networks.items() for key, value in module.state_dict().items()}
+
+
+def save_checkpoint(path: str | Path, networks: dict[str, nn.Module], metadata: dict[str, Any],
+                    train_state: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint directory atomically (replacing one that exists) and return its path.
+
+    ``metadata`` must hold at least ``algorithm``, ``step``, ``env``, ``obs_dim``, ``act_dim``,
+    ``actor_hidden``, ``obs_mean``, ``obs_std``, ``action_low``, ``action_high``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        save_file(network_tensors(networks), str(tmp / WEIGHTS_FILE))
+        files = [WEIGHTS_FILE]
+        if train_state is not None:
+            torch.save(train_state, tmp / TRAIN_STATE_FILE)
+            files.append(TRAIN_STATE_FILE)
+        meta = {"format_version": FORMAT_VERSION, **metadata,
+                "versions": package_versions(), "git_commit": git_commit(),
+                "sha256": {f: _sha256(tmp / f) for f in files}}
+        (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        for f in (*files, METADATA_FILE):
+            with open(tmp / f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if path.exists():
+            trash = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, trash)
+            os.replace(tmp, path)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def checkpoint_series(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """The ``checkpoints/step_<N>`` directories of a run, sorted by step."""
+    root = Path(run_dir) / "checkpoints"
+    series = []
+    for p in root.glob("step_*") if root.is_dir() else []:
+        suffix = p.name.removeprefix("step_")
+        if suffix.isdigit() and (p / METADATA_FILE).is_file():
+            series.append((int(suffix), p))
+    return sorted(series)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory itself, or a run directory's ``final`` (else its latest step)."""
+    path = Path(path)
+    if (path / METADATA_FILE).is_file():
+        return path
+    if (path / "checkpoints" / "final" / METADATA_FILE).is_file():
+        return path / "checkpoints" / "final"
+    series = checkpoint_series(path)
+    if series:
+        return series[-1][1]
+    if not path.exists():
+        raise SmacError(f"no such checkpoint or run directory: {path}")
+    raise SmacError(f"{path} is neither a checkpoint (no {METADATA_FILE}) nor a run directory "
+                    "with checkpoints/final or checkpoints/step_<N>")
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    ckpt = resolve_checkpoint(path)
+    try:
+        meta = json.loads((ckpt / METADATA_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SmacError(f"{ckpt / METADATA_FILE} is not valid JSON ({exc}); "
+                        "the checkpoint is corrupted") from exc
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version != FORMAT_VERSION:
+        raise SmacError(f"{ckpt} has metadata of an unknown format "
+                        f"(format_version {version}, expected {FORMAT_VERSION})")
+    return meta
+
+
+def _verified(ckpt: Path, meta: dict[str, Any], name: str) -> Path:
+    file = ckpt / name
+    if not file.is_file():
+        raise SmacError(f"checkpoint {ckpt} lacks {name}")
+    expected = meta.get("sha256", {}).get(name)
+    if expected is not None and _sha256(file) != expected:
+        raise SmacError(f"{file} does not match the sha256 recorded in its metadata: "
+                        "the checkpoint is corrupted or truncated")
+    return file
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """All network tensors ("<network>.<tensor>") and the metadata of a checkpoint or run dir."""
+    ckpt = resolve_checkpoint(path)
+    meta = read_metadata(ckpt)
+    try:
+        tensors = load_file(str(_verified(ckpt, meta, WEIGHTS_FILE)))
+    except SafetensorError as exc:
+        raise SmacError(f"cannot read {ckpt / WEIGHTS_FILE}: {exc}") from exc
+    for name, t in tensors.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise SmacError(f"checkpoint {ckpt}: tensor '{name}' contains NaN/Inf values")
+    return tensors, meta
+
+
+def load_train_state(path: str | Path) -> dict[str, Any]:
+    """The resume state of a checkpoint (weights-only unpickling: tensors and containers only)."""
+    ckpt = resolve_checkpoint(path)
+    meta = read_metadata(ckpt)
+    try:
+        return torch.load(_verified(ckpt, meta, TRAIN_STATE_FILE), weights_only=True,
+                          map_location="cpu")
+    except (RuntimeError, EOFError, ValueError) as exc:
+        raise SmacError(f"cannot read the resume state of {ckpt}: {exc}") from exc
+
+
+def sub_state_dict(tensors: dict[str, torch.Tensor], network: str) -> dict[str, torch.Tensor]:
+    """The tensors of one network, with its "<network>." prefix removed."""
+    prefix = f"{network}."
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+@dataclass
+class Checkpoint:
+    """What ``landscape`` and users need from a checkpoint, without knowing its algorithm.
+
+    ``policy`` maps raw observations to env actions (its parameters are the actor's
+    ``trunk.*``/``mu.*``); ``tensors`` holds every network tensor; ``make_env()`` builds the
+    env the policy was trained for.
+    """
+
+    path: Path
+    policy: DeterministicPolicy
+    metadata: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+    def make_env(self, **kwargs: Any):
+        from smac_core.tasks import make_env
+
+        return make_env(self.metadata["env"], **kwargs)
+
+    @property
+    def env_name(self) -> str:
+        return self.metadata["env"]
+
+
+def build_policy(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> DeterministicPolicy:
+    """The deterministic policy module of a checkpoint, from its ``actor.trunk``/``actor.mu``."""
+    trunk = MLP(meta["obs_dim"], meta["actor_hidden"])
+    mu = nn.Linear(trunk.out_dim, meta["act_dim"])
+    actor = sub_state_dict(tensors, "actor")
+    try:
+        trunk.load_state_dict(sub_state_dict(actor, "trunk"))
+        mu.load_state_dict(sub_state_dict(actor, "mu"))
+    except RuntimeError as exc:
+        raise SmacError(f"the actor tensors do not match the architecture in the metadata: {exc}") \
+            from exc
+    t = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
+    return DeterministicPolicy(trunk, mu, t(meta["obs_mean"]), t(meta["obs_std"]),
+                               t(meta["action_low"]), t(meta["action_high"]))
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a checkpoint directory, or a run directory's final checkpoint, for evaluation."""
+    ckpt = resolve_checkpoint(path)
+    tensors, meta = load_tensors(ckpt)
+    return Checkpoint(ckpt, build_policy(tensors, meta), meta, tensors)
+

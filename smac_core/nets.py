@@ -1,0 +1,207 @@
+"""Networks shared by every algorithm: MLPs, batched critic ensembles and actors.
+
+Every actor has the same deterministic part, ``tanh(mu(trunk(obs)))``, with the same parameter
+names (``trunk.*``, ``mu.*``). That is what makes a SAC actor, a TD3 actor and an IQL actor
+comparable as points of one parameter space, and what ``DeterministicPolicy`` (the module that
+``landscape`` interpolates) holds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+def orthogonal_init_(layer: nn.Linear, gain: float = math.sqrt(2)) -> nn.Linear:
+    """Orthogonal weights and zero bias, as in the CleanRL/CORL reference implementations."""
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class MLP(nn.Module):
+    """``in_dim -> hidden... -> out_dim`` with ReLU (optionally LayerNorm) between layers.
+
+    Parameters are named ``layers.<k>.weight``/``bias``; ``out_dim=None`` leaves the output at
+    the last hidden width (a trunk).
+    """
+
+    def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int | None = None,
+                 layer_norm: bool = False) -> None:
+        super().__init__()
+        dims = [in_dim, *hidden]
+        layers: list[nn.Module] = []
+        for a, b in itertools.pairwise(dims):
+            layers.append(orthogonal_init_(nn.Linear(a, b)))
+            if layer_norm:
+                layers.append(nn.LayerNorm(b))
+            layers.append(nn.ReLU())
+        if out_dim is not None:
+            layers.append(orthogonal_init_(nn.Linear(dims[-1], out_dim), gain=1e-2))
+        self.layers = nn.Sequential(*layers)
+        self.out_dim = out_dim if out_dim is not None else dims[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class VectorizedLinear(nn.Module):
+    """N independent linear layers applied as one batched matmul.
+
+    weight (N, in, out), bias (N, 1, out); input (N, B, in) -> output (N, B, out).
+    """
+
+    def __init__(self, in_features: int, out_features: int, ensemble_size: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(ensemble_size, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_features))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # the default nn.Linear init, applied to each member (kaiming-uniform with a=sqrt(5))
+        with torch.no_grad():
+            for i in range(self.weight.shape[0]):
+                nn.init.kaiming_uniform_(self.weight[i].T, a=math.sqrt(5))
+        bound = 1.0 / math.sqrt(self.weight.shape[1])
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class CriticEnsemble(nn.Module):
+    """N Q-functions Q_i(s, a) evaluated in one batched pass.
+
+    ``forward(obs (B, obs_dim), actions (B, act_dim)) -> (N, B)``. Also accepts inputs with a
+    leading ensemble dimension (N, B, .), e.g. a different action per member.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256),
+                 ensemble_size: int = 2, layer_norm: bool = False) -> None:
+        super().__init__()
+        dims = [obs_dim + act_dim, *hidden]
+        layers: list[nn.Module] = []
+        for a, b in itertools.pairwise(dims):
+            layers.append(VectorizedLinear(a, b, ensemble_size))
+            if layer_norm:
+                layers.append(nn.LayerNorm(b))
+            layers.append(nn.ReLU())
+        layers.append(VectorizedLinear(dims[-1], 1, ensemble_size))
+        self.layers = nn.Sequential(*layers)
+        self.ensemble_size = ensemble_size
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, actions], dim=-1)
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.ensemble_size, -1, -1)
+        return self.layers(x).squeeze(-1)
+
+
+class ValueNetwork(nn.Module):
+    """State value V(s): ``(B, obs_dim) -> (B,)`` (IQL, AWR)."""
+
+    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256),
+                 layer_norm: bool = False) -> None:
+        super().__init__()
+        self.net = MLP(obs_dim, hidden, 1, layer_norm=layer_norm)
+        orthogonal_init_(self.net.layers[-1], gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)
+
+
+class DeterministicActor(nn.Module):
+    """a = tanh(mu(trunk(s))) in [-1, 1]^act_dim (TD3, TD3+BC). ``(B, obs_dim) -> (B, act_dim)``."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)) -> None:
+        super().__init__()
+        self.trunk = MLP(obs_dim, hidden)
+        self.mu = orthogonal_init_(nn.Linear(self.trunk.out_dim, act_dim), gain=1e-2)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.mu(self.trunk(obs)))
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        return self(obs)
+
+
+class TanhGaussianActor(nn.Module):
+    """pi(a|s) = tanh(N(mu(h), exp(log_std(h))^2)), h = trunk(s) (SAC, CalQL, SMAC, IQL, AWR).
+
+    ``forward(obs (B, obs_dim)) -> (actions (B, act_dim), log_prob (B,))`` with a
+    reparameterised sample; ``deterministic(obs)`` is tanh(mu).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)) -> None:
+        super().__init__()
+        self.trunk = MLP(obs_dim, hidden)
+        self.mu = orthogonal_init_(nn.Linear(self.trunk.out_dim, act_dim), gain=1e-2)
+        self.log_std = orthogonal_init_(nn.Linear(self.trunk.out_dim, act_dim), gain=1e-2)
+
+    def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation of the pre-tanh Gaussian, each (B, act_dim)."""
+        h = self.trunk(obs)
+        log_std = self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
+        return self.mu(h), log_std.exp()
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, std = self.distribution(obs)
+        u = mean + std * torch.randn_like(mean)
+        return torch.tanh(u), tanh_gaussian_log_prob(u, mean, std)
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.mu(self.trunk(obs)))
+
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """log pi(a|s) of given actions in (-1, 1), shape (B,) (clamped away from +-1)."""
+        mean, std = self.distribution(obs)
+        u = torch.atanh(actions.clamp(-1 + 1e-6, 1 - 1e-6))
+        return tanh_gaussian_log_prob(u, mean, std)
+
+
+def tanh_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """log density of a = tanh(u), u ~ N(mean, std^2), summed over action dims: (B,).
+
+    log pi(a) = log N(u) - sum log(1 - tanh(u)^2), with the stable form
+    log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
+    """
+    log_normal = torch.distributions.Normal(mean, std).log_prob(u)
+    log_det = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+    return (log_normal - log_det).sum(-1)
+
+
+class DeterministicPolicy(nn.Module):
+    """The policy as ``landscape`` sees it: raw observation -> action in the env's units.
+
+    action = low + (tanh(mu(trunk((obs - obs_mean) / obs_std))) + 1) / 2 * (high - low)
+
+    Its parameters are exactly the actor's ``trunk.*`` and ``mu.*`` (shared, not copied);
+    normalisation and action bounds are buffers, not parameters. ``(B, obs_dim) -> (B, act_dim)``.
+    """
+
+    def __init__(self, trunk: MLP, mu: nn.Linear, obs_mean: torch.Tensor, obs_std: torch.Tensor,
+                 action_low: torch.Tensor, action_high: torch.Tensor) -> None:
+        super().__init__()
+        self.trunk, self.mu = trunk, mu
+        self.register_buffer("obs_mean", obs_mean.float())
+        self.register_buffer("obs_std", obs_std.float())
+        self.register_buffer("action_low", action_low.float())
+        self.register_buffer("action_high", action_high.float())
+
+    @classmethod
+    def from_actor(cls, actor: DeterministicActor | TanhGaussianActor, obs_mean, obs_std,
+                   action_low, action_high) -> DeterministicPolicy:
+        t = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
+        return cls(actor.trunk, actor.mu, t(obs_mean), t(obs_std), t(action_low), t(action_high))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = (obs - self.obs_mean) / self.obs_std
+        squashed = torch.tanh(self.mu(self.trunk(x)))
+        return self.action_low + (squashed + 1.0) * 0.5 * (self.action_high - self.action_low)
