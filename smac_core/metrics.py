@@ -1,0 +1,419 @@
+"""Transfer metrics of offline-to-online runs: normalised score, drop at transfer, regret, and the
+paper's min-max normalised regret table. CLI: ``python -m smac_core.metrics RUN_DIR ...``.
+
+Definitions (all in the curve's units: per-episode normalised scores, 100 = expert, when the run
+logged them, raw episode returns when the env has no reference returns):
+
+- **Evaluation curve**: the evaluation rows of a run's ``metrics.jsonl`` (steps, per-episode values,
+  their mean and standard error per evaluation).
+- **Offline final score** (the baseline of the drop): the online run's step-0 evaluation, which
+  evaluates exactly the handed-over policy with the online run's own protocol. A run without a
+  step-0 evaluation falls back on the last evaluation of the offline run its config names in
+  ``"from"``.
+- **Drop at transfer**: baseline mean minus the mean of the lowest evaluation in the early window
+  ``0 < step <= window`` (default: the first 10% of the evaluated fine-tuning steps), with its
+  standard error: over evaluation episodes for one run (Welch: independent episodes of two
+  evaluations), over seeds for a group (paired: each seed's own step-0 baseline).
+  Verdict: a one-sided t-test (Welch for one run, paired for a group) that the deepest dip is
+  above zero, Bonferroni-corrected for the K evaluations the minimum was picked from: "drop"
+  when K * p < ``alpha`` (0.05), else "smooth". A t-test rather than a z-test because evaluations
+  use few episodes (often 10) and groups few seeds (3-5); the correction because the minimum of
+  K noisy evaluations lies below the baseline by chance even when nothing dropped.
+- **Regret**: the mean shortfall of the curve from the best evaluation it reached,
+  ``(1 / (T - T0)) * integral_{T0}^{T} (max_t s(t) - s(t)) dt`` with the integral a trapezoid over
+  the evaluation steps, so a schedule that evaluates densely early on weighs each part of
+  fine-tuning by its duration, not by its number of evaluations. Zero only for a constant curve.
+- **Regret table** (the paper's): per task, the mean regret over seeds of every (offline, online)
+  cell, min-max normalised across that task's cells (0 = the task's best cell, 1 = its worst; all
+  cells 0 when they tie), then averaged over the tasks each cell has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from smac_core.errors import SmacError, cli_entry
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+DEFAULT_WINDOW_FRACTION = 0.1
+DEFAULT_ALPHA = 0.05
+
+# The paper's Table (de Lara & Shkurti 2026): regret min-max normalised per task, averaged over
+# its six tasks; offline algorithm -> online algorithm -> value. Its "CalQL/CQL" row is "calql".
+PAPER_REGRET_TABLE: dict[str, dict[str, float]] = {
+    "smac": {"awr": 0.380, "sac": 0.031, "td3": 0.090, "td3bc": 0.226},
+    "calql": {"awr": 0.482, "sac": 0.448, "td3": 0.442, "td3bc": 0.614},
+    "iql": {"awr": 0.508, "sac": 0.471, "td3": 0.653, "td3bc": 0.494},
+    "td3bc": {"awr": 0.654, "sac": 0.962, "td3": 0.545, "td3bc": 0.562},
+}
+DISPLAY_NAMES = {"smac": "SMAC", "calql": "CalQL", "cql": "CQL", "iql": "IQL", "td3bc": "TD3+BC",
+                 "sac": "SAC", "td3": "TD3", "awr": "AWR"}
+OFFLINE_ORDER = ("smac", "calql", "cql", "iql", "td3bc")
+ONLINE_ORDER = ("awr", "sac", "td3", "td3bc")
+
+
+def normalized_score(episode_return: float | np.ndarray, ref_min: float,
+                     ref_max: float) -> float | np.ndarray:
+    """D4RL normalised score 100 * (R - R_min) / (R_max - R_min): 0 = random, 100 = expert."""
+    if not ref_max > ref_min:
+        raise SmacError(f"reference returns need ref_max > ref_min, got min {ref_min}, "
+                        f"max {ref_max}")
+    return 100.0 * (episode_return - ref_min) / (ref_max - ref_min)
+
+
+@dataclass(frozen=True)
+class EvalCurve:
+    """A policy's evaluations over training: ``steps`` (E,) env steps, strictly increasing;
+    ``episodes[e]`` the per-episode values (n_e,) of evaluation e; ``metric`` "score" (normalised)
+    or "return"."""
+
+    steps: np.ndarray
+    episodes: tuple[np.ndarray, ...]
+    metric: str = "score"
+
+    def __post_init__(self) -> None:
+        if len(self.steps) != len(self.episodes) or len(self.steps) == 0:
+            raise SmacError(f"an evaluation curve needs one episode array per step, got "
+                            f"{len(self.steps)} steps and {len(self.episodes)} evaluations")
+        if np.any(np.diff(self.steps) <= 0):
+            raise SmacError(f"evaluation steps must increase strictly, got {list(self.steps)}")
+        for step, values in zip(self.steps, self.episodes, strict=True):
+            if values.size == 0 or not np.all(np.isfinite(values)):
+                raise SmacError(f"evaluation at step {step} has no episodes or non-finite "
+                                f"values: {values.tolist()}")
+
+    @property
+    def mean(self) -> np.ndarray:
+        """(E,) mean over episodes of each evaluation."""
+        return np.array([values.mean() for values in self.episodes])
+
+    @property
+    def se(self) -> np.ndarray:
+        """(E,) standard error of each evaluation's mean; NaN for a single episode."""
+        return np.array([values.std(ddof=1) / math.sqrt(values.size) if values.size > 1
+                         else math.nan for values in self.episodes])
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with open(path) as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SmacError(f"{path}:{line_number} is not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise SmacError(f"{path}:{line_number} is not a metrics row with an integer "
+                                f"'step'")
+            rows.append(row)
+    return rows
+
+
+def read_evaluations(run_dir: str | Path, phase: str | None = None) -> EvalCurve:
+    """The evaluation curve in ``run_dir/metrics.jsonl`` (rows with "eval_returns"), optionally
+    only one ``phase``. Per-episode "eval_scores" when every row has them, else "eval_returns".
+    A step logged twice (a resumed run re-evaluating) keeps its later row."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        raise SmacError(f"{run_dir} has no {METRICS_FILE}: not a run directory")
+    by_step = {row["step"]: row for row in _read_jsonl(path)
+               if "eval_returns" in row and (phase is None or row.get("phase") == phase)}
+    if not by_step:
+        which = f"{phase} evaluation" if phase else "evaluation"
+        raise SmacError(f"{path} has no {which} rows (rows with 'eval_returns')")
+    steps = sorted(by_step)
+    rows = [by_step[step] for step in steps]
+    metric = "score" if all(row.get("eval_scores") is not None for row in rows) else "return"
+    key = f"eval_{metric}s"
+    try:
+        episodes = tuple(np.asarray(row[key], dtype=np.float64).reshape(-1) for row in rows)
+    except (TypeError, ValueError):
+        raise SmacError(f"{path}: '{key}' must be lists of numbers") from None
+    return EvalCurve(np.asarray(steps, dtype=np.int64), episodes, metric)
+
+
+@dataclass(frozen=True)
+class Run:
+    """An online fine-tuning run: its evaluation curve and the offline score it started from.
+
+    ``baseline``: per-episode values of the offline final score (see the module docstring),
+    ``baseline_source`` says which evaluation they are."""
+
+    path: Path
+    offline_algorithm: str
+    online_algorithm: str
+    task: str
+    seed: int | None
+    curve: EvalCurve
+    baseline: np.ndarray
+    baseline_source: str
+
+
+def _offline_run_dir(source: str) -> Path:
+    """The run directory of an online run's "from": a run directory or one of its checkpoints."""
+    path = Path(source)
+    return path.parent.parent if path.parent.name == "checkpoints" else path
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read an online run directory (config.json + metrics.jsonl, format in contracts.md)."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise SmacError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SmacError(f"{config_path} is not valid JSON ({exc.msg})") from None
+    if "from" not in config:
+        raise SmacError(f"{run_dir} is not an online run ({CONFIG_FILE} has no 'from'); the "
+                        f"transfer metrics need online runs started from an offline checkpoint")
+    missing = [key for key in ("algorithm", "from_algorithm") if key not in config]
+    task = config.get("task", config.get("env"))
+    if task is None:
+        missing.append("task (or env)")
+    if missing:
+        raise SmacError(f"{config_path} lacks {', '.join(missing)}")
+    curve = read_evaluations(run_dir, phase="online")
+    if curve.steps[0] == 0:
+        baseline, source = curve.episodes[0], "online step 0"
+    else:
+        offline_dir = _offline_run_dir(config["from"])
+        if not (offline_dir / METRICS_FILE).is_file():
+            raise SmacError(f"{run_dir} has no step-0 evaluation and its offline run "
+                            f"{offline_dir} (from 'from') has no {METRICS_FILE}")
+        offline = read_evaluations(offline_dir, phase="offline")
+        if offline.metric != curve.metric:
+            raise SmacError(f"{run_dir} logs {curve.metric}s but its offline run {offline_dir} "
+                            f"logs {offline.metric}s")
+        baseline, source = offline.episodes[-1], f"offline final (step {offline.steps[-1]})"
+    return Run(run_dir, str(config["from_algorithm"]), str(config["algorithm"]), str(task),
+               config.get("seed"), curve, baseline, source)
+
+
+@dataclass(frozen=True)
+class TransferDrop:
+    """Offline final score minus the lowest online evaluation of the early window (curve units;
+    negative when the curve only rose), its standard error, and the verdict."""
+
+    drop: float
+    se: float
+    step: int           # step of the lowest evaluation in the window
+    window: int         # the window: evaluations with 0 < step <= window
+    p_value: float      # one-sided, Bonferroni-corrected over the window's evaluations
+    verdict: str        # "drop" | "smooth"
+
+
+def _window_indices(steps: np.ndarray, window: int | None) -> tuple[np.ndarray, int]:
+    window = int(DEFAULT_WINDOW_FRACTION * steps[-1]) if window is None else window
+    indices = np.flatnonzero((steps > 0) & (steps <= window))
+    if indices.size == 0:
+        raise SmacError(f"no evaluation after step 0 within the window of {window} steps "
+                        f"(evaluation steps {steps.tolist()[:8]}...); pass a larger --window")
+    return indices, window
+
+
+def _deepest_dip(dips: np.ndarray, ses: np.ndarray, dofs: np.ndarray, steps: np.ndarray,
+                 window: int, alpha: float) -> TransferDrop:
+    """Test the largest of K dips (K,) with a one-sided t-test, Bonferroni-corrected by K."""
+    k = int(np.argmax(dips))
+    dip, se = float(dips[k]), float(ses[k])
+    if se > 0:
+        p_one_sided = float(stats.t.sf(dip / se, dofs[k]))
+    else:  # every episode equal on both sides: the difference is exact
+        p_one_sided = 0.0 if dip > 0 else 1.0
+    p_value = min(1.0, dips.size * p_one_sided)
+    return TransferDrop(dip, se, int(steps[k]), window, p_value,
+                        "drop" if p_value < alpha else "smooth")
+
+
+def transfer_drop(curve: EvalCurve, baseline: np.ndarray | None = None, window: int | None = None,
+                  alpha: float = DEFAULT_ALPHA) -> TransferDrop:
+    """Drop at transfer of one run, s.e. over evaluation episodes (Welch).
+
+    ``baseline``: per-episode values of the offline final score; default the step-0 evaluation.
+    ``window``: env steps of fine-tuning searched; default 10% of the last evaluated step."""
+    if baseline is None:
+        if curve.steps[0] != 0:
+            raise SmacError(f"the curve has no step-0 evaluation (first step {curve.steps[0]}): "
+                            f"pass the offline final evaluation as baseline")
+        baseline = curve.episodes[0]
+    indices, window = _window_indices(curve.steps, window)
+    evaluations = [curve.episodes[i] for i in indices]
+    if min(baseline.size, *(values.size for values in evaluations)) < 2:
+        raise SmacError("a drop's standard error over episodes needs at least 2 evaluation "
+                        "episodes per evaluation; group seeds with transfer_drop_over_seeds")
+    base_var = baseline.var(ddof=1) / baseline.size
+    variances = np.array([values.var(ddof=1) / values.size for values in evaluations])
+    counts = np.array([values.size for values in evaluations])
+    dips = baseline.mean() - curve.mean[indices]
+    ses = np.sqrt(base_var + variances)
+    # Welch-Satterthwaite degrees of freedom (NaN when both variances are 0: the exact branch).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dofs = (base_var + variances) ** 2 / (
+            base_var**2 / (baseline.size - 1) + variances**2 / (counts - 1))
+    return _deepest_dip(dips, ses, dofs, curve.steps[indices], window, alpha)
+
+
+def transfer_drop_over_seeds(curves: Sequence[EvalCurve],
+                             baselines: Sequence[np.ndarray] | None = None,
+                             window: int | None = None,
+                             alpha: float = DEFAULT_ALPHA) -> TransferDrop:
+    """Drop at transfer of a group of seeds (same evaluation steps in the window), s.e. over seeds.
+
+    Each seed's dip d_i(t) = baseline_i - mean_i(t) is paired with its own baseline (default its
+    step-0 evaluation); the drop is the largest mean dip over the window; default window 10% of
+    the shortest curve's last step."""
+    if len(curves) < 2:
+        raise SmacError(f"a standard error over seeds needs at least 2 runs, got {len(curves)}")
+    if baselines is None:
+        if any(curve.steps[0] != 0 for curve in curves):
+            raise SmacError("every curve needs a step-0 evaluation, or pass baselines")
+        baselines = [curve.episodes[0] for curve in curves]
+    if len({curve.metric for curve in curves}) > 1:
+        raise SmacError("the seeds' curves mix normalised scores and raw returns")
+    if window is None:
+        window = int(DEFAULT_WINDOW_FRACTION * min(curve.steps[-1] for curve in curves))
+    indices, window = _window_indices(curves[0].steps, window)
+    steps = curves[0].steps[indices]
+    per_seed_dips = []
+    for seed_index, (curve, baseline) in enumerate(zip(curves, baselines, strict=True)):
+        seed_indices, _ = _window_indices(curve.steps, window)
+        if not np.array_equal(curve.steps[seed_indices], steps):
+            raise SmacError(f"run {seed_index} evaluates at steps {curve.steps[seed_indices]} "
+                            f"in the window, run 0 at {steps}: seeds must share the schedule")
+        per_seed_dips.append(baseline.mean() - curve.mean[seed_indices])
+    per_seed_dips = np.stack(per_seed_dips)                              # (seeds, K)
+    n = per_seed_dips.shape[0]
+    ses = per_seed_dips.std(axis=0, ddof=1) / math.sqrt(n)
+    return _deepest_dip(per_seed_dips.mean(axis=0), ses, np.full(steps.size, n - 1.0), steps,
+                        window, alpha)
+
+
+def cumulative_regret(curve: EvalCurve) -> float:
+    """Mean shortfall from the curve's best evaluation, trapezoid over steps / steps spanned."""
+    if curve.steps.size < 2:
+        raise SmacError("regret needs at least two evaluations")
+    shortfall = curve.mean.max() - curve.mean
+    area = np.sum(0.5 * (shortfall[1:] + shortfall[:-1]) * np.diff(curve.steps))
+    return float(area / (curve.steps[-1] - curve.steps[0]))
+
+
+def normalized_regret_table(
+        regrets: Mapping[tuple[str, str, str], Sequence[float]]) -> dict[str, dict[str, float]]:
+    """The paper's table from per-seed regrets keyed by (offline algo, online algo, task).
+
+    Per task, each cell's mean over seeds is min-max normalised across the task's cells; the
+    table averages that over the tasks a cell has. Returns offline -> online -> value."""
+    cell_means: dict[str, dict[tuple[str, str], float]] = defaultdict(dict)
+    for (offline, online, task), values in regrets.items():
+        if len(values) == 0:
+            raise SmacError(f"no regrets for ({offline}, {online}, {task})")
+        cell_means[task][offline, online] = float(np.mean(values))
+    normalized: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for means in cell_means.values():
+        low, high = min(means.values()), max(means.values())
+        for cell, value in means.items():
+            normalized[cell].append((value - low) / (high - low) if high > low else 0.0)
+    table: dict[str, dict[str, float]] = defaultdict(dict)
+    for (offline, online), values in normalized.items():
+        table[offline][online] = float(np.mean(values))
+    return dict(table)
+
+
+def _ordered(names: Sequence[str], order: Sequence[str]) -> list[str]:
+    return [name for name in order if name in names] + sorted(set(names) - set(order))
+
+
+def format_table(table: Mapping[str, Mapping[str, float]]) -> str:
+    """Markdown table: offline algorithms as rows, online algorithms as columns, 3 decimals."""
+    rows = _ordered(list(table), OFFLINE_ORDER)
+    columns = _ordered(sorted({online for cells in table.values() for online in cells}),
+                       ONLINE_ORDER)
+    lines = ["| offline \\ online | " + " | ".join(DISPLAY_NAMES.get(c, c) for c in columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
+    for row in rows:
+        cells = [f"{table[row][c]:.3f}" if c in table[row] else "-" for c in columns]
+        lines.append(f"| {DISPLAY_NAMES.get(row, row)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _drop_text(drop: TransferDrop) -> str:
+    return (f"{drop.drop:.2f} ± {drop.se:.2f} @ {drop.step} | {drop.verdict} "
+            f"(p={drop.p_value:.3g}, window {drop.window})")
+
+
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m smac_core.metrics",
+        description="Drop at transfer and regret of online fine-tuning runs (definitions: "
+                    "pydoc smac_core.metrics).")
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
+                        help="online run directories (config.json + metrics.jsonl)")
+    parser.add_argument("--window", type=int, default=None,
+                        help="early window in env steps searched for the drop "
+                             "(default: 10%% of each run's last evaluated step)")
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                        help="significance level of the drop verdict (default 0.05)")
+    parser.add_argument("--table", action="store_true",
+                        help="also print the drop over seeds per (offline, online, task) and the "
+                             "paper's min-max normalised regret table")
+    args = parser.parse_args(argv)
+    if args.window is not None and args.window <= 0:
+        raise SmacError(f"--window must be a positive number of steps, got {args.window}")
+    if not 0 < args.alpha < 1:
+        raise SmacError(f"--alpha must be in (0, 1), got {args.alpha}")
+
+    runs = [load_run(path) for path in args.runs]
+    print("| run | offline | online | task | seed | metric | baseline | drop ± s.e. @ step "
+          "| verdict | regret |")
+    print("|---" * 10 + "|")
+    groups: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        drop = transfer_drop(run.curve, run.baseline, args.window, args.alpha)
+        print(f"| {run.path} | {run.offline_algorithm} | {run.online_algorithm} | {run.task} "
+              f"| {run.seed} | {run.curve.metric} | {run.baseline_source} | {_drop_text(drop)} "
+              f"| {cumulative_regret(run.curve):.3f} |")
+        groups[run.offline_algorithm, run.online_algorithm, run.task].append(run)
+    if not args.table:
+        return 0
+
+    print("\nDrop over seeds (cells with at least 2 seeds):\n")
+    print("| offline | online | task | seeds | drop ± s.e. @ step | verdict |")
+    print("|---" * 6 + "|")
+    for (offline, online, task), group in sorted(groups.items()):
+        if len(group) >= 2:
+            drop = transfer_drop_over_seeds([run.curve for run in group],
+                                            [run.baseline for run in group], args.window,
+                                            args.alpha)
+            print(f"| {offline} | {online} | {task} | {len(group)} | {_drop_text(drop)} |")
+    metrics_by_task: dict[str, set[str]] = defaultdict(set)
+    for run in runs:
+        metrics_by_task[run.task].add(run.curve.metric)
+    mixed = sorted(task for task, metrics in metrics_by_task.items() if len(metrics) > 1)
+    if mixed:
+        raise SmacError(f"runs of task(s) {', '.join(mixed)} mix normalised scores and raw "
+                        f"returns: their regrets cannot be normalised together")
+    regrets = {cell: [cumulative_regret(run.curve) for run in group]
+               for cell, group in groups.items()}
+    print("\nRegret, min-max normalised per task, averaged over tasks:\n")
+    print(format_table(normalized_regret_table(regrets)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
