@@ -1,0 +1,30 @@
+"""Offline datasets: one in-memory form (``TransitionDataset``), one on-disk store (Minari).
+
+``load_dataset`` is the one entry point the trainer uses; ``python -m smac_core.data`` imports
+files into the store and shows what it holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from smac_core import tasks
+from smac_core.data.dataset import TransitionDataset
+from smac_core.data.formats import read_file
+from smac_core.data.minari_store import read_minari
+from smac_core.errors import SmacError
+
+FILE_SUFFIXES = (".hdf5", ".h5", ".pickle", ".pkl", ".npy")
+
+__all__ = ["TransitionDataset", "load_dataset"]
+
+
+def load_dataset(name: str, download: bool = False) -> TransitionDataset:
+    """A Minari id in the local store, a task name (its ``dataset_id``) or a file path (D4RL
+    hdf5, DAPG pickle, AWAC ``.npy``). Minari downloads only when ``download`` is True."""
+    path = Path(name)
+    if path.is_file():
+        return read_file(path)
+    if path.suffix in FILE_SUFFIXES:
+        raise SmacError(f"no such file: {path}")
+    return read_minari(tasks.TASKS[name].dataset_id if name in tasks.TASKS else name, download)

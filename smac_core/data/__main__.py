@@ -1,0 +1,129 @@
+"""``python -m smac_core.data``: import offline RL files into the local Minari store, list it,
+show one dataset.
+
+    python -m smac_core.data import PATH --id NAMESPACE/NAME-vN --env ENV_ID [--reward binary]
+    python -m smac_core.data list
+    python -m smac_core.data show ID [--download]
+    python -m smac_core.data generate TASK [--variant ...]   (D4RL-style hopper/walker2d data)
+
+A subcommand is a parser added in ``build_parser`` with ``set_defaults(func=...)``, where
+``func(args) -> int`` is its exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import gymnasium as gym
+
+from smac_core import tasks
+from smac_core.data import load_dataset
+from smac_core.data.formats import read_file
+from smac_core.data.generate import add_generate_parser
+from smac_core.data.minari_store import local_dataset_ids, store_root, write_minari
+from smac_core.data.rewards import BinaryReward, relabel_binary
+from smac_core.errors import SmacError, cli_entry
+
+
+def import_env(env_name: str, reward: str | None) -> gym.Env:
+    """The env an imported dataset is recorded with.
+
+    A task name, or an env id and reward that are a task's (AdroitHandPen-v1 with a binary
+    reward is pen-binary), give the task's env with its wrappers and time limit; any other env id
+    its registered env, with the binary reward wrapper when ``reward`` is "binary".
+    """
+    task = tasks.TASKS.get(env_name)
+    if task is not None and reward not in (None, task.reward):
+        raise SmacError(f"task '{task.name}' has a {task.reward} reward; drop --reward or give "
+                        f"the env id {task.env_id}")
+    reward = reward or "dense"
+    task = task or next((t for t in tasks.TASKS.values()
+                         if t.env_id == env_name and t.reward == reward), None)
+    if task is not None:
+        return task.make_env()
+    env = tasks.make_env(env_name)
+    return BinaryReward(env) if reward == "binary" else env
+
+
+def run_import(args: argparse.Namespace) -> int:
+    env = import_env(args.env, args.reward)
+    dataset = read_file(args.path, ignore_timeouts=args.ignore_timeouts)
+    if isinstance(env, BinaryReward):
+        dataset = relabel_binary(dataset, env.spec.id)
+    target = write_minari(dataset, args.id, env, overwrite=args.overwrite)
+    print(f"wrote {args.id} to {target}: {dataset.num_episodes} episodes, "
+          f"{dataset.size} transitions ({dataset.metadata['dropped_transitions']} of the file's "
+          f"{dataset.metadata['source_steps']} steps dropped: no next observation)")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    ids = local_dataset_ids()
+    print(f"{len(ids)} datasets in {store_root()}")
+    for dataset_id in ids:
+        s = load_dataset(dataset_id).summary()
+        print(f"{dataset_id}  env={s['env_id']}  episodes={s['episodes']}  "
+              f"transitions={s['transitions']}  return={s['return']['mean']:.2f}"
+              f"+-{s['return']['std']:.2f}  obs_dim={s['obs_dim']}  act_dim={s['act_dim']}")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    dataset = load_dataset(args.id, download=args.download)
+    summary = dataset.summary()
+    summary.update(observation_space=dataset.metadata.get("observation_space"),
+                   action_space=dataset.metadata.get("action_space"))
+    for key, value in summary.items():
+        print(f"{key:18s}{_format(value)}")
+    return 0
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, dict):
+        return "  ".join(f"{k}={_format(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m smac_core.data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("import", help="import a D4RL hdf5 / DAPG pickle / AWAC .npy file")
+    p.add_argument("path", help="the file to import (format detected from its content)")
+    p.add_argument("--id", required=True, help="Minari dataset id, NAMESPACE/NAME-vN")
+    p.add_argument("--env", required=True,
+                   help=f"gymnasium env id or task ({', '.join(tasks.TASKS)}) of the data")
+    p.add_argument("--reward", choices=("dense", "binary"), default=None,
+                   help="binary: relabel with the Adroit success test (0 success, -1 otherwise)"
+                        "; default: the task's reward, or the file's (dense) for an env id")
+    p.add_argument("--ignore-timeouts", action="store_true",
+                   help="hdf5: 'timeouts' mark time limits inside episodes, not episode ends")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset id")
+    p.set_defaults(func=run_import)
+
+    p = commands.add_parser("list", help="list the datasets in the local Minari store")
+    p.set_defaults(func=run_list)
+
+    p = commands.add_parser("show", help="summarise one dataset (Minari id, task name or file)")
+    p.add_argument("id")
+    p.add_argument("--download", action="store_true",
+                   help="download the dataset from Minari's servers if it is not stored locally")
+    p.set_defaults(func=run_show)
+
+    add_generate_parser(commands)
+    return parser
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""Readers of offline RL files into a ``TransitionDataset``: D4RL hdf5, DAPG pickles, AWAC ``.npy``.
+
+The format is detected from the file's content (HDF5 and ``.npy`` magic bytes, else a pickle),
+not from its extension. Pickled content (DAPG pickles, ``.npy`` object arrays) goes through
+``RestrictedUnpickler``, which admits numpy arrays, dtypes and scalars and builtin containers
+only, so a file can never run code while it is read.
+
+The last transition of an episode needs the observation that followed it. Where a file does not
+hold that observation (D4RL hdf5 without ``next_observations``; DAPG pickles, which have one
+observation per action):
+
+- an episode that ended with ``terminals`` keeps its last transition: it is never bootstrapped
+  from, and its next observation is stored as a copy of its own observation (a placeholder);
+- any other episode (a timeout, or a demonstration that simply stopped) loses its last
+  transition, and the transition before it becomes the truncated end of the episode.
+
+``metadata["dropped_transitions"]`` counts the transitions lost that way.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from smac_core.data.dataset import TransitionDataset
+from smac_core.errors import SmacError
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+NPY_MAGIC = b"\x93NUMPY"
+FORMATS = ("d4rl_hdf5", "awac_npy", "dapg_pickle")
+D4RL_KEYS = ("observations", "actions", "rewards", "terminals")
+OBSERVATION_DICT_KEYS = ("observation", "state_observation")
+
+
+# ---------------------------------------------------------------------------------- pickles
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that builds numpy arrays, dtypes, scalars, bytes and builtin containers only.
+
+    Any other global a pickle asks for (a class, a function) raises ``SmacError`` naming it.
+    Python 2 pickles load too (byte strings are decoded as latin-1, as numpy does).
+    """
+
+    ALLOWED_GLOBALS = frozenset({
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        *((module, name)
+          for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+          for name in ("_reconstruct", "scalar")),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),  # how protocol-2 pickles spell the bytes inside numpy arrays
+        *((module, name)
+          for module in ("builtins", "__builtin__")
+          for name in ("list", "dict", "tuple", "set", "frozenset", "bytearray")),
+    })
+
+    def __init__(self, file: io.BufferedIOBase) -> None:
+        super().__init__(file, encoding="latin1")
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED_GLOBALS:
+            raise SmacError(f"refused to unpickle '{module}.{name}': only numpy arrays and plain "
+                            f"containers are allowed in data files")
+        return super().find_class(module, name)
+
+
+def restricted_load(file: io.BufferedIOBase, path: Path) -> Any:
+    """Unpickle ``file`` with ``RestrictedUnpickler``; not a pickle stream -> ``SmacError``."""
+    try:
+        return RestrictedUnpickler(file).load()
+    except SmacError:
+        raise
+    except Exception as exc:  # arbitrary bytes make the unpickler fail in arbitrary ways
+        raise SmacError(f"{path} is not a D4RL hdf5 file, a .npy file or a pickle "
+                        f"(reading it as a pickle failed: {type(exc).__name__}: {exc}); "
+                        f"supported formats: {', '.join(FORMATS)}") from None
+
+
+# ---------------------------------------------------------------------------------- entry
+def detect_format(path: Path) -> str:
+    """One of ``FORMATS``, from the first bytes of the file (a pickle when neither magic matches).
+    """
+    with open(path, "rb") as file:
+        head = file.read(8)
+    if head.startswith(HDF5_MAGIC):
+        return "d4rl_hdf5"
+    if head.startswith(NPY_MAGIC):
+        return "awac_npy"
+    return "dapg_pickle"
+
+
+def read_file(path: str | Path, ignore_timeouts: bool = False) -> TransitionDataset:
+    """Read a D4RL hdf5, DAPG pickle or AWAC ``.npy`` file (detected by content).
+
+    ``ignore_timeouts`` (hdf5 only): ``timeouts`` mark time limits *inside* episodes, not episode
+    ends, as in the clipped door-human hdf5 whose demonstrations run on past the 200-step flag
+    to a ``terminals`` row.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SmacError(f"no such file: {path}")
+    file_format = detect_format(path)
+    if file_format == "d4rl_hdf5":
+        dataset = read_d4rl_hdf5(path, ignore_timeouts)
+    elif file_format == "awac_npy":
+        dataset = read_awac_npy(path)
+    else:
+        dataset = read_dapg_pickle(path)
+    dataset.metadata.update(source=str(path), format=file_format)
+    return dataset
+
+
+# ---------------------------------------------------------------------------------- D4RL
+def read_d4rl_hdf5(path: Path, ignore_timeouts: bool = False) -> TransitionDataset:
+    """A D4RL hdf5 file: flat (N, ...) arrays ``observations``, ``actions``, ``rewards``,
+    ``terminals``, optional ``timeouts`` and ``next_observations``.
+
+    Episodes end at ``terminals`` or ``timeouts`` rows and at the last row. Next observations are
+    ``next_observations`` when present, else the following row within the same episode (never
+    the first row of the next episode). ``infos/*`` (simulator states) are not read.
+    """
+    with h5py.File(path, "r") as file:
+        missing = [key for key in D4RL_KEYS if key not in file]
+        if missing:
+            raise SmacError(f"{path}: an HDF5 file without the D4RL keys {missing} "
+                            f"(top-level keys: {sorted(file.keys())})")
+        arrays = {key: file[key][()] for key in (*D4RL_KEYS, "timeouts", "next_observations")
+                  if key in file}
+    n = len(arrays["observations"])
+    lengths = {key: len(value) for key, value in arrays.items()}
+    if set(lengths.values()) != {n}:
+        raise SmacError(f"{path}: arrays of inconsistent lengths: "
+                        + ", ".join(f"{k}={v}" for k, v in lengths.items()))
+    for key in ("observations", "actions", "rewards", "next_observations"):
+        if key in arrays:
+            _check_finite(arrays[key], f"{path}: '{key}'", "row")
+
+    terminals = arrays["terminals"].astype(bool).reshape(-1)
+    ends = terminals.copy()
+    if "timeouts" in arrays and not ignore_timeouts:
+        ends |= arrays["timeouts"].astype(bool).reshape(-1)
+    ends[-1] = True
+    starts = np.concatenate([[0], np.flatnonzero(ends)[:-1] + 1])
+
+    episodes = []
+    for start, stop in zip(starts, np.flatnonzero(ends) + 1, strict=True):
+        rows = slice(int(start), int(stop))
+        observations = arrays["observations"][rows]
+        if "next_observations" in arrays:
+            observations = _with_next_observations(
+                observations, arrays["next_observations"][rows], f"{path}: rows {rows}")
+        episodes.append({"observations": observations, "actions": arrays["actions"][rows],
+                         "rewards": arrays["rewards"].reshape(-1)[rows],
+                         "terminals": terminals[rows]})
+    return _dataset_from_episodes(episodes, path, source_steps=n)
+
+
+# ---------------------------------------------------------------------------------- DAPG / AWAC
+def read_dapg_pickle(path: Path) -> TransitionDataset:
+    """A DAPG demonstration pickle: a list of per-episode dicts with ``observations`` (T, obs_dim),
+    ``actions`` (T, act_dim), ``rewards`` (T,) and, ignored, ``init_state_dict``."""
+    with open(path, "rb") as file:
+        episodes = restricted_load(file, path)
+    return _dataset_from_episode_dicts(episodes, path)
+
+
+def read_awac_npy(path: Path) -> TransitionDataset:
+    """An AWAC/CalQL ``.npy`` demonstration file: an object array of episode dicts with
+    ``observations`` and ``next_observations`` (arrays, or lists of dicts holding the array under
+    ``observation`` or ``state_observation``), ``actions``, ``rewards`` (T, or T+1 of which the
+    first T are kept, as CalQL does) and ``terminals``.
+
+    ``np.load(allow_pickle=True)`` would unpickle without restriction; the pickled payload after
+    the ``.npy`` header is read with ``RestrictedUnpickler`` instead.
+    """
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(file)
+        if dtype != np.dtype(object):
+            raise SmacError(f"{path}: a .npy file of {dtype} with shape {shape}; a demonstration "
+                            f"file is an object array of episode dicts")
+        episodes = restricted_load(file, path)
+    return _dataset_from_episode_dicts(episodes, path)
+
+
+def _dataset_from_episode_dicts(episodes: Any, path: Path) -> TransitionDataset:
+    if isinstance(episodes, np.ndarray):
+        episodes = episodes.reshape(-1).tolist()
+    if not isinstance(episodes, list | tuple) or not all(isinstance(e, Mapping) for e in episodes):
+        raise SmacError(f"{path}: expected a list of per-episode dicts; got "
+                        f"{type(episodes).__name__}")
+    normalised = []
+    for index, episode in enumerate(episodes):
+        where = f"{path}: episode {index}"
+        missing = [k for k in ("observations", "actions", "rewards") if k not in episode]
+        if missing:
+            raise SmacError(f"{where} lacks {missing} (it has {sorted(episode)})")
+        actions = _float_array(episode["actions"], f"{where} 'actions'")
+        num_actions = len(actions)
+        rewards = _float_array(episode["rewards"], f"{where} 'rewards'").reshape(-1)
+        if len(rewards) == num_actions + 1:
+            rewards = rewards[:num_actions]
+        terminals = np.asarray(episode.get("terminals", np.zeros(num_actions)),
+                               dtype=bool).reshape(-1)
+        observations = _observation_array(episode["observations"], f"{where} 'observations'")
+        if "next_observations" in episode:
+            next_observations = _observation_array(episode["next_observations"],
+                                                   f"{where} 'next_observations'")
+            lengths = {"observations": len(observations), "actions": num_actions,
+                       "next_observations": len(next_observations)}
+        else:
+            next_observations = None
+            lengths = {"observations": len(observations), "actions": num_actions}
+        lengths.update(rewards=len(rewards), terminals=len(terminals))
+        if set(lengths.values()) != {num_actions} or num_actions == 0:
+            raise SmacError(f"{where}: arrays of inconsistent lengths: "
+                            + ", ".join(f"{k}={v}" for k, v in lengths.items()))
+        for key, value in (("observations", observations), ("actions", actions),
+                           ("rewards", rewards), ("next_observations", next_observations)):
+            if value is not None:
+                _check_finite(value, f"{where} '{key}'", "step")
+        if next_observations is not None:
+            observations = _with_next_observations(observations, next_observations, where)
+        normalised.append({"observations": observations, "actions": actions,
+                           "rewards": rewards, "terminals": terminals})
+    return _dataset_from_episodes(normalised, path,
+                                  source_steps=sum(len(e["actions"]) for e in normalised))
+
+
+def _observation_array(value: Any, where: str) -> np.ndarray:
+    """(T, obs_dim) float64 from an array or from a list of dicts holding the observation."""
+    if isinstance(value, list | tuple | np.ndarray) and len(value) > 0 and isinstance(
+            value[0], Mapping):
+        key = next((k for k in OBSERVATION_DICT_KEYS if k in value[0]), None)
+        if key is None:
+            raise SmacError(f"{where}: observation dicts need one of {OBSERVATION_DICT_KEYS}; "
+                            f"got keys {sorted(value[0])}")
+        value = [step[key] for step in value]
+    array = _float_array(value, where)
+    if array.ndim != 2:
+        raise SmacError(f"{where}: expected shape (T, obs_dim); got {array.shape}")
+    return array
+
+
+def _float_array(value: Any, where: str) -> np.ndarray:
+    """``value`` as a float64 array; ragged or non-numeric content -> ``SmacError``."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise SmacError(f"{where}: not a numeric array ({exc})") from None
+
+
+# ---------------------------------------------------------------------------------- shared
+def _with_next_observations(observations: np.ndarray, next_observations: np.ndarray,
+                            where: str) -> np.ndarray:
+    """(T+1, obs_dim): ``observations`` plus the last next observation, after checking that
+    every other next observation is the following observation (one sequence per episode)."""
+    mismatch = np.flatnonzero(np.any(next_observations[:-1] != observations[1:], axis=-1))
+    if len(mismatch):
+        raise SmacError(f"{where}: next observation of step {int(mismatch[0])} differs from the "
+                        f"observation of step {int(mismatch[0]) + 1} in the same episode")
+    return np.concatenate([observations, next_observations[-1:]])
+
+
+def _check_finite(values: np.ndarray, what: str, unit: str) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows = np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))
+        raise SmacError(f"{what} has {int(bad.sum())} NaN/Inf values, in {len(rows)} {unit}s "
+                        f"(first: {unit} {int(rows[0])})")
+
+
+def _dataset_from_episodes(episodes: list[dict[str, np.ndarray]], path: Path,
+                           source_steps: int) -> TransitionDataset:
+    """Episodes with ``observations`` of T+1 rows (complete) or T rows (the observation after the
+    last action is unknown; handled as in the module docstring) -> ``TransitionDataset``."""
+    complete = []
+    for episode in episodes:
+        observations, terminals = episode["observations"], episode["terminals"]
+        num_actions = len(episode["actions"])
+        if len(observations) == num_actions + 1:
+            complete.append({**episode, "truncations": ~terminals & _last(num_actions)})
+        elif terminals[-1]:
+            complete.append({**episode, "observations": np.concatenate(
+                [observations, observations[-1:]]), "truncations": np.zeros(num_actions, bool)})
+        elif num_actions > 1:
+            complete.append({"observations": observations,
+                             "actions": episode["actions"][:-1],
+                             "rewards": episode["rewards"][:-1],
+                             "terminals": terminals[:-1],
+                             "truncations": ~terminals[:-1] & _last(num_actions - 1)})
+    if not complete:
+        raise SmacError(f"{path}: no episode with at least one complete transition")
+    try:
+        dataset = TransitionDataset.from_episodes(complete)
+    except SmacError as exc:
+        raise SmacError(f"{path}: {exc}") from None
+    dataset.metadata["source_steps"] = source_steps
+    dataset.metadata["dropped_transitions"] = source_steps - dataset.size
+    return dataset
+
+
+def _last(length: int) -> np.ndarray:
+    """(length,) bool, True at the last position."""
+    flags = np.zeros(length, dtype=bool)
+    flags[-1] = True
+    return flags
