@@ -9,14 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import farama_notifications
 import gymnasium as gym
-import gymnasium_robotics
 import mujoco
 import numpy as np
-from gymnasium_robotics.utils import mujoco_utils
 
-from smac_core.data.rewards import BinaryReward
-from smac_core.errors import SmacError
+# gymnasium-robotics prints, on every import, a notice that the *dense* Adroit rewards changed in
+# 1.2.1. The binary tasks here use only the env's success test, so the notice is dropped.
+farama_notifications.notifications.pop("gymnasium_robotics", None)
+import gymnasium_robotics  # noqa: E402
+from gymnasium_robotics.utils import mujoco_utils  # noqa: E402
+
+from smac_core.data.rewards import BinaryReward  # noqa: E402
+from smac_core.errors import SmacError  # noqa: E402
 
 gym.register_envs(gymnasium_robotics)
 
