@@ -1,4 +1,4 @@
-"""The agent interface every algorithm implements, and the algorithm registry.
+"""The agent interface every algorithm implements, and helpers the algorithms share.
 
 An agent owns its networks (``self.networks``: name -> ``nn.Module``, saved to safetensors as
 "<name>.<param>") and optimizers (``self.optimizers``), acts on *normalised* observations with
@@ -10,13 +10,21 @@ every algorithm, which is what makes the offline -> online handoff and ``landsca
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
-from smac_core.data.buffers import Batch
+from smac_core import optim
+from smac_core.data.buffers import BUFFER_FIELDS, Batch, ReplayBuffer
+from smac_core.data.dataset import TransitionDataset
 from smac_core.errors import SmacError
+
+if TYPE_CHECKING:
+    from smac_core.tasks import Task
+
+TARGET_REDUCTIONS = ("min", "mean_minus_std")
 
 
 @dataclass
@@ -27,6 +35,7 @@ class AgentConfig:
     critic_hidden: tuple[int, ...] = (256, 256)
     gamma: float = 0.99
     batch_size: int = 256
+    optimizer: str = "adam"  # "adam" | "muon": the kind given to smac_core.optim.make_optimizer
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AgentConfig:
@@ -47,6 +56,7 @@ class Agent:
 
     name: ClassVar[str]
     config_class: ClassVar[type[AgentConfig]] = AgentConfig
+    phases: ClassVar[frozenset[str]]
 
     def __init__(self, obs_dim: int, act_dim: int, config: AgentConfig,
                  device: str | torch.device = "cpu") -> None:
@@ -58,13 +68,28 @@ class Agent:
 
     # ------------------------------------------------------------------ to implement
     def update(self, batch: Batch) -> dict[str, float]:
-        """One gradient step (or UTD steps) on ``batch``; returns scalar metrics for the log."""
+        """One gradient step (or UTD steps) on ``batch`` (``update_batch_size`` transitions),
+        counted in ``self.updates``; returns scalar metrics for the log."""
         raise NotImplementedError(f"{type(self).__name__} must implement update()")
+
+    def prepare_offline(self, dataset: TransitionDataset, buffer: ReplayBuffer,
+                        workdir: Path) -> None:
+        """Work done once before offline updates start (SMAC trains its score model here)."""
 
     # ------------------------------------------------------------------ shared
     @property
     def actor(self) -> nn.Module:
         return self.networks["actor"]
+
+    @property
+    def update_batch_size(self) -> int:
+        """How many transitions the trainer samples for one ``update`` call."""
+        return self.config.batch_size
+
+    def make_optimizer(self, modules: list[nn.Module], lr: float) -> torch.optim.Optimizer:
+        """One optimizer of kind ``config.optimizer`` ("adam" or "muon", see ``smac_core.optim``)
+        over the trainable parameters of ``modules``; ``lr`` is Adam's."""
+        return optim.make_optimizer(modules, lr, self.config.optimizer)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
@@ -97,9 +122,98 @@ class Agent:
             except RuntimeError as exc:
                 raise SmacError(f"cannot load network '{name}' of {self.name}: {exc}") from exc
 
+    def load_pretrained(self, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+        """Start from another agent's checkpoint (the offline -> online handoff).
+
+        Network by network, by name:
+
+        - ``actor`` (and ``actor_target``): ``trunk.*`` and ``mu.*`` always, the deterministic
+          part ``tanh(mu(trunk(s)))`` every actor shares, so a SAC actor hands over to TD3's
+          deterministic actor through its mean; ``log_std.*`` when both actors have it (a
+          deterministic actor handed to SAC keeps the fresh ``log_std`` head).
+        - every other network the checkpoint has (``critic``, ``critic_target``, ``temperature``,
+          ...) is copied whole: its parameter names and shapes must match (e.g. the critic
+          ensemble sizes), else ``SmacError`` naming the first differing parameter.
+        - a ``<name>_target`` the checkpoint lacks is re-synced from the loaded ``<name>``.
+        - networks the checkpoint lacks otherwise (e.g. ``temperature`` after IQL) keep their
+          fresh initialisation; networks only the checkpoint has (IQL's value) are not used.
+        """
+        from smac_core.checkpoint import sub_state_dict
+
+        source_algo = metadata.get("algorithm", "checkpoint")
+        if not sub_state_dict(tensors, "actor"):
+            raise SmacError(f"the {source_algo} checkpoint has no 'actor' network to start from")
+        loaded = set()
+        for name, module in self.networks.items():
+            source = sub_state_dict(tensors, name)
+            if not source:
+                continue
+            own = module.state_dict()
+            optional = {k for k in own if k.startswith("log_std.")} \
+                if name in ("actor", "actor_target") else set()
+            missing = sorted(set(own) - set(source) - optional)
+            if missing:
+                raise SmacError(f"cannot start {self.name} from the {source_algo} checkpoint: "
+                                f"it lacks parameter '{name}.{missing[0]}'")
+            shared = [key for key in own if key in source]
+            for key in shared:
+                if source[key].shape != own[key].shape:
+                    raise SmacError(
+                        f"cannot start {self.name} from the {source_algo} checkpoint: parameter "
+                        f"'{name}.{key}' has shape {tuple(source[key].shape)} there and "
+                        f"{tuple(own[key].shape)} here (different network sizes or ensemble "
+                        "size; set them to match)")
+            module.load_state_dict({k: source[k] for k in shared}, strict=False)
+            loaded.add(name)
+        for name, module in self.networks.items():
+            online_name = name.removesuffix("_target")
+            if name != online_name and name not in loaded and online_name in loaded:
+                module.load_state_dict(self.networks[online_name].state_dict(), strict=False)
+
 
 @torch.no_grad()
 def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """theta_target <- (1 - tau) theta_target + tau theta_source."""
     for t, s in zip(target.parameters(), source.parameters(), strict=True):
         t.lerp_(s, tau)
+
+
+def reduce_ensemble(q: torch.Tensor, reduction: str, std_weight: float = 1.0) -> torch.Tensor:
+    """Pessimistic value of an ensemble's estimates: (N, B) -> (B,).
+
+    ``"min"``: min_i Q_i (clipped double Q, TD3/SAC); ``"mean_minus_std"``: mean_i Q_i -
+    std_weight * std_i Q_i (unbiased std; for N = 2 and std_weight = 1/sqrt(2) this is the min).
+    """
+    if reduction == "min":
+        return q.min(dim=0).values
+    return q.mean(dim=0) - std_weight * q.std(dim=0)
+
+
+def split_batch(batch: Batch, parts: int) -> list[Batch]:
+    """``parts`` consecutive minibatches of (nearly) equal size."""
+    columns = {k: torch.tensor_split(getattr(batch, k), parts) for k in BUFFER_FIELDS}
+    return [Batch(**{k: columns[k][i] for k in BUFFER_FIELDS}) for i in range(parts)]
+
+
+def scalar_metrics(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalar tensors -> floats with a single device synchronisation."""
+    values = torch.stack([v.detach().float() for v in metrics.values()]).tolist()
+    return dict(zip(metrics, values, strict=True))
+
+
+def check_config(condition: bool, config: AgentConfig, message: str) -> None:
+    """Raise a ``SmacError`` naming the config class when ``condition`` is false."""
+    if not condition:
+        raise SmacError(f"{type(config).__name__}: {message}")
+
+
+def dataset_task(dataset: TransitionDataset) -> Task | None:
+    """The registered task a dataset belongs to (by dataset id, else by env id), or None.
+
+    Offline algorithms read per-task-family defaults (reward scale, conservatism) from it.
+    """
+    from smac_core.tasks import TASKS
+
+    by_id = [t for t in TASKS.values() if dataset.dataset_id and t.dataset_id == dataset.dataset_id]
+    by_env = [t for t in TASKS.values() if dataset.env_id and t.env_id == dataset.env_id]
+    return (by_id or by_env or [None])[0]

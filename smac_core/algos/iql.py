@@ -1,0 +1,152 @@
+"""IQL: Implicit Q-Learning (Kostrikov, Nair & Levine, 2021, arXiv 2110.06169).
+
+IQL never queries the critic at actions outside the dataset. V(s) is fitted as an upper
+expectile of Q(s, a) over the dataset's actions, Q by TD to V(s'), and the actor by
+advantage-weighted regression onto the dataset's actions.
+
+Defaults follow the paper and CORL's ``algorithms/offline/iql.py`` with its configs
+(``configs/offline/iql/hopper/medium_replay_v2.yaml``, ``.../door/human_v1.yaml``): learning
+rates 3e-4, polyak 5e-3, beta 3.0, exp-weights clipped at 100, expectile 0.7 on MuJoCo and 0.8 on
+Adroit and Kitchen; MuJoCo rewards rescaled by 1000 / (max - min episode return of the dataset)
+(CORL's ``normalize_reward``), Adroit and Kitchen rewards unchanged. The family is that of the
+dataset's task (``prepare_offline``); datasets of envs outside the task registry get the MuJoCo
+values. CORL's actor dropout (0.1 on
+Adroit) is not used: the actor is the shared ``TanhGaussianActor``, so the IQL policy lives in the
+same parameter space as every other method's.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from smac_core.algos.base import (
+    Agent,
+    AgentConfig,
+    check_config,
+    dataset_task,
+    polyak_update,
+    scalar_metrics,
+)
+from smac_core.data.buffers import Batch, ReplayBuffer
+from smac_core.data.dataset import TransitionDataset
+from smac_core.nets import CriticEnsemble, TanhGaussianActor, ValueNetwork
+
+EXPECTILE_BY_FAMILY = {"mujoco": 0.7, "adroit": 0.8, "kitchen": 0.8}
+
+
+@dataclass
+class IQLConfig(AgentConfig):
+    """IQL hyperparameters. ``expectile`` None: the task family's value, set by
+    ``prepare_offline`` (0.7 until then)."""
+
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    value_lr: float = 3e-4
+    tau: float = 5e-3                 # polyak rate of the target critic
+    expectile: float | None = None    # tau of the expectile loss, in (0, 1)
+    beta: float = 3.0                 # inverse temperature of the advantage weights
+    max_weight: float = 100.0         # clip of exp(beta * A)
+    num_critics: int = 2
+    actor_lr_cosine_steps: int = 0    # > 0: actor lr decays to 0 on a cosine over this many updates
+
+    def __post_init__(self) -> None:
+        check_config(self.expectile is None or 0.0 < self.expectile < 1.0, self,
+                     f"expectile must be in (0, 1); got {self.expectile}")
+        check_config(self.beta >= 0.0, self, f"beta must be >= 0; got {self.beta}")
+        check_config(self.max_weight > 0.0, self,
+                     f"max_weight must be positive; got {self.max_weight}")
+        check_config(self.num_critics >= 1, self,
+                     f"num_critics must be >= 1; got {self.num_critics}")
+        check_config(0.0 < self.tau <= 1.0, self, f"tau must be in (0, 1]; got {self.tau}")
+        check_config(self.actor_lr_cosine_steps >= 0, self,
+                     f"actor_lr_cosine_steps must be >= 0; got {self.actor_lr_cosine_steps}")
+
+
+class IQL(Agent):
+    """Networks: ``actor`` (TanhGaussianActor), ``critic`` / ``critic_target`` (CriticEnsemble),
+    ``value`` (ValueNetwork)."""
+
+    name = "iql"
+    config_class = IQLConfig
+    phases = frozenset({"offline"})
+    config: IQLConfig
+
+    def __init__(self, obs_dim: int, act_dim: int, config: IQLConfig,
+                 device: str | torch.device = "cpu") -> None:
+        super().__init__(obs_dim, act_dim, config, device)
+        actor = TanhGaussianActor(obs_dim, act_dim, config.actor_hidden)
+        critic = CriticEnsemble(obs_dim, act_dim, config.critic_hidden, config.num_critics)
+        value = ValueNetwork(obs_dim, config.critic_hidden)
+        self.networks = {"actor": actor, "critic": critic, "critic_target": copy.deepcopy(critic),
+                         "value": value}
+        for net in self.networks.values():
+            net.to(self.device)
+        self.networks["critic_target"].requires_grad_(False)
+        self.optimizers = {"actor": self.make_optimizer([actor], config.actor_lr),
+                           "critic": self.make_optimizer([critic], config.critic_lr),
+                           "value": self.make_optimizer([value], config.value_lr)}
+        self.expectile = config.expectile if config.expectile is not None else 0.7
+        self.reward_scale = 1.0
+
+    def prepare_offline(self, dataset: TransitionDataset, buffer: ReplayBuffer,
+                        workdir: Path) -> None:
+        """Resolve the task family's expectile and reward scale (see the module docstring)."""
+        task = dataset_task(dataset)
+        family = task.family if task is not None else "mujoco"
+        if self.config.expectile is None:
+            self.expectile = EXPECTILE_BY_FAMILY[family]
+        if family == "mujoco":
+            returns = dataset.episode_returns()
+            spread = float(returns.max() - returns.min())
+            self.reward_scale = 1000.0 / spread if spread > 0 else 1.0
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        cfg = self.config
+        actor, critic, target, value = (self.networks[k] for k in
+                                        ("actor", "critic", "critic_target", "value"))
+        obs, actions, next_obs = batch.observations, batch.actions, batch.next_observations
+        rewards = self.reward_scale * batch.rewards
+
+        # Value: L_V = E[ |tau - 1(u < 0)| u^2 ],  u = min_i Q_target_i(s, a) - V(s)
+        with torch.no_grad():
+            q_data = target(obs, actions).min(0).values                         # (B,)
+        v = value(obs)
+        u = q_data - v
+        value_loss = (torch.abs(self.expectile - (u < 0).float()) * u.pow(2)).mean()
+        self.optimizers["value"].zero_grad()
+        value_loss.backward()
+        self.optimizers["value"].step()
+
+        # Critic: L_Q = sum_i E[ (Q_i(s, a) - (r + gamma (1 - d) V(s')))^2 ]
+        with torch.no_grad():
+            td_target = rewards + cfg.gamma * (1.0 - batch.dones) * value(next_obs)
+        q = critic(obs, actions)                                                # (N, B)
+        critic_loss = F.mse_loss(q, td_target.expand_as(q), reduction="none").mean(1).sum()
+        self.optimizers["critic"].zero_grad()
+        critic_loss.backward()
+        self.optimizers["critic"].step()
+        polyak_update(target, critic, cfg.tau)
+
+        # Actor (AWR): L_pi = -E[ min(exp(beta * (Q_target(s, a) - V(s))), max_weight)
+        #                          * log pi(a|s) ], V(s) before this step's value update
+        weights = torch.exp(cfg.beta * u.detach()).clamp(max=cfg.max_weight)
+        actor_loss = -(weights * actor.log_prob(obs, actions)).mean()
+        if cfg.actor_lr_cosine_steps > 0:
+            progress = min(self.updates / cfg.actor_lr_cosine_steps, 1.0)
+            for group in self.optimizers["actor"].param_groups:
+                group.setdefault("initial_lr", group["lr"])
+                group["lr"] = group["initial_lr"] * 0.5 * (1.0 + math.cos(math.pi * progress))
+        self.optimizers["actor"].zero_grad()
+        actor_loss.backward()
+        self.optimizers["actor"].step()
+
+        self.updates += 1
+        return scalar_metrics({"value_loss": value_loss, "critic_loss": critic_loss,
+                               "actor_loss": actor_loss, "q_data": q_data.mean(), "v": v.mean(),
+                               "adv_weight": weights.mean()})

@@ -1,0 +1,175 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications").
+
+Maximum-entropy actor-critic: an ensemble of Q-functions trained on the soft Bellman residual,
+a tanh-Gaussian actor trained to maximise Q plus entropy, and an automatically tuned
+temperature alpha that keeps the policy entropy near a target (-act_dim). Defaults follow the
+paper and CleanRL's ``sac_continuous_action.py``. Ensembles and the mean-minus-std target follow
+REDQ/SAC-N; ``utd`` critic updates per call (actor once) as in RLPD.
+
+The critic's loss is its own method, ``td_loss``, so that algorithms built on SAC (CalQL, SMAC)
+add their regularisers to it without copying the update.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from smac_core.algos.base import (
+    TARGET_REDUCTIONS,
+    Agent,
+    AgentConfig,
+    check_config,
+    polyak_update,
+    reduce_ensemble,
+    scalar_metrics,
+    split_batch,
+)
+from smac_core.data.buffers import Batch
+from smac_core.nets import CriticEnsemble, TanhGaussianActor
+
+
+@dataclass
+class SACConfig(AgentConfig):
+    """SAC hyperparameters (paper Table 1: learning rates 3e-4, tau 5e-3, gamma 0.99).
+
+    ``target_entropy`` None means -act_dim. ``target_reduction`` is how the ensemble's values
+    are combined, in the TD target and in the actor's objective: "min" (clipped double Q) or
+    "mean_minus_std" (mean - ``target_std_weight`` * std). ``utd``: critic updates per
+    ``update`` call, each on its own ``batch_size`` slice of the batch (the trainer samples
+    ``utd * batch_size``); the actor and alpha take one step on the whole batch.
+    """
+
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    alpha_lr: float = 3e-4
+    tau: float = 5e-3
+    initial_alpha: float = 1.0
+    target_entropy: float | None = None
+    num_critics: int = 2
+    target_reduction: str = "min"
+    target_std_weight: float = 1.0
+    utd: int = 1
+
+    def __post_init__(self) -> None:
+        check_config(self.num_critics >= 1, self,
+                     f"num_critics must be >= 1; got {self.num_critics}")
+        check_config(self.target_reduction in TARGET_REDUCTIONS, self,
+                     f"target_reduction must be one of {list(TARGET_REDUCTIONS)}; "
+                     f"got '{self.target_reduction}'")
+        check_config(self.target_reduction == "min" or self.num_critics >= 2, self,
+                     "target_reduction 'mean_minus_std' needs num_critics >= 2")
+        check_config(self.utd >= 1, self, f"utd must be >= 1; got {self.utd}")
+        check_config(0.0 < self.tau <= 1.0, self, f"tau must be in (0, 1]; got {self.tau}")
+        check_config(self.initial_alpha > 0.0, self,
+                     f"initial_alpha must be positive; got {self.initial_alpha}")
+
+
+class Temperature(nn.Module):
+    """The entropy temperature alpha = exp(log_alpha), a module so it is checkpointed."""
+
+    def __init__(self, initial_alpha: float) -> None:
+        super().__init__()
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(initial_alpha)))
+
+    def forward(self) -> torch.Tensor:
+        return self.log_alpha.exp()
+
+
+class SAC(Agent):
+    """SAC with a critic ensemble, target networks and automatic temperature."""
+
+    name = "sac"
+    config_class = SACConfig
+    phases = frozenset({"online"})
+    config: SACConfig
+
+    def __init__(self, obs_dim: int, act_dim: int, config: SACConfig,
+                 device: str | torch.device = "cpu") -> None:
+        super().__init__(obs_dim, act_dim, config, device)
+        critic = CriticEnsemble(obs_dim, act_dim, config.critic_hidden, config.num_critics)
+        self.networks = {
+            "actor": TanhGaussianActor(obs_dim, act_dim, config.actor_hidden),
+            "critic": critic,
+            "critic_target": copy.deepcopy(critic).requires_grad_(False),
+            "temperature": Temperature(config.initial_alpha),
+        }
+        for module in self.networks.values():
+            module.to(self.device)
+        self.optimizers = {
+            "actor": self.make_optimizer([self.actor], config.actor_lr),
+            "critic": self.make_optimizer([self.critic], config.critic_lr),
+            "temperature": self.make_optimizer([self.temperature], config.alpha_lr),
+        }
+        self.target_entropy = (config.target_entropy if config.target_entropy is not None
+                               else -float(act_dim))
+
+    @property
+    def critic(self) -> CriticEnsemble:
+        return self.networks["critic"]
+
+    @property
+    def critic_target(self) -> CriticEnsemble:
+        return self.networks["critic_target"]
+
+    @property
+    def temperature(self) -> Temperature:
+        return self.networks["temperature"]
+
+    @property
+    def update_batch_size(self) -> int:
+        return self.config.batch_size * self.config.utd
+
+    def td_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Soft Bellman residual J_Q (paper eq. 5), summed over the ensemble members."""
+        cfg = self.config
+        with torch.no_grad():
+            alpha = self.temperature()
+            # a' ~ pi(.|s')
+            next_actions, next_log_prob = self.actor(batch.next_observations)
+            # V(s') = reduce_i Q_target_i(s', a') - alpha log pi(a'|s')        (eq. 3)
+            next_q = reduce_ensemble(self.critic_target(batch.next_observations, next_actions),
+                                     cfg.target_reduction, cfg.target_std_weight)
+            next_v = next_q - alpha * next_log_prob
+            # y = r + gamma (1 - d) V(s')
+            target = batch.rewards + cfg.gamma * (1.0 - batch.dones) * next_v
+        # J_Q = sum_i E[(Q_i(s, a) - y)^2]   (no 1/2, as CleanRL/CORL)
+        q = self.critic(batch.observations, batch.actions)  # (N, B)
+        loss = ((q - target) ** 2).mean(dim=1).sum()
+        return loss, {"critic_loss": loss, "q_mean": q.mean(), "target_mean": target.mean()}
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """``utd`` critic steps (one per slice of ``batch``), then one actor and alpha step on
+        the whole batch."""
+        cfg = self.config
+        self.updates += 1
+        for critic_batch in split_batch(batch, cfg.utd):
+            critic_loss, metrics = self.td_loss(critic_batch)
+            self.optimizers["critic"].zero_grad(set_to_none=True)
+            critic_loss.backward()
+            self.optimizers["critic"].step()
+            # theta_target <- tau theta + (1 - tau) theta_target
+            polyak_update(self.critic_target, self.critic, cfg.tau)
+
+        # J_pi = E_s E_{a~pi}[alpha log pi(a|s) - reduce_i Q_i(s, a)]   (eq. 7, reparameterised)
+        alpha = self.temperature().detach()
+        actions, log_prob = self.actor(batch.observations)
+        q_pi = reduce_ensemble(self.critic(batch.observations, actions),
+                               cfg.target_reduction, cfg.target_std_weight)
+        actor_loss = (alpha * log_prob - q_pi).mean()
+        self.optimizers["actor"].zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.optimizers["actor"].step()
+
+        # J(alpha) = E_{a~pi}[-alpha (log pi(a|s) + H_target)]   (eq. 18)
+        alpha_loss = -(self.temperature() * (log_prob.detach() + self.target_entropy)).mean()
+        self.optimizers["temperature"].zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.optimizers["temperature"].step()
+
+        return scalar_metrics({**metrics, "actor_loss": actor_loss, "alpha_loss": alpha_loss,
+                               "alpha": alpha, "entropy": -log_prob.mean()})

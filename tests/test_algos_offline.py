@@ -1,0 +1,321 @@
+"""Offline algorithms: CalQL/CQL's conservative term and floor, IQL, SMAC's score-matching
+critic regulariser (double backward against finite differences, alignment on a toy problem)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from smac_core.algos import make_agent
+from smac_core.algos.calql import conservative_gap
+from smac_core.algos.smac import ScoreScale, score_matching_loss
+from smac_core.data.buffers import Batch, ReplayBuffer
+from smac_core.data.dataset import TransitionDataset
+from smac_core.errors import SmacError
+from smac_core.nets import CriticEnsemble
+
+TINY = {"actor_hidden": [16, 16], "critic_hidden": [16, 16], "batch_size": 8,
+        "optimizer": "adam"}
+
+
+def random_batch(n: int, obs_dim: int, act_dim: int, returns_to_go: torch.Tensor | None = None
+                 ) -> Batch:
+    return Batch(torch.randn(n, obs_dim), torch.rand(n, act_dim) * 2 - 1, torch.randn(n),
+                 torch.randn(n, obs_dim), torch.zeros(n),
+                 torch.randn(n) if returns_to_go is None else returns_to_go)
+
+
+# ------------------------------------------------------------------------------- CQL / CalQL
+def test_conservative_gap_matches_hand_computation():
+    # one critic, two states, two samples per proposal, act_dim 3
+    q_data = torch.tensor([[0.5, -1.0]])
+    q_random = torch.tensor([[[0.1, 0.2], [0.3, -0.4]]])
+    q_current = torch.tensor([[[1.0, 0.0], [-2.0, 0.5]]])
+    q_next = torch.tensor([[[0.7, -0.3], [0.0, 1.5]]])
+    log_pi_current = torch.tensor([[-1.0, -2.0], [0.5, -0.5]])
+    log_pi_next = torch.tensor([[-0.2, 0.3], [-1.5, 0.0]])
+    gap = conservative_gap(q_data, q_random, q_current, q_next, log_pi_current, log_pi_next,
+                           act_dim=3, floor=None, temperature=1.0)
+    log_uniform = 3 * math.log(0.5)
+    for b in range(2):
+        terms = ([q_random[0, b, j].item() - log_uniform for j in range(2)]
+                 + [q_current[0, b, j].item() - log_pi_current[b, j].item() for j in range(2)]
+                 + [q_next[0, b, j].item() - log_pi_next[b, j].item() for j in range(2)])
+        expected = math.log(sum(math.exp(t) for t in terms)) - q_data[0, b].item()
+        assert gap[0, b].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_calql_floor_lifts_exactly_the_policy_values_below_the_return():
+    q_data = torch.zeros(1, 2)
+    q_random = torch.zeros(1, 2, 2)
+    q_current = torch.tensor([[[1.0, -3.0], [2.0, 4.0]]], requires_grad=True)
+    q_next = torch.tensor([[[-5.0, 0.5], [3.0, 3.5]]], requires_grad=True)
+    log_pi = torch.zeros(2, 2)
+    # state 0: floor 0 lifts q_current[0, 1] (-3) and q_next[0, 0] (-5); state 1: NaN = no floor
+    floor = torch.tensor([0.0, float("nan")])
+    gap = conservative_gap(q_data, q_random, q_current, q_next, log_pi, log_pi, act_dim=2,
+                           floor=floor)
+    log_uniform = 2 * math.log(0.5)
+    lifted = [-log_uniform] * 2 + [1.0, 0.0] + [0.0, 0.5]  # floored values replace -3 and -5
+    assert gap[0, 0].item() == pytest.approx(math.log(sum(math.exp(t) for t in lifted)), rel=1e-6)
+    unfloored = conservative_gap(q_data, q_random, q_current, q_next, log_pi, log_pi, act_dim=2,
+                                 floor=None)
+    assert gap[0, 1].item() == pytest.approx(unfloored[0, 1].item(), rel=1e-7)
+    # a lifted value no longer moves the loss: zero gradient exactly where floored
+    gap.sum().backward()
+    assert (q_current.grad == 0).tolist() == [[[False, True], [False, False]]]
+    assert (q_next.grad == 0).tolist() == [[[True, False], [False, False]]]
+
+
+def test_calql_agent_floors_where_returns_exceed_q_and_equals_cql_where_none_do():
+    batch = random_batch(8, 3, 2)
+    # returns far below any Q of fresh networks: no floor is active, CalQL's loss == CQL's
+    batch.returns_to_go = torch.full((8,), -1e3)
+    losses = {}
+    for name in ("calql", "cql"):
+        torch.manual_seed(1)
+        agent = make_agent(name, 3, 2, TINY)
+        torch.manual_seed(2)
+        losses[name] = agent.td_loss(batch)
+    assert losses["calql"][0].item() == losses["cql"][0].item()
+    assert losses["calql"][1]["below_return_rate"].item() == 0.0
+    # returns far above any Q on half the states: exactly those states' policy values are lifted
+    batch.returns_to_go = torch.tensor([1e3, -1e3] * 4)
+    torch.manual_seed(1)
+    agent = make_agent("calql", 3, 2, TINY)
+    torch.manual_seed(2)
+    metrics = agent.td_loss(batch)[1]
+    assert metrics["below_return_rate"].item() == 0.5
+    # the lifted states' log-sum-exp is ~1e3 (the floor dominates), so the gap averages ~500
+    assert metrics["cql_gap"].item() == pytest.approx(500.0, rel=0.05)
+
+
+def door_like_dataset() -> TransitionDataset:
+    """Two episodes of binary rewards: one ends in success, one in failure."""
+    rewards = [[-1.0, -1.0, 0.0], [-1.0, 0.0, -1.0]]
+    episodes = [{"observations": np.zeros((4, 3)), "actions": np.zeros((3, 2)),
+                 "rewards": np.array(r), "terminals": np.zeros(3),
+                 "truncations": np.array([0, 0, 1])} for r in rewards]
+    return TransitionDataset.from_episodes(episodes, env_id="AdroitHandDoor-v1",
+                                           dataset_id="local/door/human-binary-v0")
+
+
+def test_calql_prepare_offline_uses_adroit_defaults_and_the_sparse_return_rule(tmp_path):
+    dataset = door_like_dataset()
+    buffer = ReplayBuffer.from_dataset(dataset, "cpu", gamma=0.9)
+    agent = make_agent("calql", 3, 2, {**TINY, "gamma": 0.9})
+    agent.prepare_offline(dataset, buffer, tmp_path)
+    assert (agent.cql_alpha, agent.reward_scale, agent.reward_bias) == (1.0, 10.0, 5.0)
+    # scaled rewards: -1 -> -5, 0 -> +5. Success episode: plain discounted sums; the episode
+    # whose last reward is a failure: every return is -5 / (1 - 0.9) = -50 (CORL's rule)
+    g = 0.9
+    expected = [-5 + g * (-5 + g * 5), -5 + g * 5, 5.0, -50.0, -50.0, -50.0]
+    np.testing.assert_allclose(buffer.storage["returns_to_go"].numpy(), expected, rtol=1e-6)
+
+
+def test_iql_prepare_offline_sets_family_expectile_and_mujoco_reward_scale(tmp_path):
+    agent = make_agent("iql", 3, 2, TINY)
+    agent.prepare_offline(door_like_dataset(), None, tmp_path)
+    assert (agent.expectile, agent.reward_scale) == (0.8, 1.0)
+    hopper_like = TransitionDataset.from_episodes(
+        [{"observations": np.zeros((3, 3)), "actions": np.zeros((2, 2)), "rewards": np.array(r),
+          "terminals": np.zeros(2), "truncations": np.array([0, 1])} for r in ([1, 2], [5, 5])],
+        env_id="Hopper-v5")
+    agent = make_agent("iql", 3, 2, TINY)
+    agent.prepare_offline(hopper_like, None, tmp_path)
+    # CORL: rewards * 1000 / (max return - min return) = 1000 / (10 - 3)
+    assert (agent.expectile, agent.reward_scale) == (0.7, pytest.approx(1000 / 7))
+
+
+def test_iql_cosine_actor_schedule_halves_at_midpoint_and_ends_at_zero():
+    agent = make_agent("iql", 3, 2, {**TINY, "actor_lr_cosine_steps": 4})
+    lrs = []
+    for _ in range(5):
+        agent.update(random_batch(8, 3, 2))
+        lrs.append(agent.optimizers["actor"].param_groups[0]["lr"])
+    # lr_t = lr_0 (1 + cos(pi t / T)) / 2 at update t = 0..4, T = 4
+    expected = [3e-4 * 0.5 * (1 + math.cos(math.pi * t / 4)) for t in range(5)]
+    assert lrs == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("name", "option", "message"), [
+    ("iql", {"expectile": 1.5}, "expectile must be in"),
+    ("calql", {"num_sampled_actions": 0}, "num_sampled_actions"),
+    ("cql", {"cql_alpha": -1.0}, "cql_alpha"),
+    ("smac", {"alpha_psi_min": -0.1}, "alpha_psi_min"),
+    ("smac", {"score_model": {"stepz": 3}}, "stepz"),
+])
+def test_offline_configs_reject_bad_values_by_name(name, option, message):
+    with pytest.raises(SmacError, match=message):
+        make_agent(name, 3, 2, option)
+
+
+# ------------------------------------------------------------------------------ every update
+def analytic_score(obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    return -(actions - 0.3 * torch.tanh(obs[:, :2])) / 0.1**2
+
+
+@pytest.mark.parametrize("name", ["calql", "cql", "iql", "smac"])
+@pytest.mark.parametrize("optimizer", ["adam", "muon"])
+def test_offline_update_changes_actor_and_critic_and_moves_targets_by_tau(name, optimizer):
+    agent = make_agent(name, 3, 2, {**TINY, "optimizer": optimizer})
+    if name == "smac":
+        agent.dataset_score = analytic_score
+    before = {k: {p: t.clone() for p, t in net.state_dict().items()}
+              for k, net in agent.networks.items()}
+    metrics = agent.update(random_batch(8, 3, 2))
+    assert all(math.isfinite(v) for v in metrics.values())
+    for key in ("actor", "critic"):
+        after = agent.networks[key].state_dict()
+        assert any(not torch.equal(before[key][p], after[p]) for p in after), key
+    # polyak after the critic step: target <- target + tau (critic - target)
+    tau, critic = agent.config.tau, agent.networks["critic"].state_dict()
+    for p, target in agent.networks["critic_target"].state_dict().items():
+        old = before["critic_target"][p]
+        torch.testing.assert_close(target, old + tau * (critic[p] - old))
+    if name == "smac":
+        assert "score_cosine" in metrics
+
+
+# ---------------------------------------------------------------------------------------- SMAC
+def test_score_matching_gradient_of_a_gradient_matches_finite_differences():
+    torch.manual_seed(0)
+    critic = CriticEnsemble(2, 2, (5,), ensemble_size=2).double()
+    scale_net = ScoreScale(2, 4, minimum=0.01).double()
+    obs, actions = torch.randn(6, 2, dtype=torch.float64), torch.rand(6, 2).double() * 2 - 1
+    score = torch.randn(6, 2, dtype=torch.float64)
+    params = [*critic.parameters(), *scale_net.parameters()]
+
+    def loss() -> torch.Tensor:
+        return score_matching_loss(critic, obs, actions, score, scale_net(obs))[0]
+
+    # the critic's output bias does not move grad_a Q: its gradient is None (FD: 0)
+    analytic = [torch.zeros_like(p) if g is None else g
+                for p, g in zip(params, torch.autograd.grad(loss(), params, allow_unused=True),
+                                strict=True)]
+    eps = 1e-6
+    for param, grad in zip(params, analytic, strict=True):
+        flat, flat_grad = param.data.view(-1), grad.reshape(-1)
+        for i in range(flat.numel()):
+            original = flat[i].item()
+            flat[i] = original + eps
+            up = loss().item()
+            flat[i] = original - eps
+            down = loss().item()
+            flat[i] = original
+            # central differences are exact to O(eps^2) on these piecewise-polynomial functions
+            # (no ReLU kink lies within 1e-6 of a random input here)
+            assert flat_grad[i].item() == pytest.approx((up - down) / (2 * eps),
+                                                        rel=1e-5, abs=1e-8)
+
+
+def test_score_matching_uses_each_members_own_action_gradient():
+    critic = CriticEnsemble(3, 2, (8,), ensemble_size=3)
+    obs, actions = torch.randn(5, 3), torch.rand(5, 2)
+    _, grad_q = score_matching_loss(critic, obs, actions, torch.zeros(5, 2), torch.zeros(5))
+    for i in range(3):
+        a = actions.clone().requires_grad_(True)
+        expected = torch.autograd.grad(critic(obs, a)[i].sum(), a)[0]
+        torch.testing.assert_close(grad_q[i], expected)
+
+
+# Toy problem: states s ~ U([-1, 1]^2), behaviour actions a ~ N(f(s), 0.1^2 I) (clipped, but
+# |f| <= 0.5 keeps them far inside [-1, 1]), so score_D(s, a) = -(a - f(s)) / 0.1^2 exactly. The
+# reward cos(pi s_1) depends on the state only and next states are fresh draws: TD learning fixes
+# how Q depends on s and leaves grad_a Q to the function class, so plain SAC's action-gradients
+# have no reason to follow the score, and SMAC's must, through L_SM alone.
+TOY_SIGMA = 0.1
+
+
+def toy_mean(obs: torch.Tensor) -> torch.Tensor:
+    return torch.stack([0.5 * torch.sin(math.pi * obs[:, 0]),
+                        0.5 * torch.cos(math.pi * obs[:, 1])], dim=-1)
+
+
+def toy_score(obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    return -(actions - toy_mean(obs)) / TOY_SIGMA**2
+
+
+def toy_batch(n: int, generator: torch.Generator) -> Batch:
+    obs = torch.rand(n, 2, generator=generator) * 2 - 1
+    actions = (toy_mean(obs) + TOY_SIGMA * torch.randn(n, 2, generator=generator)).clamp(-1, 1)
+    return Batch(obs, actions, torch.cos(math.pi * obs[:, 0]),
+                 torch.rand(n, 2, generator=generator) * 2 - 1, torch.zeros(n),
+                 torch.full((n,), float("nan")))
+
+
+def toy_alignment(agent, generator: torch.Generator) -> dict[str, float]:
+    """Cosine of grad_a Q (ensemble sum) with the score at dataset states, with behaviour actions
+    and with uniform actions (the two halves of SMAC's sampling distribution, the policy half
+    replaced by the behaviour so both agents are measured at the same points)."""
+    batch = toy_batch(512, generator)
+    uniform = torch.rand(512, 2, generator=generator) * 2 - 1
+    result = {}
+    for where, actions in (("behaviour", batch.actions), ("uniform", uniform)):
+        actions = actions.clone().requires_grad_(True)
+        grad_q = torch.autograd.grad(agent.critic(batch.observations, actions).sum(), actions)[0]
+        score = toy_score(batch.observations, actions.detach())
+        result[where] = F.cosine_similarity(grad_q, score, dim=-1).mean().item()
+        result[f"{where}_grad_norm"] = grad_q.norm(dim=-1).mean().item()
+        result[f"{where}_score_norm"] = score.norm(dim=-1).mean().item()
+    return result
+
+
+@pytest.mark.slow
+def test_smac_aligns_critic_gradients_with_the_score_far_better_than_sac():
+    config = {"actor_hidden": [64, 64], "critic_hidden": [64, 64], "batch_size": 128,
+              "gamma": 0.9, "optimizer": "adam"}
+    alignment = {}
+    for name in ("sac", "smac"):
+        torch.manual_seed(0)
+        agent = make_agent(name, 2, 2, config)
+        if name == "smac":
+            agent.dataset_score = toy_score
+        data = torch.Generator().manual_seed(0)
+        for _ in range(500):
+            agent.update(toy_batch(128, data))
+        alignment[name] = toy_alignment(agent, torch.Generator().manual_seed(1))
+    sac, smac = alignment["sac"], alignment["smac"]
+    # Measured (500 updates, seeds 0-2, Adam; seed 0 with Muon alike): SAC cos -0.09..0.01 at
+    # behaviour actions, -0.51..-0.03 at uniform ones; SMAC 0.17..0.24 and 0.83..0.89. A ReLU
+    # critic's grad_a Q is piecewise constant in a, so it follows the linear score field
+    # coarsely near the data, where the score is small (|score| ~13), and closely over the box,
+    # where it is large (~87) and dominates L_SM. Thresholds sit between the two ranges.
+    assert smac["uniform"] > 0.6 > sac["uniform"]
+    assert smac["behaviour"] > 0.12 > sac["behaviour"]
+    # not the degenerate solution (alpha_psi at its floor 0.01, flat critic): measured alpha_psi
+    # ~0.2 and |grad_a Q| ~ alpha_psi |score| (~15, SAC's ~1)
+    alpha_psi = agent.score_scale(toy_batch(512, torch.Generator()).observations).mean().item()
+    assert alpha_psi > 5 * agent.config.alpha_psi_min
+    assert smac["uniform_grad_norm"] > 0.5 * alpha_psi * smac["uniform_score_norm"]
+
+
+def test_smac_prepare_offline_trains_then_reuses_the_cached_score_model(tmp_path):
+    rng = np.random.default_rng(0)
+    episodes = [{"observations": rng.normal(size=(6, 3)), "actions": rng.uniform(-1, 1, (5, 2)),
+                 "rewards": rng.normal(size=5), "terminals": np.zeros(5),
+                 "truncations": np.array([0, 0, 0, 0, 1])} for _ in range(3)]
+    dataset = TransitionDataset.from_episodes(episodes, env_id="Pendulum-v1")
+    config = {**TINY, "score_model": {"steps": 3, "hidden_dim": 8, "num_blocks": 1,
+                                      "embed_dim": 4, "batch_size": 4}}
+    agent = make_agent("smac", 3, 2, config)
+    agent.prepare_offline(dataset, None, tmp_path)
+    assert (tmp_path / "score_model").is_dir()
+    obs, actions = torch.randn(4, 3), torch.rand(4, 2)
+    trained = agent.dataset_score(obs, actions)
+    again = make_agent("smac", 3, 2, config)
+    again.prepare_offline(dataset, None, tmp_path)
+    torch.testing.assert_close(again.dataset_score(obs, actions), trained, rtol=0, atol=0)
+    other = make_agent("smac", 4, 2, config)
+    with pytest.raises(SmacError, match="obs_dim 3"):
+        other.prepare_offline(dataset, None, tmp_path)
+
+
+def test_smac_update_without_a_score_model_says_what_to_do():
+    agent = make_agent("smac", 3, 2, TINY)
+    with pytest.raises(SmacError, match="prepare_offline"):
+        agent.update(random_batch(8, 3, 2))

@@ -1,0 +1,155 @@
+"""The dataset score model: analytic scores on toy behaviour distributions, reward conditioning,
+save/load, determinism and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from smac_core.diffusion import DatasetScore, DiffusionConfig, alpha_bars, train_score_model
+from smac_core.errors import SmacError
+
+SIGMA_B = 0.1  # behaviour std; |f| <= 0.5, so actions stay 5 sigma_b inside [-1, 1] (no clipping)
+# A small network and budget that fit the one-minute limit on one core (lr 1e-3 and an EMA
+# horizon of 100 steps suit 1500 steps; the defaults are for real datasets).
+TOY = DiffusionConfig(hidden_dim=64, num_blocks=2, dropout=0.0, steps=1500, lr=1e-3,
+                      ema_decay=0.99)
+
+
+def behaviour_mean(s: torch.Tensor) -> torch.Tensor:
+    """f(s): a smooth, non-linear map from 2-D states to 2-D actions in [-0.5, 0.5]^2."""
+    return 0.5 * torch.stack([torch.sin(math.pi * s[:, 0]), torch.cos(math.pi * s[:, 1]) * s[:, 0]],
+                             dim=-1)
+
+
+def states(n: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, 2, generator=gen) * 2 - 1
+
+
+@pytest.mark.slow
+def test_score_at_smallest_noise_level_matches_analytic_gaussian_score():
+    # Behaviour a ~ N(f(s), sigma_b^2 I): the data score is -(a - f(s)) / sigma_b^2. The
+    # trained eps-predictor minimises E||eps_hat - eps||^2, whose minimiser is
+    # eps_hat(x, k) = -sigma_k grad_x log p_k(x) (Tweedie), p_k = law of
+    # sqrt(abar_k) a + sigma_k eps. At k = 1, sigma_1 = 0.042 << sigma_b, p_1 is the data law
+    # barely blurred, so -eps_hat(a, 1) / sigma_1 points along the data score; for Gaussian
+    # data it is exactly -(a - sqrt(abar_1) f) / (abar_1 sigma_b^2 + sigma_1^2).
+    gen = torch.Generator().manual_seed(0)
+    s = states(20_000, gen)
+    a = behaviour_mean(s) + SIGMA_B * torch.randn(20_000, 2, generator=gen)
+    w = torch.rand(20_000, generator=gen)  # a return signal unrelated to the actions
+    score = train_score_model(s, a, w, TOY, "cpu", torch.Generator().manual_seed(1))
+
+    s_test = states(2000, gen)
+    a_test = behaviour_mean(s_test) + SIGMA_B * torch.randn(2000, 2, generator=gen)
+    estimate = score(s_test, a_test)
+    data_score = -(a_test - behaviour_mean(s_test)) / SIGMA_B**2
+    # 0.9 is the task's bar; the mean includes points next to the mode, where the score is
+    # near zero and its direction hardest to get (this setup reaches about 0.97).
+    assert F.cosine_similarity(estimate, data_score, dim=-1).mean() > 0.9
+    # scale: the median ratio to the exact blurred score is about 1.0; a missing 1/sigma_1 would
+    # make it 0.04, dividing by sigma_1^2 24, and the wrong sign fails the cosine above
+    abar_1 = float(alpha_bars(TOY)[1])
+    blurred = -(a_test - math.sqrt(abar_1) * behaviour_mean(s_test)) \
+        / (abar_1 * SIGMA_B**2 + score.sigma_1**2)
+    assert 0.8 < (estimate.norm(dim=-1) / blurred.norm(dim=-1)).median() < 1.25
+
+
+@pytest.mark.slow
+def test_high_return_condition_points_towards_high_return_mode():
+    # Two behaviour modes f(s) +- d, d = 1.5 sigma_b along the first action axis: the "+" mode
+    # has returns w in [0.6, 1], the "-" mode w in [0, 0.4]. At w* (0.9 quantile, ~0.92) the
+    # score must be that of N(f + d, sigma_b^2), at w = 0.1 that of N(f - d, sigma_b^2).
+    gen = torch.Generator().manual_seed(0)
+    n, d = 20_000, torch.tensor([1.5 * SIGMA_B, 0.0])
+    s = states(n, gen)
+    high = torch.rand(n, generator=gen) < 0.5
+    mode = behaviour_mean(s) + torch.where(high[:, None], d, -d)
+    a = mode + SIGMA_B * torch.randn(n, 2, generator=gen)
+    w = torch.where(high, 0.6 + 0.4 * torch.rand(n, generator=gen),
+                    0.4 * torch.rand(n, generator=gen))
+    score = train_score_model(s, a, w, TOY, "cpu", torch.Generator().manual_seed(1))
+    assert score.condition_value == pytest.approx(float(torch.quantile(w, 0.9)))
+
+    # test points halfway between the modes, where the two conditional scores disagree
+    s_test = states(2000, gen)
+    a_test = behaviour_mean(s_test) + SIGMA_B * torch.randn(2000, 2, generator=gen)
+    towards_high = -(a_test - behaviour_mean(s_test) - d) / SIGMA_B**2
+    towards_low = -(a_test - behaviour_mean(s_test) + d) / SIGMA_B**2
+    # the test can fail: the two analytic answers are far apart (mean cosine about -0.3)
+    assert F.cosine_similarity(towards_high, towards_low, dim=-1).mean() < 0.5
+    at_high_w, at_low_w = score(s_test, a_test), score(s_test, a_test, condition=0.1)
+    assert F.cosine_similarity(at_high_w, towards_high, dim=-1).mean() > 0.9
+    assert F.cosine_similarity(at_low_w, towards_low, dim=-1).mean() > 0.9
+    assert (at_high_w @ d).mean() > 0 > (at_low_w @ d).mean()
+
+
+def _tiny_model(seed: int = 1, **overrides) -> DatasetScore:
+    gen = torch.Generator().manual_seed(0)
+    s, a = torch.randn(256, 3, generator=gen), torch.rand(256, 2, generator=gen) * 2 - 1
+    config = DiffusionConfig(hidden_dim=16, num_blocks=1, embed_dim=8, steps=5, batch_size=32,
+                             **overrides)
+    return train_score_model(s, a, torch.rand(256, generator=gen), config, "cpu",
+                             torch.Generator().manual_seed(seed))
+
+
+def test_save_load_round_trip_and_shapes(tmp_path):
+    score = _tiny_model(condition_dropout=0.2, guidance=1.0)
+    gen = torch.Generator().manual_seed(5)
+    obs, actions = torch.randn(4, 7, 3, generator=gen), torch.rand(4, 7, 2, generator=gen)
+    out = score(obs, actions)
+    assert out.shape == (4, 7, 2) and not out.requires_grad
+    torch.testing.assert_close(out, score(obs.reshape(28, 3), actions.reshape(28, 2))
+                               .reshape(4, 7, 2))
+    assert all(not p.requires_grad for p in score.network.parameters())
+
+    score.save(tmp_path / "score")
+    loaded = DatasetScore.load(tmp_path / "score")
+    assert loaded.config == score.config and loaded.condition_value == score.condition_value
+    assert loaded.sigma_1 == score.sigma_1
+    torch.testing.assert_close(loaded(obs, actions), out, rtol=0, atol=0)
+
+    with pytest.raises(SmacError, match="no such checkpoint"):
+        DatasetScore.load(tmp_path / "missing")
+    with pytest.raises(SmacError, match=r"obs \(\.\.\., 3\) and actions \(\.\.\., 2\)"):
+        score(obs[..., :2], actions)
+
+
+def test_training_is_deterministic_given_the_generator():
+    obs, actions = torch.randn(10, 3), torch.rand(10, 2)
+    torch.testing.assert_close(_tiny_model(seed=1)(obs, actions), _tiny_model(seed=1)(obs, actions),
+                               rtol=0, atol=0)
+    assert not torch.equal(_tiny_model(seed=1)(obs, actions), _tiny_model(seed=2)(obs, actions))
+
+
+def test_bad_input_is_rejected():
+    s, a, w = torch.zeros(8, 3), torch.zeros(8, 2), torch.zeros(8)
+    config = DiffusionConfig(steps=1)
+    with pytest.raises(SmacError, match=r"actions must be in \[-1, 1\]"):
+        train_score_model(s, a + 2, w, config, "cpu", None)
+    with pytest.raises(SmacError, match="same non-zero length"):
+        train_score_model(s, a, w[:5], config, "cpu", None)
+    with pytest.raises(SmacError, match="observations contain NaN"):
+        train_score_model(s.clone().fill_(math.nan), a, w, config, "cpu", None)
+    with pytest.raises(SmacError, match="schedule 'linear' is not one of"):
+        train_score_model(s, a, w, DiffusionConfig(schedule="linear"), "cpu", None)
+    with pytest.raises(SmacError, match="condition_dropout > 0"):
+        train_score_model(s, a, w, DiffusionConfig(guidance=1.0), "cpu", None)
+    with pytest.raises(SmacError, match=r"ema_decay must be in \[0, 1\)"):
+        train_score_model(s, a, w, DiffusionConfig(ema_decay=1.0), "cpu", None)
+    with pytest.raises(SmacError, match=r"unknown DiffusionConfig option\(s\) \['T'\]"):
+        DiffusionConfig.from_dict({"T": 5})
+
+
+def test_noise_schedules():
+    for schedule, sigma_1 in (("cosine", 0.042), ("vp", 0.063)):
+        abar = alpha_bars(DiffusionConfig(schedule=schedule, num_noise_levels=50))
+        assert abar.shape == (51,) and abar[0] == 1 and (abar.diff() < 0).all()
+        assert math.sqrt(1 - abar[1]) == pytest.approx(sigma_1, abs=1e-3)
+        assert abar[-1] < 0.01  # the last level is (almost) pure noise
+    # IDQL's setting: 5 levels of the vp schedule, sigma_1 = 0.44
+    assert math.sqrt(1 - alpha_bars(DiffusionConfig(schedule="vp", num_noise_levels=5))[1]) \
+        == pytest.approx(0.443, abs=1e-3)
