@@ -80,7 +80,7 @@ def test_calql_agent_floors_where_returns_exceed_q_and_equals_cql_where_none_do(
         torch.manual_seed(1)
         agent = make_agent(name, 3, 2, TINY)
         torch.manual_seed(2)
-        losses[name] = agent.td_loss(batch)
+        losses[name] = agent.critic_loss(batch)
     assert losses["calql"][0].item() == losses["cql"][0].item()
     assert losses["calql"][1]["below_return_rate"].item() == 0.0
     # returns far above any Q on half the states: exactly those states' policy values are lifted
@@ -88,7 +88,7 @@ def test_calql_agent_floors_where_returns_exceed_q_and_equals_cql_where_none_do(
     torch.manual_seed(1)
     agent = make_agent("calql", 3, 2, TINY)
     torch.manual_seed(2)
-    metrics = agent.td_loss(batch)[1]
+    metrics = agent.critic_loss(batch)[1]
     assert metrics["below_return_rate"].item() == 0.5
     # the lifted states' log-sum-exp is ~1e3 (the floor dominates), so the gap averages ~500
     assert metrics["cql_gap"].item() == pytest.approx(500.0, rel=0.05)

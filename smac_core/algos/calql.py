@@ -166,8 +166,8 @@ class CalQL(SAC):
                     returns[episode] = failure / (1.0 - self.config.gamma)
         return returns
 
-    def td_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """SAC's critic objective hook: here the TD loss plus the conservative term."""
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Its own TD loss (max-backup, no entropy) plus the conservative term."""
         cfg = self.config
         obs, next_obs = batch.observations, batch.next_observations
         n, (batch_size, act_dim) = cfg.num_sampled_actions, batch.actions.shape

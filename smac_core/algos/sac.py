@@ -6,8 +6,8 @@ temperature alpha that keeps the policy entropy near a target (-act_dim). Defaul
 paper and CleanRL's ``sac_continuous_action.py``. Ensembles and the mean-minus-std target follow
 REDQ/SAC-N; ``utd`` critic updates per call (actor once) as in RLPD.
 
-The critic's loss is its own method, ``td_loss``, so that algorithms built on SAC (CalQL, SMAC)
-add their regularisers to it without copying the update.
+The critic's objective is its own method, ``critic_loss`` (J_Q, ``td_loss``, for SAC), so that
+algorithms built on SAC (CalQL, SMAC) add their regularisers to it without copying the update.
 """
 
 from __future__ import annotations
@@ -142,13 +142,18 @@ class SAC(Agent):
         loss = ((q - target) ** 2).mean(dim=1).sum()
         return loss, {"critic_loss": loss, "q_mean": q.mean(), "target_mean": target.mean()}
 
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The critic's objective: J_Q here; offline variants override it to add a regulariser
+        (CalQL/CQL: the conservative term, SMAC: the score-matching term)."""
+        return self.td_loss(batch)
+
     def update(self, batch: Batch) -> dict[str, float]:
         """``utd`` critic steps (one per slice of ``batch``), then one actor and alpha step on
         the whole batch."""
         cfg = self.config
         self.updates += 1
         for critic_batch in split_batch(batch, cfg.utd):
-            critic_loss, metrics = self.td_loss(critic_batch)
+            critic_loss, metrics = self.critic_loss(critic_batch)
             self.optimizers["critic"].zero_grad(set_to_none=True)
             critic_loss.backward()
             self.optimizers["critic"].step()

@@ -160,8 +160,8 @@ class SMAC(SAC):
     def score_scale(self) -> ScoreScale:
         return self.networks["score_scale"]
 
-    def td_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """SAC's critic objective hook: here L_TD + kappa * L_SM."""
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """L = L_TD + kappa * L_SM."""
         if self.dataset_score is None:
             raise SmacError("smac needs its dataset score model: call prepare_offline(dataset, "
                             "buffer, workdir) before update()")
