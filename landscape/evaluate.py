@@ -1,0 +1,360 @@
+"""Batched rollout evaluation: P parameter vectors x E episodes in one go.
+
+The P policies run as one batched network (``torch.func.functional_call`` under ``vmap`` over
+the stacked parameters, i.e. batched matmuls) on the chosen device; the P*E environments form a
+pool stepped together. Every vector sees the same E reset seeds ``seed .. seed+E-1`` (common
+random numbers), actions are deterministic, and an env stops counting (and stops being stepped)
+when its episode ends; the rollout stops when every episode has ended.
+
+Bit-identical to one vector at a time. MuJoCo amplifies a 1e-7 action difference into a
+different episode, and the rounding of a float32 matmul depends on (measured with MKL on
+CPU; not yet measured with cuBLAS): the number of rows it multiplies (one-row GEMV and
+many-row GEMM sum in different orders), the memory alignment of the input (a vector's block
+starting mid cache line is summed differently), and the op (``addmm`` adds the bias first, a
+batched matmul last); not on the number of vectors stacked nor on where a weight matrix
+sits. So the network always runs on a
+fixed block of ``ROW_BLOCK``-padded rows per vector, (P, ceil(E / 16) * 16, obs_dim), finished
+envs and zero padding rows included: every vector's block of every activation then starts on a
+64-byte boundary. A vector leaves the batch once all its episodes have ended. The reference
+path (``evaluate_vector_reference``) runs the same kernel with P = 1 on the same rows. Both
+give the same returns to the last bit (tests/test_landscape_engine.py; a plain ``nn.Module``
+forward differs from both by ~1 ulp).
+
+The env pool is our own rather than a gymnasium vector env: it steps only the envs whose
+episode is still running (a vector env steps all of them and autoresets finished ones, wasted
+physics when early falls are common, as in a reward valley) and needs no autoreset bookkeeping.
+For large jobs on more than one core it spreads the envs over worker processes (contiguous
+slices, one pipe round trip per step; ``default_workers``), else it steps them in this process.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch.func import functional_call
+from tqdm.auto import tqdm
+
+from landscape.params import check_finite, param_spec, unflatten_params
+from smac_core.errors import SmacError
+from smac_core.nets import DeterministicPolicy
+from smac_core.tasks import episode_score, make_env
+
+ROW_BLOCK = 16  # rows per vector are padded to a multiple of this: 16 float32 = 64 bytes
+MIN_CORES_FOR_WORKERS = 4
+MIN_STEPS_FOR_WORKERS = 100_000  # ~10 s of single-process stepping (Hopper: ~10k steps/s)
+
+
+@dataclass
+class EvaluationResult:
+    """Per-episode outcomes of P parameter vectors x E episodes (episode e used seed + e)."""
+
+    returns: np.ndarray  # (P, E) float64 undiscounted episode returns
+    successes: np.ndarray  # (P, E) bool: info["success"] at any step
+    scores: np.ndarray | None  # (P, E) normalised scores (100 = expert), None without references
+    lengths: np.ndarray  # (P, E) int episode lengths in env steps
+
+    @property
+    def values(self) -> np.ndarray:
+        """(P, E) what mean/stderr summarise: scores when present, else returns."""
+        return self.returns if self.scores is None else self.scores
+
+    def mean(self) -> np.ndarray:
+        """(P,) mean over episodes."""
+        return self.values.mean(axis=1)
+
+    def stderr(self) -> np.ndarray:
+        """(P,) standard error of the mean over episodes (std with ddof=1 / sqrt(E));
+        NaN when E = 1."""
+        episodes = self.values.shape[1]
+        if episodes < 2:
+            return np.full(self.values.shape[0], np.nan)
+        return self.values.std(axis=1, ddof=1) / np.sqrt(episodes)
+
+
+def batched_policy(template: DeterministicPolicy) -> Callable[[dict[str, torch.Tensor],
+                                                               torch.Tensor], torch.Tensor]:
+    """The template's forward pass over P stacked parameter sets.
+
+    ``(params: name -> (P, *shape), obs (P, B, obs_dim)) -> actions (P, B, act_dim)``; the
+    template's buffers (observation normalisation, action bounds) are shared by all P.
+    """
+    buffers = dict(template.named_buffers())
+
+    def act(params: dict[str, torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
+        return functional_call(template, (params, buffers), (obs,))
+
+    return torch.vmap(act)
+
+
+def default_workers(num_envs: int, horizon: int) -> int:
+    """Worker processes for the env pool: one per usable core (at most one per env) when there
+    are at least ``MIN_CORES_FOR_WORKERS`` cores and ``MIN_STEPS_FOR_WORKERS`` env steps to do;
+    else none (step in this process). Each worker costs seconds to start (it imports torch and
+    the envs), and with fewer cores the main process's network and pipe traffic compete with
+    the workers: on 2 cores the pool was measured slower than stepping in-process."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (cores or 1) < MIN_CORES_FOR_WORKERS or num_envs * horizon < MIN_STEPS_FOR_WORKERS:
+        return 0
+    return min(cores, num_envs)
+
+
+class _EnvSlice:
+    """Envs of one process: reset with their seeds, then step only the active ones."""
+
+    def __init__(self, env_name: str, seeds: Sequence[int]) -> None:
+        self.seeds = list(seeds)
+        self.envs = [make_env(env_name) for _ in self.seeds]
+        self.obs: np.ndarray | None = None
+
+    def reset(self) -> np.ndarray:
+        self.obs = np.stack([env.reset(seed=s)[0] for env, s in zip(self.envs, self.seeds,
+                                                                    strict=True)])
+        return self.obs
+
+    def step(self, actions: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, ...]:
+        """-> obs (n, obs_dim) (unchanged where inactive), rewards (n,), done (n,), success (n,)."""
+        rewards = np.zeros(len(self.envs))
+        done, success = np.zeros(len(self.envs), bool), np.zeros(len(self.envs), bool)
+        for i in np.flatnonzero(active):
+            obs, reward, terminated, truncated, info = self.envs[i].step(actions[i])
+            self.obs[i], rewards[i] = obs, reward
+            done[i], success[i] = terminated or truncated, bool(info.get("success", False))
+        return self.obs, rewards, done, success
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def _worker(conn: Any, env_name: str, seeds: list[int], spec: gym.envs.registration.EnvSpec | None
+            ) -> None:
+    if spec is not None and spec.id not in gym.registry:  # registered at run time by the parent
+        gym.registry[spec.id] = spec
+    envs = _EnvSlice(env_name, seeds)
+    while True:
+        command, payload = conn.recv()
+        if command == "close":
+            envs.close()
+            conn.close()
+            return
+        try:
+            conn.send(("ok", envs.reset() if command == "reset" else envs.step(*payload)))
+        except Exception as exc:  # re-raised in the parent
+            conn.send(("error", exc))
+
+
+class EnvPool:
+    """N envs (env n reset with ``seeds[n]``) stepped together, in this process
+    (``workers=0``) or over ``workers`` processes holding contiguous slices."""
+
+    def __init__(self, env_name: str, seeds: Sequence[int], workers: int = 0) -> None:
+        self.num_envs = len(seeds)
+        self._local: _EnvSlice | None = None
+        self._workers: list[tuple[Any, Any, slice]] = []
+        if workers == 0:
+            self._local = _EnvSlice(env_name, seeds)
+            return
+        spec = gym.spec(env_name) if env_name in gym.registry else None
+        context = mp.get_context("spawn")
+        bounds = np.linspace(0, self.num_envs, workers + 1).round().astype(int)
+        for start, stop in itertools.pairwise(bounds):
+            parent, child = context.Pipe()
+            process = context.Process(target=_worker, daemon=True,
+                                      args=(child, env_name, list(seeds[start:stop]), spec))
+            process.start()
+            child.close()
+            self._workers.append((parent, process, slice(start, stop)))
+
+    def _gather(self, command: str, payload: Callable[[slice], tuple] | None) -> list:
+        for conn, _, part in self._workers:
+            conn.send((command, None if payload is None else payload(part)))
+        results = []
+        for conn, _, _ in self._workers:
+            status, value = conn.recv()
+            if status == "error":
+                raise value
+            results.append(value)
+        return results
+
+    def reset(self) -> np.ndarray:
+        """-> first observations (N, obs_dim)."""
+        if self._local is not None:
+            return self._local.reset().copy()
+        return np.concatenate(self._gather("reset", None))
+
+    def step(self, actions: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Step the envs where ``active`` (N,) is True with ``actions`` (N, act_dim).
+
+        -> obs (N, obs_dim) (the last one where inactive), rewards (N,) (0 where inactive),
+        done (N,), success (N,).
+        """
+        if self._local is not None:
+            obs, *rest = self._local.step(actions, active)
+            return obs.copy(), *rest
+        parts = self._gather("step", lambda part: (actions[part], active[part]))
+        return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+
+    def close(self) -> None:
+        if self._local is not None:
+            self._local.close()
+        for conn, process, _ in self._workers:
+            try:
+                conn.send(("close", None))
+            except OSError:  # the worker died already (its error is being raised)
+                pass
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+            conn.close()
+
+    def __enter__(self) -> EnvPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What both evaluation paths need, validated once."""
+
+    policy: DeterministicPolicy  # a copy of the template on the device
+    params: dict[str, torch.Tensor]  # name -> contiguous (P, *shape) on the device
+    horizon: int  # the most steps an episode may take
+
+
+def _setup(template: DeterministicPolicy, vectors: torch.Tensor, env_name: str, episodes: int,
+           device: str, max_episode_steps: int | None) -> _Setup:
+    spec = param_spec(template)
+    if vectors.dim() != 2 or vectors.shape[1] != spec.size:
+        raise SmacError(f"expected parameter vectors of shape (P, {spec.size}) for this policy, "
+                        f"got {tuple(vectors.shape)}")
+    check_finite(vectors, spec, "parameter vectors")
+    if episodes < 1:
+        raise SmacError(f"episodes must be at least 1, got {episodes}")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise SmacError(f"device {device!r} requested but CUDA is not available; use 'cpu'")
+    env = make_env(env_name)
+    obs_dim, act_dim = template.obs_mean.shape[0], template.action_low.shape[0]
+    if env.observation_space.shape != (obs_dim,) or env.action_space.shape != (act_dim,):
+        raise SmacError(f"env {env_name!r} has observations {env.observation_space.shape} and "
+                        f"actions {env.action_space.shape}; the policy expects ({obs_dim},) and "
+                        f"({act_dim},)")
+    horizon = max_episode_steps or (env.spec.max_episode_steps if env.spec else None)
+    env.close()
+    if horizon is None:
+        raise SmacError(f"env {env_name!r} has no time limit; pass max_episode_steps")
+    policy = copy.deepcopy(template).to(device)
+    # contiguous (P, *shape) tensors: vector p's weights sit at the same place for both paths
+    params = {name: value.contiguous()
+              for name, value in unflatten_params(vectors.to(device, torch.float32), spec).items()}
+    return _Setup(policy, params, horizon)
+
+
+def _obs_block(obs: np.ndarray, num_vectors: int, episodes: int, device: str) -> torch.Tensor:
+    """Observations (P*E, obs_dim) -> the kernel's input (P, E padded to ROW_BLOCK, obs_dim)."""
+    rows = -(-episodes // ROW_BLOCK) * ROW_BLOCK
+    block = torch.zeros(num_vectors, rows, obs.shape[-1], device=device)
+    block[:, :episodes] = torch.as_tensor(
+        np.asarray(obs, np.float32).reshape(num_vectors, episodes, -1), device=device)
+    return block
+
+
+def _result(env_name: str, returns: np.ndarray, successes: np.ndarray,
+            lengths: np.ndarray) -> EvaluationResult:
+    scores = [episode_score(env_name, float(r), bool(s))
+              for r, s in zip(returns.ravel(), successes.ravel(), strict=True)]
+    score_array = None if scores[0] is None else np.array(scores).reshape(returns.shape)
+    return EvaluationResult(returns, successes, score_array, lengths)
+
+
+@torch.no_grad()
+def evaluate_vectors(template: DeterministicPolicy, vectors: torch.Tensor, env_name: str,
+                     episodes: int, seed: int = 0, device: str = "cpu",
+                     max_episode_steps: int | None = None, progress: bool = False,
+                     workers: int | None = None) -> EvaluationResult:
+    """Roll out P parameter vectors (P, D) of ``template``'s architecture for E episodes each.
+
+    Env p*E + e runs vector p from reset seed ``seed + e``. ``max_episode_steps`` caps episodes
+    (default: the env's time limit). ``workers``: env processes (default ``default_workers``).
+    """
+    setup = _setup(template, vectors, env_name, episodes, device, max_episode_steps)
+    num_vectors = vectors.shape[0]
+    num_envs = num_vectors * episodes
+    act = batched_policy(setup.policy)
+    seeds = [seed + e for _ in range(num_vectors) for e in range(episodes)]
+    returns, lengths = np.zeros(num_envs), np.zeros(num_envs, int)
+    successes, active = np.zeros(num_envs, bool), np.ones(num_envs, bool)
+    bar = tqdm(total=setup.horizon, unit="step", disable=not progress,
+               desc=f"{num_vectors} vectors x {episodes} episodes")
+    if workers is None:
+        workers = default_workers(num_envs, setup.horizon)
+    with EnvPool(env_name, seeds, workers) as pool, bar:
+        obs = pool.reset()
+        running = np.arange(num_vectors)  # vectors with an episode still running
+        params = setup.params
+        actions = np.zeros((num_vectors, episodes, setup.policy.action_low.shape[0]), np.float32)
+        for _ in range(setup.horizon):
+            # the running vectors' whole blocks, finished envs and padding rows included (see
+            # the module docstring); finished envs' actions are computed but not used
+            block = _obs_block(obs.reshape(num_vectors, episodes, -1)[running], len(running),
+                               episodes, device)
+            actions[running] = act(params, block)[:, :episodes].cpu().numpy()
+            obs, rewards, done, success = pool.step(actions.reshape(num_envs, -1), active)
+            returns[active] += rewards[active]
+            lengths[active] += 1
+            successes |= success & active
+            active &= ~done
+            bar.update()
+            bar.set_postfix(running=int(active.sum()))
+            still_running = np.flatnonzero(active.reshape(num_vectors, episodes).any(axis=1))
+            if len(still_running) == 0:
+                break
+            if len(still_running) < len(running):  # drop finished vectors from the network
+                running = still_running
+                index = torch.as_tensor(running, device=device)
+                params = {name: value[index] for name, value in setup.params.items()}
+    shape = (num_vectors, episodes)
+    return _result(env_name, returns.reshape(shape), successes.reshape(shape),
+                   lengths.reshape(shape))
+
+
+@torch.no_grad()
+def evaluate_vector_reference(template: DeterministicPolicy, vectors: torch.Tensor,
+                              env_name: str, episodes: int, seed: int = 0, device: str = "cpu",
+                              max_episode_steps: int | None = None) -> EvaluationResult:
+    """The simple path ``evaluate_vectors`` is tested against: one vector at a time, its E
+    episodes in E plain envs stepped in a loop, actions from the same kernel with P = 1."""
+    setup = _setup(template, vectors, env_name, episodes, device, max_episode_steps)
+    act = batched_policy(setup.policy)
+    shape = (vectors.shape[0], episodes)
+    returns, lengths, successes = np.zeros(shape), np.zeros(shape, int), np.zeros(shape, bool)
+    for p in range(vectors.shape[0]):
+        params = {name: value[p : p + 1] for name, value in setup.params.items()}
+        envs = [make_env(env_name) for _ in range(episodes)]
+        obs = [env.reset(seed=seed + e)[0] for e, env in enumerate(envs)]
+        done = [False] * episodes
+        for _ in range(setup.horizon):
+            actions = act(params, _obs_block(np.stack(obs), 1, episodes, device))[0]
+            for e, env in enumerate(envs):
+                if done[e]:
+                    continue
+                obs[e], reward, terminated, truncated, info = env.step(actions[e].cpu().numpy())
+                returns[p, e] += reward
+                lengths[p, e] += 1
+                successes[p, e] |= bool(info.get("success", False))
+                done[e] = terminated or truncated
+            if all(done):
+                break
+        for env in envs:
+            env.close()
+    return _result(env_name, returns, successes, lengths)

@@ -1,0 +1,273 @@
+"""Resumable evaluation of a fixed set of parameter points (a curve, a plane grid, a series).
+
+A ``PointStore`` is a directory::
+
+    store.json              {"version", "n_points", "episodes", "fingerprint"}: what is evaluated
+    chunks/chunk_<i>.json   results of one chunk of points (their indices and per-episode arrays)
+
+Every chunk file is written to a temporary name, fsynced and renamed into place, so a store
+never holds a half-written chunk: a process killed at any moment loses at most the chunk it was
+evaluating. Rerunning the same command reopens the store and evaluates only the missing points;
+a command whose fingerprint (checkpoints' sha256, points, episodes, seed, env, ...) differs from
+the stored one is refused, so results of two settings are never mixed. The device and chunk size
+(and env workers) are not part of the fingerprint: a run may resume on another device or with
+other chunks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from landscape.evaluate import EvaluationResult, evaluate_vectors
+from smac_core.checkpoint import METADATA_FILE, WEIGHTS_FILE, Checkpoint
+from smac_core.errors import SmacError
+from smac_core.nets import DeterministicPolicy
+
+STORE_VERSION = 1
+HEADER_FILE = "store.json"
+CHUNK_DIR = "chunks"
+DEFAULT_CHUNK_SIZE = 32
+DEFAULT_RESULTS_ROOT = Path("landscape_results")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How every point is evaluated: ``episodes`` rollouts on reset seeds seed..seed+episodes-1."""
+
+    episodes: int = 10
+    seed: int = 0
+    device: str = "cpu"
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    max_episode_steps: int | None = None
+    workers: int | None = None  # env processes; None: the engine's choice by core count
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1 or self.chunk_size < 1:
+            raise SmacError(f"--episodes and --chunk-size must be >= 1, got {self.episodes} "
+                            f"and {self.chunk_size}")
+        if self.max_episode_steps is not None and self.max_episode_steps < 1:
+            raise SmacError(f"--max-episode-steps must be >= 1, got {self.max_episode_steps}")
+        if self.workers is not None and self.workers < 0:
+            raise SmacError(f"--workers must be >= 0, got {self.workers}")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> EvalSettings:
+        return cls(args.episodes, args.seed, args.device, args.chunk_size,
+                   args.max_episode_steps, args.workers)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What changes the results (not the device, chunking or worker processes)."""
+        return {"episodes": self.episodes, "seed": self.seed,
+                "max_episode_steps": self.max_episode_steps}
+
+
+def add_evaluation_args(parser: argparse.ArgumentParser) -> None:
+    """The flags every landscape command shares (evaluation and output)."""
+    group = parser.add_argument_group("evaluation and output")
+    group.add_argument("--episodes", type=int, default=10,
+                       help="evaluation episodes per parameter point (default 10)")
+    group.add_argument("--seed", type=int, default=0,
+                       help="reset seed of the first episode; episode e uses seed+e, the same "
+                            "for every point (common random numbers) (default 0)")
+    group.add_argument("--device", default="cpu",
+                       help="torch device of the batched policies, e.g. cpu or cuda (default cpu)")
+    group.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
+                       help="parameter points per batched evaluation; finished chunks are saved, "
+                            f"so an interruption loses at most one (default {DEFAULT_CHUNK_SIZE})")
+    group.add_argument("--max-episode-steps", type=int, default=None,
+                       help="cut episodes after this many steps (default: the env's limit)")
+    group.add_argument("--workers", type=int, default=None,
+                       help="env worker processes (0: step the envs in this process; default: "
+                            "one per core when there are several)")
+    group.add_argument("--out", type=Path, default=None,
+                       help=f"output directory; rerunning the same command with it resumes "
+                            f"(default {DEFAULT_RESULTS_ROOT}/<command>-<hash of the settings>)")
+
+
+def output_dir(out: Path | None, command: str, fingerprint: dict[str, Any]) -> Path:
+    """``out``, or a directory named after the command and a hash of its fingerprint."""
+    if out is not None:
+        return out
+    digest = hashlib.sha256(json.dumps(_canonical(fingerprint), sort_keys=True).encode())
+    return DEFAULT_RESULTS_ROOT / f"{command}-{digest.hexdigest()[:12]}"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a fsynced temporary sibling and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def checkpoint_sha256(checkpoint: Checkpoint) -> str:
+    """sha256 over a checkpoint's weights and metadata files (what identifies its policy)."""
+    digest = hashlib.sha256()
+    for name in (WEIGHTS_FILE, METADATA_FILE):
+        with open(checkpoint.path / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def plane_coordinates(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """(x, y) pairs of the grid xs (X,) by ys (Y,), row-major (point p = iy * X + ix): (Y*X, 2)."""
+    grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")
+    return np.stack([grid_x.ravel(), grid_y.ravel()], axis=1)
+
+
+def json_floats(values: np.ndarray) -> list:
+    """``values.tolist()`` with NaN/Inf as None (strict JSON has no NaN), e.g. the s.e. of E = 1."""
+    return np.where(np.isfinite(values), values, None).tolist()
+
+
+def _canonical(value: Any) -> Any:
+    """The value as JSON reads it back (tuples -> lists, numpy scalars -> Python)."""
+    return json.loads(json.dumps(value))
+
+
+class PointStore:
+    """Evaluation results of ``n_points`` parameter points under ``root``, chunk by chunk."""
+
+    def __init__(self, root: str | Path, fingerprint: dict[str, Any], n_points: int,
+                 episodes: int) -> None:
+        self.root = Path(root)
+        self.n_points, self.episodes = n_points, episodes
+        header = {"version": STORE_VERSION, "n_points": n_points, "episodes": episodes,
+                  "fingerprint": _canonical(fingerprint)}
+        header_path = self.root / HEADER_FILE
+        chunks = sorted((self.root / CHUNK_DIR).glob("chunk_*.json"))
+        if header_path.is_file() and chunks:
+            self._check_header(header_path, header)
+        else:  # a new store, or one that holds no results yet
+            atomic_write_text(header_path, json.dumps(header, indent=1))
+        self.returns = np.full((n_points, episodes), np.nan)
+        self.successes = np.zeros((n_points, episodes), dtype=bool)
+        self.lengths = np.zeros((n_points, episodes), dtype=np.int64)
+        self.scores: np.ndarray | None = None
+        self.done = np.zeros(n_points, dtype=bool)
+        for chunk in chunks:
+            self._load_chunk(chunk)
+
+    def _check_header(self, path: Path, expected: dict[str, Any]) -> None:
+        try:
+            stored = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SmacError(f"{path} is not a valid result store header ({exc})") from exc
+        if stored == expected:
+            return
+        stored_fp = stored.get("fingerprint", {}) if isinstance(stored, dict) else {}
+        keys = sorted(set(stored_fp) | set(expected["fingerprint"]))
+        differing = [k for k in keys if stored_fp.get(k) != expected["fingerprint"].get(k)]
+        differing += [k for k in ("version", "n_points", "episodes") if k not in differing
+                      and isinstance(stored, dict) and stored.get(k) != expected[k]]
+        raise SmacError(
+            f"{self.root} already holds results of different settings (differing: "
+            f"{', '.join(differing) or 'header'}); rerun with the same settings to resume, or "
+            "choose another --out (or delete that directory) to start afresh")
+
+    def _load_chunk(self, path: Path) -> None:
+        try:
+            chunk = json.loads(path.read_text())
+            indices = np.asarray(chunk["indices"], dtype=np.int64)
+            returns = np.asarray(chunk["returns"], dtype=np.float64)
+            successes = np.asarray(chunk["successes"], dtype=bool)
+            lengths = np.asarray(chunk["lengths"], dtype=np.int64)
+            scores = chunk["scores"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise SmacError(f"result chunk {path} is unreadable ({exc}); delete it and rerun "
+                            "to evaluate its points again") from exc
+        expected = (len(indices), self.episodes)
+        if returns.shape != expected or indices.min(initial=0) < 0 \
+                or indices.max(initial=0) >= self.n_points:
+            raise SmacError(f"result chunk {path} does not fit this store ({self.n_points} "
+                            f"points x {self.episodes} episodes); delete it and rerun")
+        self._fill(indices, returns, successes, lengths,
+                   None if scores is None else np.asarray(scores, dtype=np.float64))
+
+    def _fill(self, indices: np.ndarray, returns: np.ndarray, successes: np.ndarray,
+              lengths: np.ndarray, scores: np.ndarray | None) -> None:
+        self.returns[indices], self.successes[indices] = returns, successes
+        self.lengths[indices] = lengths
+        if scores is not None:
+            if self.scores is None:
+                self.scores = np.full((self.n_points, self.episodes), np.nan)
+            self.scores[indices] = scores
+        self.done[indices] = True
+
+    def missing(self) -> np.ndarray:
+        """Indices of the points not evaluated yet, ascending."""
+        return np.flatnonzero(~self.done)
+
+    def add(self, indices: np.ndarray, result: EvaluationResult) -> None:
+        """Record the results of the points ``indices`` (P,): in memory and as one chunk file."""
+        indices = np.asarray(indices, dtype=np.int64)
+        chunk = {"indices": indices.tolist(), "returns": result.returns.tolist(),
+                 "successes": result.successes.tolist(), "lengths": result.lengths.tolist(),
+                 "scores": None if result.scores is None else result.scores.tolist()}
+        atomic_write_text(self.root / CHUNK_DIR / f"chunk_{indices[0]:08d}.json",
+                          json.dumps(chunk))
+        self._fill(indices, result.returns, result.successes, result.lengths, result.scores)
+
+    def result(self) -> EvaluationResult:
+        """The results of all points, (n_points, episodes) arrays; every point must be done."""
+        if not self.done.all():
+            raise SmacError(f"{self.root}: {int((~self.done).sum())} points are not evaluated yet")
+        return EvaluationResult(returns=self.returns, successes=self.successes,
+                                scores=self.scores, lengths=self.lengths)
+
+
+def evaluate_points(store: PointStore, template: DeterministicPolicy,
+                    vectors_of: Callable[[np.ndarray], torch.Tensor], env_name: str,
+                    settings: EvalSettings, desc: str = "points") -> EvaluationResult:
+    """Evaluate the store's missing points chunk by chunk and return the results of all points.
+
+    ``vectors_of(indices (P,)) -> (P, D)`` builds the parameter vectors of the given points, so
+    a large grid is never held in memory at once. Interrupting (Ctrl-C) keeps every finished
+    chunk and says how to continue.
+    """
+    missing = store.missing()
+    with tqdm(total=store.n_points, initial=store.n_points - len(missing), desc=desc,
+              unit="point", dynamic_ncols=True) as bar:
+        try:
+            for start in range(0, len(missing), settings.chunk_size):
+                indices = missing[start:start + settings.chunk_size]
+                result = evaluate_vectors(template, vectors_of(indices), env_name,
+                                          settings.episodes, seed=settings.seed,
+                                          device=settings.device,
+                                          max_episode_steps=settings.max_episode_steps,
+                                          workers=settings.workers)
+                store.add(indices, result)
+                bar.update(len(indices))
+        except KeyboardInterrupt:
+            raise SmacError(f"interrupted: {int(store.done.sum())} of {store.n_points} points "
+                            f"are saved in {store.root}; rerun the same command to continue") \
+                from None
+    return store.result()
+
+
+def result_unit(result: EvaluationResult) -> str:
+    """What ``result.mean()`` measures: the normalised score where the env has one, else return."""
+    return "return" if result.scores is None else "normalised score"

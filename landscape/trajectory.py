@@ -1,0 +1,182 @@
+"""Training trajectories in parameter space, embedded in 2-D and coloured by reward.
+
+    python -m landscape.trajectory runs/calql runs/calql-sac runs/calql-td3bc
+
+Takes each run's checkpoint series (``checkpoints/step_<N>``, in step order; give the offline
+run first, then the online runs started from it), evaluates every checkpoint with the engine
+(each run with its own observation normalisation, i.e. every checkpoint as it was trained), and
+embeds the policy parameter vectors in 2-D by PCA and by t-SNE (scikit-learn; t-SNE is run on
+the vectors themselves, initialised by PCA, with ``--embedding-seed``). Points are coloured by
+evaluated reward and grouped by run (with its phase, offline or online), as the paper's
+trajectory figure. Writes trajectory.json / .csv, trajectory.html and trajectory.png to
+``--out``; evaluations resume when rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+
+from landscape.evaluate import EvaluationResult
+from landscape.grid import (
+    EvalSettings,
+    PointStore,
+    add_evaluation_args,
+    atomic_write_text,
+    checkpoint_sha256,
+    evaluate_points,
+    json_floats,
+    output_dir,
+    result_unit,
+)
+from landscape.params import check_compatible, policy_vector
+from landscape.plot import save_trajectory_png, trajectory_figure, write_html
+from smac_core.checkpoint import Checkpoint, checkpoint_series
+from smac_core.errors import SmacError, cli_entry
+
+MIN_CHECKPOINTS = 3  # fewer points than this have no meaningful 2-D embedding
+
+
+@dataclass
+class RunSeries:
+    """One run's checkpoints in step order, and their policy parameter vectors (N, D)."""
+
+    run: Path
+    steps: list[int]
+    checkpoints: list[Checkpoint]
+    vectors: torch.Tensor
+
+    @property
+    def group(self) -> str:
+        phases = sorted({str(c.metadata.get("phase", "?")) for c in self.checkpoints})
+        return f"{self.run.name} ({'/'.join(phases)})"
+
+
+def load_series(run: str | Path) -> RunSeries:
+    """The ``checkpoints/step_<N>`` of a run directory as parameter vectors."""
+    series = checkpoint_series(run)
+    if not series:
+        raise SmacError(f"{run}: no checkpoints/step_<N> directories; give run directories "
+                        "written by python -m smac_core.train")
+    loaded = [policy_vector(path) for _, path in series]
+    checkpoints = [ckpt for _, ckpt in loaded]
+    check_compatible(checkpoints)
+    return RunSeries(Path(run), [step for step, _ in series], checkpoints,
+                     torch.stack([vector for vector, _ in loaded]))
+
+
+def evaluate_run(series: RunSeries, store: PointStore, settings: EvalSettings
+                 ) -> EvaluationResult:
+    """Evaluate every checkpoint of a run (with the run's first checkpoint's normalisation)."""
+    return evaluate_points(store, series.checkpoints[0].policy, lambda idx: series.vectors[idx],
+                           series.checkpoints[0].env_name, settings, desc=series.run.name)
+
+
+def embed(vectors: np.ndarray, perplexity: float, seed: int) -> dict[str, np.ndarray]:
+    """2-D PCA and t-SNE embeddings of (N, D) vectors -> name -> (N, 2).
+
+    t-SNE needs perplexity < N, so it is capped at N - 1 for short series.
+    """
+    pca = PCA(n_components=2, random_state=seed)
+    pca_points = pca.fit_transform(vectors)
+    explained = ", ".join(f"{r:.0%}" for r in pca.explained_variance_ratio_)
+    tsne = TSNE(n_components=2, perplexity=min(perplexity, len(vectors) - 1), init="pca",
+                random_state=seed)
+    return {f"PCA (explained {explained})": pca_points, "t-SNE": tsne.fit_transform(vectors)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m landscape.trajectory",
+        description="Checkpoint series of training runs embedded in 2-D (PCA, t-SNE) and "
+                    "coloured by evaluated reward: Plotly page, PNG, JSON/CSV; resumable.")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                        help="run directories with checkpoints/step_<N>, offline run first")
+    parser.add_argument("--perplexity", type=float, default=30.0,
+                        help="t-SNE perplexity, capped at the number of checkpoints - 1 "
+                             "(default 30)")
+    parser.add_argument("--embedding-seed", type=int, default=0,
+                        help="random state of PCA and t-SNE (default 0)")
+    add_evaluation_args(parser)
+    return parser
+
+
+def results_csv(series: Sequence[RunSeries], embeddings: dict[str, np.ndarray],
+                mean: np.ndarray, se: np.ndarray) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    pca, tsne = embeddings.values()
+    writer.writerow(["run", "step", "phase", "mean", "se", "pca_1", "pca_2", "tsne_1", "tsne_2"])
+    rows = [(s.run, step, c.metadata.get("phase", "")) for s in series
+            for step, c in zip(s.steps, s.checkpoints, strict=True)]
+    for k, (run, step, phase) in enumerate(rows):
+        writer.writerow([run, step, phase, repr(float(mean[k])), repr(float(se[k])),
+                         *(repr(float(v)) for v in (*pca[k], *tsne[k]))])
+    return buffer.getvalue()
+
+
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = EvalSettings.from_args(args)
+    series = [load_series(run) for run in args.runs]
+    with warnings.catch_warnings():
+        # each run is evaluated with its own normalisation: only architecture and env must agree
+        warnings.simplefilter("ignore")
+        check_compatible([s.checkpoints[0] for s in series])
+    total = sum(len(s.steps) for s in series)
+    if total < MIN_CHECKPOINTS:
+        raise SmacError(f"the runs hold {total} checkpoints; an embedding needs at least "
+                        f"{MIN_CHECKPOINTS}")
+    fingerprints = [{"command": "trajectory", "env": s.checkpoints[0].env_name,
+                     "checkpoints": [checkpoint_sha256(c) for c in s.checkpoints],
+                     **settings.fingerprint()} for s in series]
+    out = output_dir(args.out, "trajectory", {"runs": fingerprints})
+    results = [evaluate_run(s, PointStore(out / "points" / f"run_{k}", fingerprint,
+                                          len(s.steps), settings.episodes), settings)
+               for k, (s, fingerprint) in enumerate(zip(series, fingerprints, strict=True))]
+    units = {result_unit(r) for r in results}
+    if len(units) > 1:
+        raise SmacError("the runs mix envs with and without normalised scores")
+    unit = units.pop()
+    mean = np.concatenate([r.mean() for r in results])
+    se = np.concatenate([r.stderr() for r in results])
+    vectors = torch.cat([s.vectors for s in series]).double().numpy()
+    embeddings = embed(vectors, args.perplexity, args.embedding_seed)
+
+    labels = [f"{s.run.name} step {step}" for s in series for step in s.steps]
+    groups = [s.group for s in series for _ in s.steps]
+    print(f"{'checkpoint':<40} {unit:>18} {'s.e.':>10}")
+    for label, m, e in zip(labels, mean, se, strict=True):
+        print(f"{label:<40} {m:18.4g} {e:10.3g}")
+    title = f"Training trajectories coloured by {unit}"
+    summary = {"command": "trajectory", "unit": unit, "episodes": settings.episodes,
+               "seed": settings.seed, "runs": [str(s.run) for s in series],
+               "checkpoints": [{"run": str(s.run), "step": step, "path": str(c.path),
+                                "phase": c.metadata.get("phase"), "sha256": checkpoint_sha256(c)}
+                               for s in series for step, c in zip(s.steps, s.checkpoints,
+                                                                  strict=True)],
+               "mean": mean.tolist(), "se": json_floats(se),
+               "embeddings": {name: points.tolist() for name, points in embeddings.items()}}
+    atomic_write_text(out / "trajectory.json", json.dumps(summary, indent=1))
+    atomic_write_text(out / "trajectory.csv", results_csv(series, embeddings, mean, se))
+    write_html(trajectory_figure(embeddings, mean, labels, groups, unit, title),
+               out / "trajectory.html")
+    save_trajectory_png(embeddings, mean, groups, unit, title, out / "trajectory.png")
+    print(f"wrote {out}/trajectory.{{json,csv,html,png}}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
