@@ -1,0 +1,103 @@
+"""The main job on the embedded default, end to end: ``python -m smac_core.quickstart``.
+
+1. import the embedded Adroit door human demonstrations as ``local/door/human-binary-v0`` (the
+   ``door-binary`` task's dataset), unless the local Minari store already has it;
+2. pre-train SMAC offline on it;
+3. fine-tune the SMAC checkpoint online with SAC;
+4. print the drop at transfer and the regret of the online run;
+5. evaluate the reward along the line between the offline and the online checkpoint, with the
+   valley verdict and a Plotly page.
+
+Each step is one of the toolkit's commands run in-process with small budgets (flags below), all
+of them resumable: rerunning the quick start continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+from landscape import interpolate
+from smac_core import metrics, train
+from smac_core.data import __main__ as data_cli
+from smac_core.data.minari_store import local_dataset_ids
+from smac_core.errors import cli_entry
+
+DOOR_DATASET_ID = "local/door/human-binary-v0"
+
+
+def embedded_door_file() -> Path:
+    """The shipped D4RL hdf5 of the 25 door human demonstrations."""
+    return Path(str(files("smac_core.data") / "embedded" / "door-v0_demos_clipped.hdf5"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m smac_core.quickstart",
+        description="SMAC offline -> SAC online on the embedded door-binary data, then the "
+                    "reward along the line between the two checkpoints.")
+    parser.add_argument("--out", type=Path, default=Path("runs/quickstart"),
+                        help="directory of the runs and the landscape (default runs/quickstart)")
+    parser.add_argument("--offline-steps", type=int, default=2000,
+                        help="SMAC gradient updates (default 2000)")
+    parser.add_argument("--score-model-steps", type=int, default=2000,
+                        help="training steps of SMAC's diffusion score model (default 2000)")
+    parser.add_argument("--online-steps", type=int, default=2000,
+                        help="SAC fine-tuning env steps (default 2000)")
+    parser.add_argument("--episodes", type=int, default=5,
+                        help="evaluation episodes per evaluation and per landscape point "
+                             "(default 5)")
+    parser.add_argument("--points", type=int, default=11,
+                        help="points on the interpolation line (default 11)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every step (default 0)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    return parser
+
+
+def run_step(title: str, main, argv: list[str]) -> None:
+    """Run one command's ``main(argv)``; stop the quick start with its status if it fails."""
+    print(f"\n== {title}\n$ {' '.join(argv)}", flush=True)
+    status = main(argv[3:])
+    if status:
+        raise SystemExit(status)
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    offline, online = args.out / "smac", args.out / "smac-sac"
+    common = ["--seed", str(args.seed), "--device", args.device,
+              "--eval-episodes", str(args.episodes)]
+    if DOOR_DATASET_ID not in local_dataset_ids():
+        run_step("import the embedded door demonstrations", data_cli.main,
+                 ["python", "-m", "smac_core.data", "import", str(embedded_door_file()),
+                  "--id", DOOR_DATASET_ID, "--env", "AdroitHandDoor-v1", "--reward", "binary",
+                  "--ignore-timeouts"])
+    run_step("the dataset", data_cli.main,
+             ["python", "-m", "smac_core.data", "show", DOOR_DATASET_ID])
+    run_step("SMAC offline pre-training", train.main,
+             ["python", "-m", "smac_core.train", "offline", "--algo", "smac",
+              "--dataset", "door-binary", "--steps", str(args.offline_steps), "--out",
+              str(offline), "--eval-every", str(max(1, args.offline_steps // 4)),
+              "--set", f'score_model={{"steps": {args.score_model_steps}}}', "--resume",
+              *common])
+    run_step("SAC online fine-tuning from the SMAC checkpoint", train.main,
+             ["python", "-m", "smac_core.train", "online", "--algo", "sac", "--from",
+              str(offline), "--steps", str(args.online_steps), "--out", str(online),
+              "--early-eval-every", str(max(1, args.online_steps // 8)),
+              "--eval-every", str(max(1, args.online_steps // 4)), "--resume", *common])
+    run_step("drop at transfer and regret", metrics.main,
+             ["python", "-m", "smac_core.metrics", str(online)])
+    run_step("reward along the line offline -> online", interpolate.main,
+             ["python", "-m", "landscape.interpolate", str(offline), str(online),
+              "--points", str(args.points), "--episodes", str(args.episodes),
+              "--seed", str(args.seed), "--device", args.device,
+              "--out", str(args.out / "interpolation")])
+    print(f"\nopen {args.out / 'interpolation' / 'interpolation.html'} for the interactive plot")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,512 @@
+"""The one training loop shared by offline and online runs: run directory, metrics log,
+evaluation, checkpoints with resume state, signals.
+
+A run directory::
+
+    RUN/config.json        the resolved ``RunSpec`` (command, algorithm, agent config, env, ...)
+    RUN/metrics.jsonl      one JSON object per line: evaluation rows and training rows
+    RUN/checkpoints/step_<N>/, RUN/checkpoints/final/   (``smac_core.checkpoint`` format)
+
+Offline and online runs differ only in their data source: an online run owns an
+``EnvCollector`` that adds one env transition to the buffer before every update, an offline run
+has none. One loop step = (collect one transition, online only) + one ``agent.update`` on a
+sampled batch (none during the first ``start_steps`` steps of an online run, which explore with
+uniform random actions).
+
+Exact resume. ``train_state.pt`` holds the agent's optimizer states and counters, the replay
+buffer that grows (the online one; an offline dataset is re-read, it never changes), the state
+of every random generator (torch's global one, which agents draw from, the buffers'
+``torch.Generator`` and the collector's numpy generator for exploration actions), the step,
+the pending training-metric sums and the wall time. The env's state is restored by an
+equivalent: training episode ``k`` is reset with a seed derived from (run seed, k), and the
+checkpoint records k and the actions taken so far in the episode; resuming resets with the
+same seed and replays the actions (MuJoCo and classic-control envs are deterministic), then
+checks that the observation is bit-identical to the recorded one. On CPU a stopped and resumed
+run therefore ends with the same parameters, bit for bit, as an uninterrupted one.
+
+Evaluation schedule (``eval_steps``): offline runs evaluate every ``eval_every`` steps; online
+runs at step 0 (the handed-over policy), then every ``early_eval_every`` steps up to
+``early_eval_until`` (the transfer drop happens in the first thousands of steps), then every
+``eval_every`` steps; every run also evaluates at its last step. Evaluation episode ``i`` of
+every evaluation resets with the same seed, so points of a curve are comparable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from smac_core.algos.base import Agent
+from smac_core.checkpoint import (
+    METADATA_FILE,
+    checkpoint_series,
+    load_tensors,
+    load_train_state,
+    read_metadata,
+    save_checkpoint,
+)
+from smac_core.data.buffers import MixedReplayBuffer, ObsNormalizer, ReplayBuffer
+from smac_core.errors import SmacError
+from smac_core.tasks import episode_score, make_env
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+# seed streams: SeedSequence([seed, stream, index]) gives independent, reproducible env seeds
+TRAIN_EPISODE_STREAM, EVAL_EPISODE_STREAM, EXPLORATION_STREAM = 1, 2, 3
+# config fields that must agree between a run directory and the command that resumes it
+RESUME_MUST_MATCH = ("phase", "algorithm", "env", "dataset_id", "seed", "agent_config", "from")
+
+
+def derived_seed(seed: int, stream: int, index: int) -> int:
+    """A reproducible 32-bit seed for item ``index`` of a named stream of a run."""
+    return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's global generator (network init and every random draw inside agents)."""
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------------------- spec
+@dataclass
+class RunSpec:
+    """The resolved configuration of a run, written to ``config.json``."""
+
+    phase: str                    # "offline" | "online"
+    algorithm: str
+    agent_config: dict[str, Any]
+    env: str                      # task name or gymnasium id used for evaluation / interaction
+    dataset_id: str | None
+    seed: int
+    steps: int                    # loop steps: env steps (online) or updates (offline)
+    device: str = "cpu"
+    eval_every: int = 10_000
+    eval_episodes: int = 10
+    early_eval_every: int = 500   # online only
+    early_eval_until: int = 5_000  # online only
+    checkpoint_every: int = 50_000
+    log_every: int = 1_000
+    start_steps: int = 0          # online only: uniform random actions, no updates
+    mix: float | None = None      # online fine-tuning: offline fraction of each batch
+    from_checkpoint: str | None = None
+    from_algorithm: str | None = None
+    obs_normalization: bool = False
+    command: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["from"] = out.pop("from_checkpoint")
+        out["schedule"] = describe_schedule(self)
+        return out
+
+
+def eval_steps(spec: RunSpec) -> set[int]:
+    """The steps at which a run evaluates its policy (see the module docstring)."""
+    steps = set(range(spec.eval_every, spec.steps + 1, spec.eval_every)) | {spec.steps}
+    if spec.phase == "online":
+        early_end = min(spec.early_eval_until, spec.steps)
+        steps |= {0, *range(spec.early_eval_every, early_end + 1, spec.early_eval_every)}
+    return steps
+
+
+def describe_schedule(spec: RunSpec) -> str:
+    text = f"evaluate every {spec.eval_every} steps and at step {spec.steps}"
+    if spec.phase == "online":
+        text = (f"evaluate at step 0, every {spec.early_eval_every} steps up to step "
+                f"{spec.early_eval_until}, then {text}")
+    return (f"{text} ({spec.eval_episodes} episodes); checkpoint every {spec.checkpoint_every} "
+            f"steps, at SIGINT/SIGTERM and at the end (final)")
+
+
+# ---------------------------------------------------------------------------------------- env side
+@dataclass
+class ActionScaler:
+    """Maps between the env's action box [low, high] and the agents' [-1, 1]. Shapes (act_dim,)."""
+
+    low: np.ndarray
+    high: np.ndarray
+
+    @classmethod
+    def from_env(cls, env) -> ActionScaler:
+        space = env.action_space
+        if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+            raise SmacError(f"the action space {space} is unbounded; agents need a finite box")
+        return cls(np.asarray(space.low, np.float32), np.asarray(space.high, np.float32))
+
+    def to_env(self, action: np.ndarray) -> np.ndarray:
+        """[-1, 1] -> [low, high]."""
+        return (self.low + (action + 1.0) * 0.5 * (self.high - self.low)).astype(np.float32)
+
+    def to_agent(self, action: np.ndarray) -> np.ndarray:
+        """[low, high] -> [-1, 1], clipped into the box (dataset actions may lie outside)."""
+        scaled = 2.0 * (action - self.low) / (self.high - self.low) - 1.0
+        return np.clip(scaled, -1.0, 1.0).astype(np.float32)
+
+
+def _policy_action(agent: Agent, normalizer: ObsNormalizer, obs: np.ndarray,
+                   deterministic: bool) -> np.ndarray:
+    """The agent's action in [-1, 1] for one raw observation."""
+    obs_t = torch.as_tensor(normalizer(obs)[None], device=agent.device)
+    return agent.act(obs_t, deterministic=deterministic)[0].cpu().numpy()
+
+
+class EnvCollector:
+    """The online data source: steps one training env and writes transitions to a buffer.
+
+    Episode ``k`` is reset with ``derived_seed(seed, TRAIN_EPISODE_STREAM, k)``; the actions of
+    the current episode are recorded so that ``load_state_dict`` can rebuild the env's state.
+    """
+
+    def __init__(self, env_name: str, seed: int, scaler: ActionScaler, normalizer: ObsNormalizer,
+                 buffer: ReplayBuffer) -> None:
+        self.env = make_env(env_name)
+        self.seed, self.scaler, self.normalizer, self.buffer = seed, scaler, normalizer, buffer
+        self.rng = np.random.default_rng(derived_seed(seed, EXPLORATION_STREAM, 0))
+        self.episode_index = 0
+        self.finished_returns: list[float] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self.obs, _ = self.env.reset(seed=derived_seed(self.seed, TRAIN_EPISODE_STREAM,
+                                                       self.episode_index))
+        self.actions: list[np.ndarray] = []
+        self.episode_return = 0.0
+
+    def step(self, agent: Agent, random_action: bool) -> None:
+        """One env step with the agent's stochastic action (or a uniform one); one transition."""
+        if random_action:
+            action = self.rng.uniform(-1.0, 1.0, self.scaler.low.shape).astype(np.float32)
+        else:
+            action = _policy_action(agent, self.normalizer, self.obs, deterministic=False)
+        env_action = self.scaler.to_env(action)
+        next_obs, reward, terminated, truncated, _ = self.env.step(env_action)
+        self.buffer.add(self.normalizer(self.obs), action, float(reward),
+                        self.normalizer(next_obs), bool(terminated))
+        self.actions.append(env_action)
+        self.episode_return += float(reward)
+        self.obs = next_obs
+        if terminated or truncated:
+            self.finished_returns.append(self.episode_return)
+            self.episode_index += 1
+            self._reset()
+
+    def state_dict(self) -> dict[str, Any]:
+        act_dim = self.scaler.low.shape[0]
+        actions = np.stack(self.actions) if self.actions else np.zeros((0, act_dim), np.float32)
+        return {"episode_index": self.episode_index, "actions": torch.from_numpy(actions),
+                "obs": torch.from_numpy(np.array(self.obs)), "episode_return": self.episode_return,
+                "finished_returns": list(self.finished_returns),
+                "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Reset the current episode with its seed and replay its actions."""
+        self.episode_index = int(state["episode_index"])
+        self._reset()
+        for action in state["actions"].numpy():
+            self.obs, *_ = self.env.step(action)
+            self.actions.append(action)
+        if not torch.equal(torch.from_numpy(np.array(self.obs)), state["obs"]):
+            raise SmacError("replaying the recorded actions did not reproduce the env state of "
+                            "the checkpoint: the env is not deterministic, exact resume is "
+                            "impossible")
+        self.episode_return = float(state["episode_return"])
+        self.finished_returns = list(state["finished_returns"])
+        self.rng.bit_generator.state = state["rng"]
+
+
+def evaluate(agent: Agent, env: gym.Env, env_name: str, normalizer: ObsNormalizer,
+             scaler: ActionScaler, episodes: int, seed: int) -> dict[str, Any]:
+    """Roll out the deterministic policy for ``episodes`` episodes of ``env`` (made from task or
+    env id ``env_name``); the body of a metrics.jsonl evaluation row.
+
+    Episode ``i`` resets with ``derived_seed(seed, EVAL_EPISODE_STREAM, i)``. An episode's
+    success is ``info["success"]`` at any step (False when the env has no such key); its score
+    is ``tasks.episode_score`` (None for envs without reference returns).
+    """
+    returns, successes = [], []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=derived_seed(seed, EVAL_EPISODE_STREAM, i))
+        total, success, done = 0.0, False, False
+        while not done:
+            action = _policy_action(agent, normalizer, obs, deterministic=True)
+            obs, reward, terminated, truncated, info = env.step(scaler.to_env(action))
+            total += float(reward)
+            success = success or bool(info.get("success", False))
+            done = terminated or truncated
+        returns.append(total)
+        successes.append(success)
+    scores = [episode_score(env_name, r, s) for r, s in zip(returns, successes, strict=True)]
+    has_scores = all(s is not None for s in scores)
+    return {"eval_returns": returns, "eval_successes": successes,
+            "eval_scores": scores if has_scores else None,
+            "eval_return": float(np.mean(returns)),
+            "eval_score": float(np.mean(scores)) if has_scores else None,
+            "eval_score_se": (float(np.std(scores, ddof=1) / math.sqrt(len(scores)))
+                              if has_scores and len(scores) > 1 else None)}
+
+
+# ---------------------------------------------------------------------------------------- run dir
+class MetricsLog:
+    """Appends one JSON object per line to ``RUN/metrics.jsonl`` (flushed at every row)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows logged after ``step`` (written after the checkpoint a run resumes from)."""
+        if not self.path.exists():
+            return
+        kept = [line for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= step]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, self.path)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """All rows of a run's metrics.jsonl."""
+    path = Path(run_dir) / METRICS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _difference(stored: Any, wanted: Any) -> str:
+    """'X, this command asks for Y', naming only the differing entries of two dicts."""
+    if isinstance(stored, dict) and isinstance(wanted, dict):
+        keys = sorted(k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k))
+        stored, wanted = ({k: d.get(k) for k in keys} for d in (stored, wanted))
+    return f"{stored!r}, this command asks for {wanted!r}"
+
+
+def prepare_run_dir(run_dir: Path, spec: RunSpec, resume: bool) -> Path | None:
+    """Create or check ``run_dir``; the checkpoint to resume from (None: start afresh).
+
+    Without ``resume`` the directory must not hold a run already. With ``resume`` the stored
+    config must agree with ``spec`` on ``RESUME_MUST_MATCH``; the latest ``step_<N>``
+    checkpoint is returned (None when the run never wrote one).
+    """
+    config_path = run_dir / CONFIG_FILE
+    if config_path.exists() and not resume:
+        raise SmacError(f"{run_dir} already holds a run; pass --resume to continue it or choose "
+                        "another --out")
+    if resume and config_path.exists():
+        try:
+            stored = json.loads(config_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise SmacError(f"{config_path} is not valid JSON: {exc}") from exc
+        wanted = json.loads(json.dumps(spec.to_json()))  # tuples -> lists, as stored
+        for key in RESUME_MUST_MATCH:
+            if stored.get(key) != wanted[key]:
+                raise SmacError(f"cannot resume {run_dir}: its {key} is "
+                                f"{_difference(stored.get(key), wanted[key])}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = config_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(spec.to_json(), indent=2))
+    os.replace(tmp, config_path)
+    if not resume:
+        return None
+    final = run_dir / "checkpoints" / "final"
+    series = checkpoint_series(run_dir)
+    if (final / METADATA_FILE).is_file():
+        latest = final  # a finished run: resuming re-saves it, or extends it to more --steps
+    elif series:
+        latest = series[-1][1]
+    else:
+        return None
+    meta = read_metadata(latest)
+    for key in ("algorithm", "env"):
+        expected = getattr(spec, key)
+        if meta.get(key) != expected:
+            raise SmacError(f"cannot resume from {latest}: it was written by {key} "
+                            f"{meta.get(key)!r}, this run uses {expected!r}")
+    return latest
+
+
+# ---------------------------------------------------------------------------------------- loop
+def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "generator": generator.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Runs ``spec.steps`` loop steps of one agent and writes the run directory.
+
+    ``sampler`` is what batches are drawn from (a ``ReplayBuffer`` or ``MixedReplayBuffer``);
+    ``collector`` (online runs) writes to its own buffer, which is saved for resume.
+    ``generator`` is the ``torch.Generator`` the buffers sample with. ``metadata`` holds the
+    checkpoint metadata keys that do not change during the run (obs_dim, obs_mean, ...).
+    ``on_eval(step, row)`` is called after each evaluation (used by dataset generation).
+    """
+
+    def __init__(self, spec: RunSpec, run_dir: Path, agent: Agent,
+                 sampler: ReplayBuffer | MixedReplayBuffer,
+                 generator: torch.Generator, normalizer: ObsNormalizer, scaler: ActionScaler,
+                 metadata: dict[str, Any], collector: EnvCollector | None = None,
+                 on_eval: Callable[[int, dict[str, Any]], None] | None = None) -> None:
+        self.spec, self.run_dir, self.agent, self.sampler = spec, run_dir, agent, sampler
+        self.generator, self.normalizer, self.scaler = generator, normalizer, scaler
+        self.metadata, self.collector, self.on_eval = metadata, collector, on_eval
+        self.eval_env = make_env(spec.env)
+        self.log = MetricsLog(run_dir / METRICS_FILE)
+        self.eval_at = eval_steps(spec)
+        self.step = 0
+        self.wall_time_before = 0.0  # seconds spent in earlier sessions of this run
+        self.train_sums: dict[str, list[float]] = {}
+        self.stop_signal: str | None = None
+        self.stop_requested = False
+        self._session_start, self._session_first_step = time.monotonic(), 0
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_metadata(self) -> dict[str, Any]:
+        return {"algorithm": self.spec.algorithm, "phase": self.spec.phase,
+                "config": self.agent.config.to_dict(), "step": self.step, "env": self.spec.env,
+                "dataset_id": self.spec.dataset_id, "seed": self.spec.seed,
+                "from_checkpoint": self.spec.from_checkpoint,
+                "from_algorithm": self.spec.from_algorithm, **self.metadata}
+
+    def train_state(self) -> dict[str, Any]:
+        return {"agent": self.agent.state_dict(), "step": self.step,
+                "wall_time": self.wall_time(), "train_sums": self.train_sums,
+                "online_buffer": self.collector.buffer.state_dict() if self.collector else None,
+                "collector": self.collector.state_dict() if self.collector else None,
+                "rng": _rng_state(self.generator)}
+
+    def save(self, name: str) -> Path:
+        return save_checkpoint(self.run_dir / "checkpoints" / name, self.agent.networks,
+                               self.checkpoint_metadata(), self.train_state())
+
+    def restore(self, checkpoint: Path) -> None:
+        """Continue from ``checkpoint`` exactly where it was written."""
+        tensors, _ = load_tensors(checkpoint)
+        state = load_train_state(checkpoint)
+        try:
+            self.agent.load_networks(tensors)
+            self.agent.load_state_dict(state["agent"])
+            if self.collector:
+                self.collector.buffer.load_state_dict(state["online_buffer"])
+                self.collector.load_state_dict(state["collector"])
+            _set_rng_state(state["rng"], self.generator)
+            self.step = int(state["step"])
+            self.wall_time_before = float(state["wall_time"])
+            self.train_sums = state["train_sums"]
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            raise SmacError(f"the resume state in {checkpoint} does not fit this run "
+                            f"({type(exc).__name__}: {exc})") from exc
+        self.log.truncate_after(self.step)
+
+    # ------------------------------------------------------------------ loop
+    def wall_time(self) -> float:
+        return self.wall_time_before + time.monotonic() - self._session_start
+
+    def request_stop(self) -> None:
+        """Stop after the current step with a checkpoint (like SIGTERM, but exit status 0)."""
+        self.stop_requested = True
+
+    def _handle_signal(self, signum: int, frame: object) -> None:
+        if self.stop_signal is not None:  # a second Ctrl-C: give up on the checkpoint
+            raise KeyboardInterrupt
+        self.stop_signal = signal.Signals(signum).name
+
+    def _evaluate(self, bar: tqdm | None) -> None:
+        row = {"step": self.step, "phase": self.spec.phase, "wall_time": self.wall_time(),
+               **evaluate(self.agent, self.eval_env, self.spec.env, self.normalizer,
+                          self.scaler, self.spec.eval_episodes, self.spec.seed)}
+        self.log.append(row)
+        self._report(bar, f"eval return {row['eval_return']:.1f}"
+                     + (f" score {row['eval_score']:.1f}" if row["eval_score"] is not None else ""))
+        if self.on_eval:
+            self.on_eval(self.step, row)
+
+    def _log_training(self, bar: tqdm | None) -> None:
+        if self.collector and self.collector.finished_returns:
+            finished = self.collector.finished_returns
+            self.train_sums["episode_return"] = [sum(finished), float(len(finished))]
+            finished.clear()
+        row = {"step": self.step, "phase": self.spec.phase, "wall_time": self.wall_time(),
+               **{f"train/{k}": s / n for k, (s, n) in self.train_sums.items()}}
+        self.train_sums = {}
+        self.log.append(row)
+        if "train/episode_return" in row:
+            self._report(bar, f"return {row['train/episode_return']:.1f}")
+
+    def _report(self, bar: tqdm | None, text: str) -> None:
+        """Latest numbers on the progress bar (which shows steps/s itself), or a log line."""
+        if bar is not None:
+            bar.set_postfix_str(text)
+            return
+        rate = (self.step - self._session_first_step) / max(
+            time.monotonic() - self._session_start, 1e-9)
+        print(f"[{self.spec.phase} {self.spec.algorithm}] step {self.step}/{self.spec.steps} | "
+              f"{text} | {rate:.0f} steps/s", flush=True)
+
+    def _one_step(self) -> None:
+        exploring = self.step < self.spec.start_steps
+        if self.collector:
+            self.collector.step(self.agent, random_action=exploring)
+        if not exploring:
+            metrics = self.agent.update(self.sampler.sample(self.agent.update_batch_size))
+            for k, v in metrics.items():
+                total, count = self.train_sums.get(k, [0.0, 0.0])
+                self.train_sums[k] = [total + float(v), count + 1.0]
+        self.step += 1
+
+    def run(self, resume_from: Path | None = None) -> int:
+        """Train to ``spec.steps``; 0 when finished or asked to stop, 128+signal when signalled."""
+        if resume_from is not None:
+            self.restore(resume_from)
+        self._session_start, self._session_first_step = time.monotonic(), self.step
+        previous = {s: signal.signal(s, self._handle_signal)
+                    for s in (signal.SIGINT, signal.SIGTERM)}
+        bar = tqdm(total=self.spec.steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   desc=f"{self.spec.phase} {self.spec.algorithm}") if sys.stderr.isatty() else None
+        try:
+            if resume_from is None and 0 in self.eval_at:
+                self._evaluate(bar)
+            while self.step < self.spec.steps:
+                self._one_step()
+                if bar is not None:
+                    bar.update(1)
+                if self.step % self.spec.log_every == 0:
+                    self._log_training(bar)
+                if self.step in self.eval_at:
+                    self._evaluate(bar)
+                if self.stop_requested:
+                    self.save(f"step_{self.step}")
+                    return 0
+                if self.stop_signal:
+                    path = self.save(f"step_{self.step}")
+                    print(f"stopped by {self.stop_signal} at step {self.step}; checkpoint {path} "
+                          "(continue with the same command and --resume)", file=sys.stderr)
+                    return 128 + signal.Signals[self.stop_signal]
+                if self.step % self.spec.checkpoint_every == 0:
+                    self.save(f"step_{self.step}")
+            self.save("final")
+        finally:
+            if bar is not None:
+                bar.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        return 0

@@ -1,0 +1,404 @@
+"""The experiment runner: spec validation, grid layout, skip/resume/deadline scheduling with fake
+processes, and one end-to-end run of experiments/smoke.yaml through smac_core.train."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import DOOR_HUMAN
+
+from smac_core import experiments
+from smac_core.checkpoint import FORMAT_VERSION, METADATA_FILE
+from smac_core.errors import SmacError
+from smac_core.experiments import (
+    RUN_RECORD,
+    Runner,
+    RunPlan,
+    expand_grid,
+    format_status,
+    landscape_jobs,
+    load_spec,
+    main,
+    run_state,
+    select,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "experiments" / "smoke.yaml"
+REDUCED = REPO / "experiments" / "reduced.yaml"
+
+
+def smoke_dict(root: Path) -> dict:
+    spec = yaml.safe_load(SMOKE.read_text())
+    spec["root"] = str(root)
+    return spec
+
+
+def write_spec(tmp_path: Path, spec: dict, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+# ------------------------------------------------------------------------------ spec validation
+def _edit(spec: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        spec = spec[key]
+    spec[last] = value
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("colour", "blue", "top level: unknown key(s) ['colour']"),
+    ("tasks", ["door-binary", "cheetah-run"], "tasks: unknown key(s) ['cheetah-run']"),
+    ("seeds", [0, 0], "seeds: must be a list of distinct integers"),
+    ("offline.steps", 0, "offline.steps: must be an integer >= 1"),
+    ("offline.eval_every", "often", "offline.eval_every: must be an integer >= 1"),
+    ("offline.algorithms.td3bc.algo", "sac", "offline.algorithms.td3bc.algo: 'sac' is not one"),
+    ("offline.algorithms.td3bc.online", ["sac", "dqn"],
+     "offline.algorithms.td3bc.online: unknown ['dqn']; valid: ['sac', 'td3bc']"),
+    ("offline.algorithms.td3bc.set", {"learning_rate": 1},
+     "unknown TD3BCConfig option(s) ['learning_rate']"),
+    ("offline.algorithms.td3bc.optimizer", "sgd", "optimizer: 'sgd' is not one of"),
+    ("offline.algorithms.td3bc.tasks", [], "offline.algorithms.td3bc.tasks: must name at least"),
+    ("online.algorithms.sac.mix", 1.5, "online.algorithms.sac.mix: must be a number in [0.0, 1.0]"),
+    ("online.algorithms.sac.algo", "iql", "online.algorithms.sac.algo: 'iql' is not one"),
+    ("online.lr", 1, "online: unknown key(s) ['lr']"),
+    ("landscapes.planes.online", ["sac"], "must name two online labels"),
+    ("landscapes.interpolation.points", 1, "landscapes.interpolation.points: must be an integer"),
+])
+def test_spec_errors_name_the_key(tmp_path, key, value, message):
+    spec = smoke_dict(tmp_path / "out")
+    _edit(spec, key, value)
+    with pytest.raises(SmacError, match=r"spec\.yaml: ") as info:
+        load_spec(write_spec(tmp_path, spec))
+    assert message in str(info.value)
+
+
+def test_spec_errors_for_files_and_labels(tmp_path):
+    with pytest.raises(SmacError, match="no such spec file"):
+        load_spec(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("root: [unclosed\n")
+    with pytest.raises(SmacError, match=r"bad\.yaml is not valid YAML"):
+        load_spec(bad)
+    toml = tmp_path / "spec.toml"
+    toml.write_text("")
+    with pytest.raises(SmacError, match=r"must be a \.yaml, \.yml or \.json file"):
+        load_spec(toml)
+    spec = smoke_dict(tmp_path / "out")
+    spec["offline"]["algorithms"]["td3bc/../x"] = {"algo": "td3bc"}
+    with pytest.raises(SmacError, match="is not a valid label"):
+        load_spec(write_spec(tmp_path, spec))
+
+
+def test_plane_methods_need_both_fine_tunings(tmp_path):
+    spec = smoke_dict(tmp_path / "out")
+    spec["offline"]["algorithms"]["td3bc"]["online"] = ["sac"]
+    with pytest.raises(SmacError, match=r"offline 'td3bc' has no \['td3bc'\] fine-tuning"):
+        load_spec(write_spec(tmp_path, spec))
+
+
+def test_json_spec_equals_yaml_spec(tmp_path):
+    spec = smoke_dict(tmp_path / "out")
+    from_yaml = load_spec(write_spec(tmp_path, spec))
+    json_path = tmp_path / "spec.json"
+    json_path.write_text(json.dumps(spec))
+    from_json = load_spec(json_path)
+    assert expand_grid(from_json) == expand_grid(from_yaml)
+
+
+# ------------------------------------------------------------------------------ grid and layout
+def test_smoke_grid_layout_and_commands(tmp_path):
+    spec = load_spec(write_spec(tmp_path, smoke_dict(tmp_path / "out")))
+    plans = expand_grid(spec, device="cpu")
+    assert [p.run_id for p in plans] == ["door-binary/td3bc/seed0/offline",
+                                         "door-binary/td3bc/seed0/online-sac",
+                                         "door-binary/td3bc/seed0/online-td3bc"]
+    offline, online, _ = plans
+    assert offline.parent is None and online.parent == offline.run_id
+    assert offline.args[:8] == ("offline", "--algo", "td3bc", "--dataset", "door-binary",
+                                "--steps", "60", "--out")
+    assert "--set" in offline.args and "actor_hidden=[16, 16]" in offline.args
+    assert online.args[:3] == ("online", "--from", offline.run_id)
+    assert online.args[-3:] == ("--device", "cpu", "--resume")
+    assert ("--mix", "0.5") == online.args[online.args.index("--mix"):][:2]
+
+
+def test_reduced_grid():
+    spec = load_spec(REDUCED)
+    plans = expand_grid(spec)
+    by_id = {p.run_id: p for p in plans}
+    assert len(by_id) == len(plans)
+    offline = [p for p in plans if p.phase == "offline"]
+    # 3 tasks x 4 methods (CalQL on door, CQL on the MuJoCo tasks) x 3 seeds
+    assert len(offline) == 36
+    assert {p.algorithm for p in offline if p.task == "door-binary"} == \
+        {"smac", "calql", "iql", "td3bc"}
+    assert {p.algorithm for p in offline if p.task == "hopper-medium-replay"} == \
+        {"smac", "cql", "iql", "td3bc"}
+    online = [p for p in plans if p.phase == "online"]
+    assert all(p.parent in by_id and by_id[p.parent].phase == "offline" for p in online)
+    # every offline run gets SAC; SMAC and CalQL/CQL also TD3; TD3+BC fine-tuning on hopper only
+    assert sum(p.algorithm == "sac" for p in online) == 36
+    assert sum(p.algorithm == "td3" for p in online) == 2 * 3 * 3
+    assert {p.task for p in online if p.algorithm == "td3bc"} == {"hopper-medium-replay"}
+    # offline before its online runs
+    assert all(plans.index(by_id[p.parent]) < plans.index(p) for p in online)
+    jobs = landscape_jobs(spec)
+    assert sum(j.module == "landscape.interpolate" for j in jobs) == 36
+    assert sum(j.module == "landscape.surface" for j in jobs) == 4 * 3
+    assert "landscapes/planes/hopper-medium-replay/cql/seed2" in {j.out for j in jobs}
+
+
+def test_only_selects_runs_and_their_offline_parents(tmp_path):
+    plans = expand_grid(load_spec(write_spec(tmp_path, smoke_dict(tmp_path / "out"))))
+    assert [p.run_id for p in select(plans, "*/online-sac")] == \
+        ["door-binary/td3bc/seed0/offline", "door-binary/td3bc/seed0/online-sac"]
+    with pytest.raises(SmacError, match="matches no run"):
+        select(plans, "hopper*")
+
+
+# ------------------------------------------------------------------------------ fake processes
+def write_checkpoint(run_dir: Path, name: str, step: int) -> None:
+    path = run_dir / "checkpoints" / name
+    path.mkdir(parents=True, exist_ok=True)
+    (path / METADATA_FILE).write_text(json.dumps({"format_version": FORMAT_VERSION,
+                                                  "step": step}))
+
+
+class FakeTraining:
+    """A stand-in for ``python -m smac_core.train``: finishes after ``polls`` polls (writing the
+    final checkpoint), or on SIGTERM writes a step checkpoint and exits 143, as the trainer does."""
+
+    def __init__(self, plan: RunPlan, run_dir: Path, polls: int, exit_code: int = 0,
+                 ignores_sigterm: bool = False) -> None:
+        self.plan, self.run_dir, self.polls_left = plan, run_dir, polls
+        self.exit_code, self.ignores_sigterm = exit_code, ignores_sigterm
+        self.returncode: int | None = None
+        self.signals: list[int] = []
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.polls_left -= 1
+            if self.polls_left <= 0:
+                if self.exit_code == 0:
+                    write_checkpoint(self.run_dir, "final", self.plan.steps)
+                self.returncode = self.exit_code
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        self.signals.append(sig)
+        if sig == signal.SIGTERM and not self.ignores_sigterm and self.returncode is None:
+            write_checkpoint(self.run_dir, f"step_{self.plan.steps // 2}", self.plan.steps // 2)
+            self.returncode = 128 + signal.SIGTERM
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            self.returncode = -signal.SIGKILL
+
+
+class FakeLauncher:
+    """Records launches and how many runs were alive at once; ``behaviour``: FakeTraining
+    options per run id, spelled with "_" for "/" and "-"."""
+
+    def __init__(self, polls: int = 2, **behaviour: dict) -> None:
+        self.polls, self.behaviour = polls, behaviour
+        self.launched: list[str] = []
+        self.processes: dict[str, FakeTraining] = {}
+        self.most_alive = 0
+
+    def __call__(self, plan: RunPlan, root: Path, env: dict[str, str]) -> FakeTraining:
+        for run_id, process in self.processes.items():
+            assert process.returncode is not None or run_id != plan.run_id
+        if plan.parent is not None:  # an online run starts only from a finished offline run
+            assert (root / plan.parent / "checkpoints" / "final" / METADATA_FILE).is_file()
+        options = {"polls": self.polls, **self.behaviour.get(re.sub(r"[/-]", "_", plan.run_id), {})}
+        process = FakeTraining(plan, root / plan.run_id, **options)
+        self.launched.append(plan.run_id)
+        self.processes[plan.run_id] = process
+        alive = sum(p.returncode is None for p in self.processes.values())
+        self.most_alive = max(self.most_alive, alive)
+        return process
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_runner(tmp_path: Path, launcher: FakeLauncher, jobs: int = 2,
+                deadline: float | None = None, clock: FakeClock | None = None,
+                seeds: tuple[int, ...] = (0, 1)) -> Runner:
+    spec_dict = smoke_dict(tmp_path / "out")
+    spec_dict["seeds"] = list(seeds)
+    spec = load_spec(write_spec(tmp_path, spec_dict))
+    clock = clock or FakeClock()
+    return Runner(spec.root, expand_grid(spec), jobs, {}, deadline, grace_seconds=5.0,
+                  launcher=launcher, clock=clock, sleep=clock.sleep)
+
+
+def test_runs_everything_offline_first_then_skips_finished_runs(tmp_path):
+    launcher = FakeLauncher()
+    summary = make_runner(tmp_path, launcher, jobs=2).run()
+    assert len(summary.done) == 6 and not (summary.failed or summary.remaining)
+    assert sorted(launcher.launched) == sorted(summary.done)
+    assert launcher.most_alive == 2
+    root = tmp_path / "out"
+    record = json.loads((root / "door-binary/td3bc/seed1/online-sac" / RUN_RECORD).read_text())
+    assert record["attempts"][-1]["outcome"] == "done"
+    assert record["attempts"][-1]["command"][:4] == ["python -m smac_core.train", "online",
+                                                     "--from", "door-binary/td3bc/seed1/offline"]
+
+    again = FakeLauncher()
+    summary = make_runner(tmp_path, again).run()
+    assert again.launched == [] and len(summary.done) == 6
+
+
+def test_resumes_unfinished_and_extended_runs_only(tmp_path):
+    root = tmp_path / "out"
+    make_runner(tmp_path, FakeLauncher(), seeds=(0,)).run()
+    # an interrupted online run (a step checkpoint, no final) and a finished offline run whose
+    # final checkpoint has fewer steps than the spec asks for (a raised budget)
+    shutil.rmtree(root / "door-binary/td3bc/seed0/online-sac/checkpoints/final")
+    write_checkpoint(root / "door-binary/td3bc/seed0/online-sac", "step_20", 20)
+    state = run_state(root, expand_grid(load_spec(tmp_path / "spec.yaml"))[1])
+    assert (state.state, state.step) == ("partial", 20)
+    launcher = FakeLauncher()
+    make_runner(tmp_path, launcher, seeds=(0,)).run()
+    assert launcher.launched == ["door-binary/td3bc/seed0/online-sac"]
+
+    write_checkpoint(root / "door-binary/td3bc/seed0/offline", "final", 30)
+    launcher = FakeLauncher()
+    make_runner(tmp_path, launcher, seeds=(0,)).run()
+    assert launcher.launched == ["door-binary/td3bc/seed0/offline"]
+
+
+def test_failed_offline_run_blocks_its_online_runs_only(tmp_path):
+    launcher = FakeLauncher(door_binary_td3bc_seed0_offline={"exit_code": 1})
+    summary = make_runner(tmp_path, launcher).run()
+    assert summary.failed == ["door-binary/td3bc/seed0/offline"]
+    assert sorted(summary.blocked) == ["door-binary/td3bc/seed0/online-sac",
+                                       "door-binary/td3bc/seed0/online-td3bc"]
+    assert len(summary.done) == 3  # seed 1
+    root = tmp_path / "out"
+    assert run_state(root, expand_grid(load_spec(tmp_path / "spec.yaml"))[0]).state == "failed"
+    table = format_status(load_spec(tmp_path / "spec.yaml"))
+    assert "door-binary/td3bc/seed0/offline" in table and "1 failed" in table
+    assert table.endswith("landscapes: 0 of 4 done")  # interpolation + plane per seed
+
+
+def test_deadline_sends_one_sigterm_and_leaves_resumable_runs(tmp_path):
+    clock = FakeClock()
+    launcher = FakeLauncher(polls=10**9)  # runs that would never finish on their own
+    summary = make_runner(tmp_path, launcher, jobs=2, deadline=30.0, clock=clock).run()
+    assert sorted(summary.stopped) == ["door-binary/td3bc/seed0/offline",
+                                       "door-binary/td3bc/seed1/offline"]
+    assert len(summary.remaining) == 4 and not summary.done and not summary.failed
+    assert all(p.signals == [signal.SIGTERM] for p in launcher.processes.values())
+    assert clock.now < 30.0 + 2  # stopped right after the deadline, not after the grace
+    plan = expand_grid(load_spec(tmp_path / "spec.yaml"))[0]
+    assert run_state(tmp_path / "out", plan).state == "partial"
+
+
+def test_runs_ignoring_sigterm_are_killed_after_the_grace(tmp_path):
+    clock = FakeClock()
+    launcher = FakeLauncher(polls=10**9, door_binary_td3bc_seed0_offline={
+        "polls": 10**9, "ignores_sigterm": True})
+    summary = make_runner(tmp_path, launcher, jobs=1, deadline=10.0, clock=clock).run()
+    process = launcher.processes["door-binary/td3bc/seed0/offline"]
+    assert process.returncode == -signal.SIGKILL and summary.stopped == [process.plan.run_id]
+    assert 10.0 + 5.0 < clock.now < 10.0 + 5.0 + 2  # grace_seconds = 5
+
+
+def test_landscapes_wait_for_runs_and_stop_at_the_deadline(tmp_path, monkeypatch):
+    spec = load_spec(write_spec(tmp_path, smoke_dict(tmp_path / "out")))
+    calls = []
+
+    def never_ending_landscape(argv: list[str]) -> int:
+        calls.append(argv)
+        time.sleep(60)  # interrupted by the --max-minutes alarm
+        return 0
+
+    monkeypatch.setattr(experiments, "_landscape_main", lambda module: never_ending_landscape)
+    summary = experiments.run_landscapes(spec, "cpu", max_minutes=0.01)
+    assert calls == [] and len(summary.waiting) == 2  # no run is finished yet
+
+    for plan in expand_grid(spec):
+        write_checkpoint(spec.root / plan.run_id, "final", plan.steps)
+    started = time.monotonic()
+    summary = experiments.run_landscapes(spec, "cpu", max_minutes=0.01, workers=0)
+    assert time.monotonic() - started < 5  # the alarm fired after 0.6 s, not the 60 s sleep
+    assert summary.remaining == ["landscapes/interpolation/door-binary/td3bc/seed0",
+                                 "landscapes/planes/door-binary/td3bc/seed0"]
+    root = str(spec.root)
+    assert calls == [[f"{root}/door-binary/td3bc/seed0/offline",
+                      f"{root}/door-binary/td3bc/seed0/online-sac", "--points", "3",
+                      "--range", "0.0", "1.0", "--episodes", "2",
+                      "--label", "td3bc → sac (door-binary, seed0)", "--device", "cpu",
+                      "--workers", "0", "--out",
+                      f"{root}/landscapes/interpolation/door-binary/td3bc/seed0"]]
+    assert not (spec.root / summary.remaining[0] / "command.json").exists()
+
+
+# ------------------------------------------------------------------------------ end to end
+def test_cli_reports_spec_errors(tmp_path, capsys):
+    spec = smoke_dict(tmp_path / "out")
+    spec["tasks"] = ["door"]
+    assert main(["status", str(write_spec(tmp_path, spec))]) == 2
+    assert "error: " in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_smoke_spec_end_to_end(tmp_path, minari_root, capsys):
+    """experiments/smoke.yaml through the real trainer (subprocesses, which inherit the private
+    Minari store) and the landscape modules."""
+    from smac_core.data.__main__ import main as data_main
+
+    assert data_main(["import", str(DOOR_HUMAN / "door-v0_demos_clipped.hdf5"),
+                      "--id", "local/door/human-binary-v0", "--env", "door-binary"]) == 0
+    spec = str(write_spec(tmp_path, smoke_dict(tmp_path / "out")))
+    root = tmp_path / "out"
+    capsys.readouterr()
+
+    assert main(["run", spec, "--jobs", "2", "--device", "cpu"]) == 0
+    assert "3 runs: 3 done, 0 stopped, 0 failed" in capsys.readouterr().out
+    for run in ("offline", "online-sac", "online-td3bc"):
+        meta = json.loads((root / "door-binary/td3bc/seed0" / run / "checkpoints/final"
+                           / METADATA_FILE).read_text())
+        assert meta["step"] == (60 if run == "offline" else 40)
+    config = json.loads((root / "door-binary/td3bc/seed0/online-sac/config.json").read_text())
+    assert config["from"] == "door-binary/td3bc/seed0/offline"
+    assert config["from_algorithm"] == "td3bc" and config["mix"] == 0.5
+
+    assert main(["status", spec]) == 0
+    assert "3 runs: 3 done" in capsys.readouterr().out
+    assert main(["run", spec, "--device", "cpu"]) == 0
+    rerun = capsys.readouterr().out
+    assert "start" not in rerun and "3 runs: 3 done" in rerun
+
+    assert main(["landscapes", spec, "--device", "cpu", "--workers", "0"]) == 0
+    interpolation = json.loads((root / "landscapes/interpolation/door-binary/td3bc/seed0"
+                                / "interpolation.json").read_text())
+    assert interpolation["curves"][0]["t"] == [0.0, 0.5, 1.0]
+    surface = root / "landscapes/planes/door-binary/td3bc/seed0"
+    assert json.loads((surface / "surface.json").read_text())["x"] == [0.0, 1.0]
+    assert json.loads((surface / "command.json").read_text())["exit_code"] == 0
+    invocations = (root / "runner/invocations.jsonl").read_text().splitlines()
+    assert [json.loads(line)["command"][1] for line in invocations] == \
+        ["run", "run", "landscapes"]
+    assert list((root / "runner").glob("spec-*.yaml"))

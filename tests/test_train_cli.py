@@ -1,0 +1,146 @@
+"""``python -m smac_core.train``: flags, bad input, offline -> online end to end."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from smac_core import tasks
+from smac_core.checkpoint import load_tensors
+from smac_core.data.dataset import TransitionDataset
+from smac_core.data.minari_store import write_minari
+from smac_core.runs import Trainer, read_metrics
+from smac_core.train import build_parser, main
+
+SMALL = ["--set", "actor_hidden=[32,32]", "--set", "critic_hidden=[32,32]",
+         "--set", "batch_size=32"]
+ONLINE = ["online", "--algo", "sac", "--env", "Pendulum-v1", "--steps", "50",
+          "--start-steps", "10", "--eval-episodes", "1", *SMALL]
+
+
+@pytest.fixture
+def pendulum_dataset(minari_root) -> str:
+    """400 transitions of uniform random actions on Pendulum-v1, as Minari "local/pendulum/..."."""
+    env = tasks.make_env("Pendulum-v1")
+    rng = np.random.default_rng(0)
+    episodes = []
+    for k in range(2):
+        obs, _ = env.reset(seed=k)
+        ep = {"observations": [obs], "actions": [], "rewards": [], "terminals": [],
+              "truncations": []}
+        for t in range(200):
+            action = rng.uniform(-2.0, 2.0, 1).astype(np.float32)
+            obs, reward, terminated, _, _ = env.step(action)
+            for key, value in (("observations", obs), ("actions", action), ("rewards", reward),
+                               ("terminals", terminated), ("truncations", t == 199)):
+                ep[key].append(value)
+        episodes.append({k: np.asarray(v) for k, v in ep.items()})
+    write_minari(TransitionDataset.from_episodes(episodes), "local/pendulum/random-v0", env)
+    return "local/pendulum/random-v0"
+
+
+def test_help_documents_every_flag_and_the_algorithm_defaults(capsys):
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "phase").choices
+    for phase, sub in subparsers.items():
+        with pytest.raises(SystemExit):
+            main([phase, "--help"])
+        text = capsys.readouterr().out
+        for action in sub._actions:
+            assert action.help, (phase, action.dest)
+            for flag in action.option_strings:
+                assert flag in text, (phase, flag)
+        assert "agent config defaults" in text
+    with pytest.raises(SystemExit):
+        main(["online", "--help"])
+    assert "sac: actor_hidden=(256, 256)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--steps", "-5"], "--steps must be a positive integer; got -5"),
+    (["--eval-every", "0"], "--eval-every must be a positive integer"),
+    (["--threads", "0"], "--threads must be a positive integer"),
+    (["--start-steps", "-1"], "--start-steps must be >= 0"),
+    (["--mix", "1.5"], "--mix must be in [0, 1]; got 1.5"),
+    (["--set", "utd"], "--set expects KEY=VALUE; got 'utd'"),
+    (["--set", "learning_rate=3"], "unknown SACConfig option(s) ['learning_rate']"),
+    (["--set", "utd=0"], "utd must be >= 1"),
+    (["--env", "NoSuchEnv-v0"], "unknown env 'NoSuchEnv-v0'"),
+    (["--from", "/no/such/run"], "no such checkpoint or run directory"),
+])
+def test_bad_input_is_a_clear_error(tmp_path, capsys, args, message):
+    assert main([*ONLINE, "--out", str(tmp_path / "run"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unknown_algorithm_and_missing_env_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["online", "--algo", "ppo", "--env", "Pendulum-v1", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "invalid choice: 'ppo'" in capsys.readouterr().err
+    assert main(["online", "--algo", "sac", "--out", str(tmp_path / "run")]) == 2
+    assert "online runs need --env" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a CPU-only machine")
+def test_cuda_without_a_gpu_is_refused(tmp_path, capsys):
+    assert main([*ONLINE, "--out", str(tmp_path / "run"), "--device", "cuda"]) == 2
+    assert "no CUDA device is available" in capsys.readouterr().err
+
+
+def test_offline_then_online_end_to_end(tmp_path, pendulum_dataset):
+    offline = tmp_path / "offline"
+    assert main(["offline", "--algo", "td3bc", "--dataset", pendulum_dataset, "--steps", "200",
+                 "--eval-every", "100", "--eval-episodes", "2", "--out", str(offline),
+                 *SMALL]) == 0
+    config = json.loads((offline / "config.json").read_text())
+    assert (config["env"], config["dataset_id"], config["obs_normalization"]) == (
+        "Pendulum-v1", pendulum_dataset, True)
+    offline_evals = [r for r in read_metrics(offline) if "eval_returns" in r]
+    assert [r["step"] for r in offline_evals] == [100, 200]
+    assert all(r["phase"] == "offline" for r in offline_evals)
+    _, offline_meta = load_tensors(offline)
+    assert offline_meta["obs_std"] != [1.0, 1.0, 1.0]  # normalised by the dataset
+
+    online = tmp_path / "online"
+    assert main(["online", "--algo", "sac", "--from", str(offline), "--steps", "100",
+                 "--mix", "0.5", "--eval-every", "100", "--early-eval-every", "50",
+                 "--eval-episodes", "2", "--out", str(online), *SMALL]) == 0
+    config = json.loads((online / "config.json").read_text())
+    assert (config["from"], config["from_algorithm"], config["mix"]) == (str(offline), "td3bc",
+                                                                        0.5)
+    assert config["start_steps"] == 0
+    online_evals = [r for r in read_metrics(online) if "eval_returns" in r]
+    assert [r["step"] for r in online_evals] == [0, 50, 100]
+    # step 0 evaluates the handed-over policy: the same episodes as the offline final evaluation
+    assert online_evals[0]["eval_returns"] == offline_evals[-1]["eval_returns"]
+    _, meta = load_tensors(online)
+    assert (meta["from_checkpoint"], meta["from_algorithm"]) == (str(offline), "td3bc")
+    assert (meta["obs_mean"], meta["obs_std"], meta["dataset_id"]) == (
+        offline_meta["obs_mean"], offline_meta["obs_std"], pendulum_dataset)
+
+
+def test_offline_resume_is_bit_identical(tmp_path, pendulum_dataset, monkeypatch):
+    args = ["offline", "--algo", "td3bc", "--dataset", pendulum_dataset, "--steps", "120",
+            "--eval-every", "60", "--eval-episodes", "1", *SMALL]
+    assert main([*args, "--out", str(tmp_path / "straight")]) == 0
+    one_step = Trainer._one_step
+
+    def one_step_then_signal(self: Trainer) -> None:
+        one_step(self)
+        if self.step == 45:
+            signal.raise_signal(signal.SIGINT)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_one_step", one_step_then_signal)
+        assert main([*args, "--out", str(tmp_path / "resumed")]) == 128 + signal.SIGINT
+    assert main([*args, "--out", str(tmp_path / "resumed"), "--resume"]) == 0
+    expected, _ = load_tensors(tmp_path / "straight")
+    resumed, _ = load_tensors(tmp_path / "resumed")
+    for name in expected:
+        assert torch.equal(expected[name], resumed[name]), name
