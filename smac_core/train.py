@@ -241,7 +241,8 @@ def _static_metadata(agent: Agent, normalizer: ObsNormalizer,
     return {"obs_dim": agent.obs_dim, "act_dim": agent.act_dim,
             "actor_hidden": list(agent.config.actor_hidden),
             "obs_mean": normalizer.mean.tolist(), "obs_std": normalizer.std.tolist(),
-            "action_low": scaler.low.tolist(), "action_high": scaler.high.tolist()}
+            "action_low": scaler.low.tolist(), "action_high": scaler.high.tolist(),
+            "reward_scale": agent.reward_scale, "reward_bias": agent.reward_bias}
 
 
 def _spec(args: argparse.Namespace, agent: Agent, env: str, dataset_id: str | None,

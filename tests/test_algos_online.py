@@ -316,6 +316,20 @@ def test_every_offline_agent_hands_over_to_every_online_agent(offline):
         assert torch.equal(agent.critic(obs, actions), source.networks["critic"](obs, actions))
 
 
+@pytest.mark.parametrize("online", ONLINE)
+def test_handoff_keeps_the_reward_units_the_critic_was_trained_in(online):
+    # CalQL on binary Adroit learns from 10 r + 5; the online critic must go on doing so
+    source = make_agent("calql", OBS_DIM, ACT_DIM, SMALL)
+    source.reward_scale, source.reward_bias = 10.0, 5.0
+    agent = make_agent(online, OBS_DIM, ACT_DIM, SMALL)
+    batch = random_batch(32)
+    torch.testing.assert_close(agent.learning_rewards(batch), batch.rewards)
+    agent.load_pretrained(network_tensors(source.networks),
+                          {"algorithm": "calql", "reward_scale": 10.0, "reward_bias": 5.0})
+    torch.testing.assert_close(agent.learning_rewards(batch), 10.0 * batch.rewards + 5.0)
+    assert torch.equal(agent.learning_rewards(batch), source.learning_rewards(batch))
+
+
 def test_load_pretrained_td3_to_sac_keeps_fresh_log_std_and_temperature():
     td3 = make_agent("td3", OBS_DIM, ACT_DIM, SMALL)
     td3.update(random_batch(32))

@@ -85,7 +85,7 @@ class AWR(Agent):
             # y = r + gamma (1 - d) min_i Q_target_i(s', a'),  a' ~ pi(.|s')
             next_actions, _ = self.actor(batch.next_observations)
             next_q = self.networks["critic_target"](batch.next_observations, next_actions)
-            target = (batch.rewards
+            target = (self.learning_rewards(batch)
                       + self.config.gamma * (1.0 - batch.dones) * next_q.min(dim=0).values)
         # L = sum_i E[(Q_i(s, a) - y)^2]
         q = self.critic(batch.observations, batch.actions)  # (N, B)

@@ -65,6 +65,10 @@ class Agent:
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.updates = 0
+        # r' = reward_scale * r + reward_bias: the reward units the critic learns in. Offline
+        # algorithms may pick them from the dataset (CalQL, IQL); an online agent started from a
+        # checkpoint inherits them (``load_pretrained``), so the critic's units survive the handoff.
+        self.reward_scale, self.reward_bias = 1.0, 0.0
 
     # ------------------------------------------------------------------ to implement
     def update(self, batch: Batch) -> dict[str, float]:
@@ -77,6 +81,10 @@ class Agent:
         """Work done once before offline updates start (SMAC trains its score model here)."""
 
     # ------------------------------------------------------------------ shared
+    def learning_rewards(self, batch: Batch) -> torch.Tensor:
+        """The rewards the critic learns from, in its units: scale * r + bias, (B,)."""
+        return self.reward_scale * batch.rewards + self.reward_bias
+
     @property
     def actor(self) -> nn.Module:
         return self.networks["actor"]
@@ -137,12 +145,17 @@ class Agent:
         - a ``<name>_target`` the checkpoint lacks is re-synced from the loaded ``<name>``.
         - networks the checkpoint lacks otherwise (e.g. ``temperature`` after IQL) keep their
           fresh initialisation; networks only the checkpoint has (IQL's value) are not used.
+        - the reward transform (``reward_scale``, ``reward_bias`` in the metadata) is kept, so the
+          critic goes on learning in the units it was pre-trained in (CalQL's x10 + 5 on
+          binary Adroit, IQL's MuJoCo rescaling), as the reference implementations fine-tune.
         """
         from smac_core.checkpoint import sub_state_dict
 
         source_algo = metadata.get("algorithm", "checkpoint")
         if not sub_state_dict(tensors, "actor"):
             raise SmacError(f"the {source_algo} checkpoint has no 'actor' network to start from")
+        self.reward_scale = float(metadata.get("reward_scale", 1.0))
+        self.reward_bias = float(metadata.get("reward_bias", 0.0))
         loaded = set()
         for name, module in self.networks.items():
             source = sub_state_dict(tensors, name)

@@ -172,7 +172,7 @@ class CalQL(SAC):
         obs, next_obs = batch.observations, batch.next_observations
         n, (batch_size, act_dim) = cfg.num_sampled_actions, batch.actions.shape
         num_critics = self.critic.ensemble_size
-        rewards = self.reward_scale * batch.rewards + self.reward_bias
+        rewards = self.learning_rewards(batch)
 
         # TD: y = r + gamma (1 - d) max_j min_i Q_target_i(s', a'_j), a'_j ~ pi(.|s')
         #     (max over n samples with max_target_backup, else one sample; no entropy term)

@@ -92,7 +92,6 @@ class IQL(Agent):
                            "critic": self.make_optimizer([critic], config.critic_lr),
                            "value": self.make_optimizer([value], config.value_lr)}
         self.expectile = config.expectile if config.expectile is not None else 0.7
-        self.reward_scale = 1.0
 
     def prepare_offline(self, dataset: TransitionDataset, buffer: ReplayBuffer,
                         workdir: Path) -> None:
@@ -111,7 +110,7 @@ class IQL(Agent):
         actor, critic, target, value = (self.networks[k] for k in
                                         ("actor", "critic", "critic_target", "value"))
         obs, actions, next_obs = batch.observations, batch.actions, batch.next_observations
-        rewards = self.reward_scale * batch.rewards
+        rewards = self.learning_rewards(batch)
 
         # Value: L_V = E[ |tau - 1(u < 0)| u^2 ],  u = min_i Q_target_i(s, a) - V(s)
         with torch.no_grad():

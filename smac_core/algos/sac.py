@@ -136,7 +136,7 @@ class SAC(Agent):
                                      cfg.target_reduction, cfg.target_std_weight)
             next_v = next_q - alpha * next_log_prob
             # y = r + gamma (1 - d) V(s')
-            target = batch.rewards + cfg.gamma * (1.0 - batch.dones) * next_v
+            target = self.learning_rewards(batch) + cfg.gamma * (1.0 - batch.dones) * next_v
         # J_Q = sum_i E[(Q_i(s, a) - y)^2]   (no 1/2, as CleanRL/CORL)
         q = self.critic(batch.observations, batch.actions)  # (N, B)
         loss = ((q - target) ** 2).mean(dim=1).sum()

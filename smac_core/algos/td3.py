@@ -101,7 +101,8 @@ class TD3(Agent):
             next_actions = (next_actions + noise).clamp(-1.0, 1.0)
             # y = r + gamma (1 - d) min_i Q_target_i(s', a')   (clipped double Q, sec. 4.2)
             next_q = self.networks["critic_target"](batch.next_observations, next_actions)
-            target = batch.rewards + cfg.gamma * (1.0 - batch.dones) * next_q.min(dim=0).values
+            target = (self.learning_rewards(batch)
+                      + cfg.gamma * (1.0 - batch.dones) * next_q.min(dim=0).values)
         # L = sum_i E[(Q_i(s, a) - y)^2]
         q = self.critic(batch.observations, batch.actions)  # (N, B)
         loss = ((q - target) ** 2).mean(dim=1).sum()
