@@ -217,8 +217,16 @@ class TransferDrop:
     verdict: str        # "drop" | "smooth"
 
 
+def default_window(steps: np.ndarray) -> int:
+    """10% of the last evaluated step, and at least the first evaluation after step 0 (so that
+    a short run still has a window)."""
+    after_zero = steps[steps > 0]
+    first = int(after_zero[0]) if after_zero.size else 0
+    return max(int(DEFAULT_WINDOW_FRACTION * steps[-1]), first)
+
+
 def _window_indices(steps: np.ndarray, window: int | None) -> tuple[np.ndarray, int]:
-    window = int(DEFAULT_WINDOW_FRACTION * steps[-1]) if window is None else window
+    window = default_window(steps) if window is None else window
     indices = np.flatnonzero((steps > 0) & (steps <= window))
     if indices.size == 0:
         raise SmacError(f"no evaluation after step 0 within the window of {window} steps "
@@ -286,7 +294,7 @@ def transfer_drop_over_seeds(curves: Sequence[EvalCurve],
     if len({curve.metric for curve in curves}) > 1:
         raise SmacError("the seeds' curves mix normalised scores and raw returns")
     if window is None:
-        window = int(DEFAULT_WINDOW_FRACTION * min(curve.steps[-1] for curve in curves))
+        window = min(default_window(curve.steps) for curve in curves)
     indices, window = _window_indices(curves[0].steps, window)
     steps = curves[0].steps[indices]
     per_seed_dips = []

@@ -477,6 +477,10 @@ class Trainer:
         """Train to ``spec.steps``; 0 when finished or asked to stop, 128+signal when signalled."""
         if resume_from is not None:
             self.restore(resume_from)
+            if self.step >= self.spec.steps and resume_from.name == "final":
+                print(f"{self.run_dir} already finished at step {self.step}; nothing to do "
+                      "(a larger --steps continues it)", file=sys.stderr)
+                return 0
         self._session_start, self._session_first_step = time.monotonic(), self.step
         previous = {s: signal.signal(s, self._handle_signal)
                     for s in (signal.SIGINT, signal.SIGTERM)}
