@@ -159,6 +159,15 @@ class TanhGaussianActor(nn.Module):
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.mu(self.trunk(obs)))
 
+    def regression_log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """log N(a; tanh(mu(h)), std(h)^2) summed over action dims, (B,): the likelihood that
+        advantage-weighted regression (IQL, AWAC, as in CORL) fits dataset actions with. Unlike
+        ``log_prob`` it has no tanh change of variables, so actions at the bounds (+-1, common
+        in demonstrations) stay finite-cost instead of dominating the loss."""
+        h = self.trunk(obs)
+        std = self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
+        return torch.distributions.Normal(torch.tanh(self.mu(h)), std).log_prob(actions).sum(-1)
+
     def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """log pi(a|s) of given actions in (-1, 1), shape (B,) (clamped away from +-1)."""
         mean, std = self.distribution(obs)

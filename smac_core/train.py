@@ -153,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     offline.add_argument("--optimizer", choices=("muon", "adam"),
                          help="optimizer kind (default: the algorithm's config)")
     offline.add_argument("--normalize-obs", action=argparse.BooleanOptionalAction, default=True,
-                         help="normalise observations by the dataset's mean/std, as CORL does "
-                              "for every offline algorithm here (default: on)")
+                         help="normalise observations by the dataset's mean/std (default: on; "
+                              "CORL does for TD3+BC and IQL, CalQL's reference does not: "
+                              "--no-normalize-obs to match it)")
     _add_common_flags(offline, 1_000_000, 10_000, 100_000)
     return parser
 

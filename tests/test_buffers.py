@@ -71,6 +71,16 @@ def test_mixing_ratio(ratio):
     assert all(b.observations.shape == (256, 1) for b in batches)
 
 
+def test_mixed_batches_are_shuffled_so_every_slice_mixes_both_sources():
+    mixed = MixedReplayBuffer(marked_buffer(100, 0.0, seed=1), marked_buffer(50, 1.0, seed=2),
+                              offline_ratio=0.5)
+    batch = mixed.sample(256)
+    # SAC with utd=2 trains on the two halves; each must hold offline and online samples
+    # (P(a half of a random permutation holds one source only) ~ 2 / C(256, 128): zero)
+    for half in batch.rewards.split(128):
+        assert 0.0 < half.mean().item() < 1.0
+
+
 def test_mixing_falls_back_to_offline_while_online_is_empty():
     offline = marked_buffer(100, 0.0, seed=1)
     online = ReplayBuffer(10, 1, 1, "cpu", torch.Generator().manual_seed(2))

@@ -110,7 +110,7 @@ class AWR(Agent):
             # w = min(exp(A / lambda), max_weight)
             weights = torch.exp(advantage / cfg.advantage_temperature).clamp(max=cfg.max_weight)
         # L_pi = -E_{(s, a)~B}[log pi(a|s) w(s, a)]
-        log_prob = self.actor.log_prob(batch.observations, batch.actions)
+        log_prob = self.actor.regression_log_prob(batch.observations, batch.actions)
         actor_loss = -(log_prob * weights).mean()
         self.optimizers["actor"].zero_grad(set_to_none=True)
         actor_loss.backward()

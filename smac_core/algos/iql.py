@@ -135,7 +135,7 @@ class IQL(Agent):
         # Actor (AWR): L_pi = -E[ min(exp(beta * (Q_target(s, a) - V(s))), max_weight)
         #                          * log pi(a|s) ], V(s) before this step's value update
         weights = torch.exp(cfg.beta * u.detach()).clamp(max=cfg.max_weight)
-        actor_loss = -(weights * actor.log_prob(obs, actions)).mean()
+        actor_loss = -(weights * actor.regression_log_prob(obs, actions)).mean()
         if cfg.actor_lr_cosine_steps > 0:
             progress = min(self.updates / cfg.actor_lr_cosine_steps, 1.0)
             for group in self.optimizers["actor"].param_groups:

@@ -163,4 +163,7 @@ class MixedReplayBuffer:
             return self.online.sample(batch_size)
         n_offline = round(batch_size * self.offline_ratio)
         a, b = self.offline.sample(n_offline), self.online.sample(batch_size - n_offline)
-        return Batch(**{k: torch.cat([getattr(a, k), getattr(b, k)]) for k in BUFFER_FIELDS})
+        # shuffled, so that any slice of the batch (UTD > 1 splits it) mixes both sources
+        order = torch.randperm(batch_size, generator=self.offline.generator).to(a.rewards.device)
+        return Batch(**{k: torch.cat([getattr(a, k), getattr(b, k)])[order]
+                        for k in BUFFER_FIELDS})
