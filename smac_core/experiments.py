@@ -1,11 +1,11 @@
 """``python -m smac_core.experiments {run,status,landscapes} SPEC``: a grid of offline -> online
 runs from one spec file, run in resumable chunks, then the landscapes of the finished runs.
 
-    python -m smac_core.experiments run experiments/reduced.yaml --jobs 4 --max-minutes 8
-    python -m smac_core.experiments status experiments/reduced.yaml
-    python -m smac_core.experiments landscapes experiments/reduced.yaml --max-minutes 8
+    python -m smac_core.experiments run notebooks/specs/reduced.yaml --jobs 4 --max-minutes 8
+    python -m smac_core.experiments status notebooks/specs/reduced.yaml
+    python -m smac_core.experiments landscapes notebooks/specs/reduced.yaml --max-minutes 8
 
-SPEC (YAML or JSON; ``experiments/reduced.yaml`` documents every key) names the tasks, seeds,
+SPEC (YAML or JSON; ``notebooks/specs/reduced.yaml`` documents every key) names the tasks, seeds,
 offline algorithms (each with the online algorithms fine-tuned from it), the two phases' step
 budgets and evaluation schedules, ``--set`` overrides and the landscape settings. Entries are
 keyed by a *label* (a directory name) and run the algorithm ``algo`` (default: the label), so

@@ -1,5 +1,5 @@
 """The experiment runner: spec validation, grid layout, skip/resume/deadline scheduling with fake
-processes, and one end-to-end run of experiments/smoke.yaml through smac_core.train."""
+processes, and one end-to-end run of notebooks/specs/smoke.yaml through smac_core.train."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ from smac_core.experiments import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SMOKE = REPO / "experiments" / "smoke.yaml"
-REDUCED = REPO / "experiments" / "reduced.yaml"
+SMOKE = REPO / "notebooks" / "specs" / "smoke.yaml"
+REDUCED = REPO / "notebooks" / "specs" / "reduced.yaml"
 
 
 def smoke_dict(root: Path) -> dict:
@@ -365,7 +365,7 @@ def test_cli_reports_spec_errors(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_smoke_spec_end_to_end(tmp_path, minari_root, capsys):
-    """experiments/smoke.yaml through the real trainer (subprocesses, which inherit the private
+    """notebooks/specs/smoke.yaml through the real trainer (subprocesses, which inherit the private
     Minari store) and the landscape modules."""
     from smac_core.data.__main__ import main as data_main
 
