@@ -144,3 +144,31 @@ def test_offline_resume_is_bit_identical(tmp_path, pendulum_dataset, monkeypatch
     resumed, _ = load_tensors(tmp_path / "resumed")
     for name in expected:
         assert torch.equal(expected[name], resumed[name]), name
+
+
+OFFLINE_ALGOS = ("smac", "calql", "cql", "iql", "td3bc")
+ONLINE_ALGOS = ("sac", "td3", "td3bc", "awr")
+
+
+@pytest.mark.slow
+def test_every_offline_algorithm_runs_and_hands_over_to_every_online_algorithm(
+        tmp_path, pendulum_dataset):
+    for offline_algo in OFFLINE_ALGOS:
+        offline = tmp_path / offline_algo
+        tiny_score_model = (["--set", 'score_model={"steps": 5, "hidden_dim": 16}']
+                            if offline_algo == "smac" else [])
+        assert main(["offline", "--algo", offline_algo, "--dataset", pendulum_dataset,
+                     "--steps", "6", "--eval-every", "6", "--eval-episodes", "1",
+                     "--out", str(offline), *SMALL, *tiny_score_model]) == 0, offline_algo
+        offline_final = [r for r in read_metrics(offline) if "eval_returns" in r][-1]
+        for online_algo in ONLINE_ALGOS:
+            online = tmp_path / f"{offline_algo}-{online_algo}"
+            assert main(["online", "--algo", online_algo, "--from", str(offline), "--steps", "4",
+                         "--eval-every", "4", "--early-eval-every", "4", "--eval-episodes", "1",
+                         "--out", str(online), *SMALL]) == 0, (offline_algo, online_algo)
+            evals = [r for r in read_metrics(online) if "eval_returns" in r]
+            # step 0 is the handed-over policy: the same episode as the offline final evaluation
+            assert evals[0]["step"] == 0
+            assert evals[0]["eval_returns"] == offline_final["eval_returns"], \
+                (offline_algo, online_algo)
+            assert (online / "checkpoints" / "final" / "model.safetensors").is_file()
