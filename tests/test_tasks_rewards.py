@@ -3,15 +3,13 @@ real rollouts) and the real door-human data."""
 
 from __future__ import annotations
 
-import pickle
-
 import gymnasium as gym
 import numpy as np
 import pytest
 from conftest import DOOR_HUMAN
 
 from smac_core import tasks
-from smac_core.data.formats import read_file
+from smac_core.data.formats import read_file, restricted_load
 from smac_core.data.rewards import SUCCESS_FUNCTIONS, BinaryReward, relabel_binary
 from smac_core.errors import SmacError
 
@@ -89,7 +87,8 @@ def test_binary_reward_agrees_with_env_success_on_random_rollouts(name):
 def test_binary_reward_agrees_on_replayed_door_demonstrations():
     """Open-loop replay of the human demos from their recorded initial states opens the door,
     so both outcomes are compared (a test where success never happens could not fail)."""
-    demos = pickle.loads(DOOR_PICKLE.read_bytes())
+    with open(DOOR_PICKLE, "rb") as f:
+        demos = restricted_load(f, DOOR_PICKLE)
     env = tasks.make_env("door-binary", seed=0)
     all_successes = []
     for index in (11, 22, 24):  # demonstrations whose door passes 1.35 rad before step 200

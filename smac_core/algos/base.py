@@ -9,6 +9,7 @@ every algorithm, which is what makes the offline -> online handoff and ``landsca
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -51,7 +52,7 @@ class AgentConfig:
         return asdict(self)
 
 
-class Agent:
+class Agent(ABC):
     """Networks, optimizers, acting and resume state. Subclasses implement ``update``."""
 
     name: ClassVar[str]
@@ -71,14 +72,16 @@ class Agent:
         self.reward_scale, self.reward_bias = 1.0, 0.0
 
     # ------------------------------------------------------------------ to implement
+    @abstractmethod
     def update(self, batch: Batch) -> dict[str, float]:
         """One gradient step (or UTD steps) on ``batch`` (``update_batch_size`` transitions),
         counted in ``self.updates``; returns scalar metrics for the log."""
-        raise NotImplementedError(f"{type(self).__name__} must implement update()")
 
     def prepare_offline(self, dataset: TransitionDataset, buffer: ReplayBuffer,
                         workdir: Path) -> None:
-        """Work done once before offline updates start (SMAC trains its score model here)."""
+        """Work done once before offline updates start (SMAC trains its score model here);
+        nothing by default."""
+        return None
 
     # ------------------------------------------------------------------ shared
     def learning_rewards(self, batch: Batch) -> torch.Tensor:
