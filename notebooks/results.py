@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from landscape.valley import Curve, valley_verdict
+from landscape.valley import ENDPOINT_ATOL, Curve, valley_verdict
 from smac_core.algos import ALGORITHMS
 from smac_core.checkpoint import read_metadata, resolve_checkpoint
 from smac_core.errors import SmacError
@@ -296,6 +296,7 @@ class DropRow:
     seeds: int
     drop: TransferDrop
     over: str  # what the s.e. is over: "seeds" or "episodes (1 seed)"
+    regret: float  # mean over seeds of ``smac_core.metrics.cumulative_regret``
 
 
 def _cells(study: Study, main_grid: bool) -> dict[CellKey, list[RecordRun]]:
@@ -319,19 +320,20 @@ def drop_rows(study: Study, main_grid: bool = True) -> list[DropRow]:
         else:
             drop, over = transfer_drop(runs[0].curve, runs[0].baseline), "episodes (1 seed)"
         first = group[0].record
+        regret = float(np.mean([cumulative_regret(r.curve) for r in runs]))
         rows.append(DropRow(cell, first.offline_algorithm, first.algorithm, len(runs), drop,
-                            over))
+                            over, regret))
     return rows
 
 
 def format_drops(rows: Iterable[DropRow]) -> str:
     lines = ["| task | offline | online | seeds | drop ± s.e. (s.e. over) | at step | p | "
-             "verdict |", "|---" * 8 + "|"]
+             "verdict | regret |", "|---" * 9 + "|"]
     for r in rows:
         lines.append(f"| {r.cell.task} | {display(r.cell.label)} | {display(r.cell.online_label)} "
                      f"| {r.seeds} "
                      f"| {r.drop.drop:.2f} ± {r.drop.se:.2f} ({r.over}) | {r.drop.step} "
-                     f"| {r.drop.p_value:.3g} | {r.drop.verdict} |")
+                     f"| {r.drop.p_value:.3g} | {r.drop.verdict} | {r.regret:.3g} |")
     return "\n".join(lines)
 
 
@@ -461,6 +463,28 @@ def interpolation_over_seeds(seeds: Sequence[Interpolation]) -> tuple[Curve, str
     return Curve(label, first.ts, mean, se, valley_verdict(first.ts, mean, se)), "seeds"
 
 
+def plot_interpolations(curves: dict[tuple[str, str], tuple[Curve, str]], unit: str
+                        ) -> Figure:
+    """One panel per task: every method's curve, mean +- s.e., the checkpoints dashed."""
+    tasks = sorted({task for task, _ in curves})
+    figure = Figure(figsize=(5.5 * len(tasks), 4))
+    axes = figure.subplots(1, len(tasks), squeeze=False)[0]
+    for ax, task in zip(axes, tasks, strict=True):
+        rows = [curve for (t, _), (curve, _) in curves.items() if t == task]
+        for k, curve in enumerate(rows):
+            color = COLORS[k % len(COLORS)]
+            ax.plot(curve.ts, curve.mean, "o-", color=color, markersize=3,
+                    label=f"{curve.label}: {curve.verdict.verdict}")
+            ax.fill_between(curve.ts, curve.mean - curve.se, curve.mean + curve.se,
+                            color=color, alpha=0.2)
+        for t in (0.0, 1.0):
+            ax.axvline(t, color="gray", linestyle="--", linewidth=1)
+        ax.set(title=f"{task}: pre-trained (t=0) -> SAC fine-tuned (t=1)", xlabel="t",
+               ylabel=f"{unit} (mean ± s.e.)")
+        ax.legend(fontsize="small")
+    return figure
+
+
 def grouped(items: Iterable[Any]) -> dict[tuple[str, str], list[Any]]:
     """Items with ``task`` and ``label`` grouped by (task, label), sorted."""
     groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
@@ -469,8 +493,9 @@ def grouped(items: Iterable[Any]) -> dict[tuple[str, str], list[Any]]:
     return dict(sorted(groups.items()))
 
 
-def valley_claims(curves: dict[tuple[str, str], tuple[Curve, str]]) -> list[str]:
-    """The paper: every method but SMAC dips between pre-trained and SAC fine-tuned."""
+def valley_claims(curves: dict[tuple[str, str], tuple[Curve, str]],
+                  between: str = "pre-trained and SAC fine-tuned") -> list[str]:
+    """The paper: every method but SMAC dips ``between`` its two checkpoints."""
     claims = []
     for is_smac in (True, False):
         rows = [(task, label, curve) for (task, label), (curve, _) in curves.items()
@@ -481,11 +506,11 @@ def valley_claims(curves: dict[tuple[str, str], tuple[Curve, str]]) -> list[str]
                    if curve.verdict.verdict == "valley"]
         if is_smac:
             verdict = "SUPPORTED" if not valleys else "CONTRADICTED"
-            claim = "SMAC crosses no valley"
+            claim = f"SMAC crosses no valley between {between}"
         else:
             verdict = "SUPPORTED" if len(valleys) == len(rows) else (
                 "PARTLY SUPPORTED" if valleys else "CONTRADICTED")
-            claim = "every baseline dips between pre-trained and SAC fine-tuned"
+            claim = f"every baseline dips between {between}"
         claims.append(f"{verdict}: {claim}: valley in {len(valleys)}/{len(rows)} "
                       f"(task, method) pairs {valleys or ''}".rstrip())
     return claims
@@ -499,7 +524,7 @@ class Plane:
 
     task: str
     label: str
-    seed: int
+    seed: int  # -1: a mean over seeds
     unit: str
     x: np.ndarray
     y: np.ndarray
@@ -507,18 +532,24 @@ class Plane:
     se: np.ndarray
     checkpoints: tuple[str, ...]
 
-    def value_at(self, x: float, y: float) -> float:
-        return float(self.mean[np.argmin(np.abs(self.y - y)), np.argmin(np.abs(self.x - x))])
-
-    def segment_minimum(self, to_x: float, to_y: float) -> float:
-        """Lowest grid value on the straight segment from (0, 0) to (to_x, to_y) (grid points
-        within half a cell of it)."""
-        xx, yy = np.meshgrid(self.x, self.y)
-        length = math.hypot(to_x, to_y)
-        t = np.clip((xx * to_x + yy * to_y) / length**2, 0.0, 1.0)
-        distance = np.hypot(xx - t * to_x, yy - t * to_y)
-        cell = max(np.diff(self.x).min(), np.diff(self.y).min())
-        return float(self.mean[distance <= cell / 2 + 1e-12].min())
+    def path_curve(self, axis: str) -> Curve | None:
+        """The straight path pre-trained -> theta_1 (``axis`` "x", along y = 0) or -> theta_2
+        ("y", along x = 0) read off the grid, with its valley verdict; None when the grid does
+        not hold both checkpoints and a point between them."""
+        along, across = (self.x, self.y) if axis == "x" else (self.y, self.x)
+        row = np.flatnonzero(np.isclose(across, 0.0, atol=ENDPOINT_ATOL))
+        inside = (along >= -ENDPOINT_ATOL) & (along <= 1 + ENDPOINT_ATOL)
+        ts = along[inside]
+        if row.size == 0 or not (np.isclose(ts, 0.0).any() and np.isclose(ts, 1.0).any()) \
+                or ts.size < 3:
+            return None
+        grid_mean, grid_se = (self.mean, self.se) if axis == "y" else (self.mean.T, self.se.T)
+        mean, se = grid_mean[inside, row[0]], grid_se[inside, row[0]]
+        if not np.isfinite(se).all():
+            return None
+        target = "θ1" if axis == "x" else "θ2"
+        return Curve(f"{display(self.label)}: θ -> {target}", ts, mean, se,
+                     valley_verdict(ts, mean, se))
 
 
 def load_planes(root: Path) -> list[Plane]:
@@ -532,13 +563,17 @@ def load_planes(root: Path) -> list[Plane]:
     return result
 
 
-def plane_rows(planes: Sequence[Plane]) -> list[dict[str, Any]]:
-    """Per plane: reward at the three checkpoints and the lowest reward on the straight paths
-    pre-trained -> theta_1 (x axis) and pre-trained -> theta_2 (y axis)."""
-    return [{"task": p.task, "method": display(p.label), "seed": p.seed,
-             "pre-trained": p.value_at(0, 0), "theta_1": p.value_at(1, 0),
-             "theta_2": p.value_at(0, 1), "min to theta_1": p.segment_minimum(1, 0),
-             "min to theta_2": p.segment_minimum(0, 1)} for p in planes]
+def plane_over_seeds(seeds: Sequence[Plane]) -> Plane:
+    """Mean over seeds of each grid point, s.e. over seeds (one seed: the plane itself)."""
+    first = seeds[0]
+    if len(seeds) == 1:
+        return first
+    if any(not (np.array_equal(p.x, first.x) and np.array_equal(p.y, first.y)) for p in seeds):
+        raise SmacError(f"{first.task}/{first.label}: the seeds' planes use different grids")
+    means = np.stack([p.mean for p in seeds])  # (S, Y, X)
+    return Plane(first.task, first.label, -1, first.unit, first.x, first.y, means.mean(axis=0),
+                 means.std(axis=0, ddof=1) / math.sqrt(len(seeds)),
+                 tuple(c for p in seeds for c in p.checkpoints))
 
 
 def plot_plane(plane: Plane) -> Figure:
@@ -551,7 +586,8 @@ def plot_plane(plane: Plane) -> Figure:
                             strict=True):
         ax.plot(x, y, "o", color="white", markeredgecolor="black")
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4))
-    ax.set(title=f"{display(plane.label)}, {plane.task}, seed {plane.seed}",
+    seeds = "mean over seeds" if plane.seed < 0 else f"seed {plane.seed}"
+    ax.set(title=f"{display(plane.label)}, {plane.task}, {seeds}",
            xlabel="x (θ1 − θ)", ylabel="y (θ2 − θ)")
     return figure
 
