@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 
 from landscape.valley import ENDPOINT_ATOL, Curve, valley_verdict
 from smac_core.algos import ALGORITHMS
-from smac_core.checkpoint import read_metadata, resolve_checkpoint
+from smac_core.checkpoint import read_metadata
 from smac_core.errors import SmacError
 from smac_core.metrics import (
     DISPLAY_NAMES,
@@ -109,7 +109,7 @@ def _finished(run_dir: Path, steps: int) -> bool:
     final = run_dir / "checkpoints" / "final"
     if not final.is_dir():
         return False
-    return int(read_metadata(resolve_checkpoint(final))["step"]) >= steps
+    return int(read_metadata(final)["step"]) >= steps
 
 
 def _record(run_dir: Path) -> RunRecord:
@@ -158,8 +158,8 @@ class Study:
     def tasks(self) -> list[str]:
         return sorted({r.task for r in self.runs})
 
-    def labels(self, task: str | None = None) -> list[str]:
-        return sorted({r.label for r in self.select(task=task)})
+    def labels(self, task: str | None = None, main_grid: bool = False) -> list[str]:
+        return sorted({r.label for r in self.select(task=task, main_grid=main_grid)})
 
     def scale(self) -> str:
         """One line: tasks, seeds and step budgets of the finished runs."""
@@ -241,10 +241,10 @@ def _band(ax: Any, x: np.ndarray, curve: SeedCurve, color: str, label: str | Non
 
 
 def plot_learning_curves(study: Study, online_label: str) -> Figure | None:
-    """One panel per task: every offline method's offline curve, then its ``online_label``
-    fine-tuning, mean +- s.e. over seeds, a dotted line at the switch. The x axis is offline
-    gradient updates followed by online env steps."""
-    panels = [(task, [(label, curves) for label in study.labels(task)
+    """One panel per task: every offline method of the main grid (default optimizers), its
+    offline curve then its ``online_label`` fine-tuning, mean +- s.e. over seeds, a dotted line
+    at the switch. The x axis is offline gradient updates followed by online env steps."""
+    panels = [(task, [(label, curves) for label in study.labels(task, main_grid=True)
                       if (curves := learning_curves(study, task, label, online_label))])
               for task in study.tasks()]
     panels = [(task, rows) for task, rows in panels if rows]
@@ -295,7 +295,7 @@ class DropRow:
     online_algorithm: str
     seeds: int
     drop: TransferDrop
-    over: str  # what the s.e. is over: "seeds" or "episodes (1 seed)"
+    over: str  # what the s.e. is over: "seeds" or "episodes of 1 seed"
     regret: float  # mean over seeds of ``smac_core.metrics.cumulative_regret``
 
 
@@ -318,7 +318,7 @@ def drop_rows(study: Study, main_grid: bool = True) -> list[DropRow]:
             drop = transfer_drop_over_seeds([r.curve for r in runs], [r.baseline for r in runs])
             over = "seeds"
         else:
-            drop, over = transfer_drop(runs[0].curve, runs[0].baseline), "episodes (1 seed)"
+            drop, over = transfer_drop(runs[0].curve, runs[0].baseline), "episodes of 1 seed"
         first = group[0].record
         regret = float(np.mean([cumulative_regret(r.curve) for r in runs]))
         rows.append(DropRow(cell, first.offline_algorithm, first.algorithm, len(runs), drop,
@@ -457,7 +457,7 @@ def interpolation_over_seeds(seeds: Sequence[Interpolation]) -> tuple[Curve, str
     label = f"{display(first.label)} ({len(seeds)} seed{'s' * (len(seeds) > 1)})"
     if len(seeds) == 1:
         verdict = valley_verdict(first.ts, first.mean, first.se)
-        return Curve(label, first.ts, first.mean, first.se, verdict), "episodes (1 seed)"
+        return Curve(label, first.ts, first.mean, first.se, verdict), "episodes of 1 seed"
     means = np.stack([s.mean for s in seeds])  # (S, T)
     mean, se = means.mean(axis=0), means.std(axis=0, ddof=1) / math.sqrt(len(seeds))
     return Curve(label, first.ts, mean, se, valley_verdict(first.ts, mean, se)), "seeds"
@@ -688,7 +688,7 @@ def plot_trajectory(trajectory: Trajectory) -> Figure:
 # ------------------------------------------------------------------------- datasets, optimizers
 def dataset_sizes() -> dict[str, int]:
     """Transitions of each dataset in the local Minari store (empty when there is none)."""
-    import minari
+    import minari  # here, not at the top: only notebook 6 needs it, and it is slow to import
 
     return {dataset_id: int(meta["total_steps"])
             for dataset_id, meta in minari.list_local_datasets().items()}
