@@ -180,5 +180,8 @@ class SMAC(SAC):
         metrics.update({"critic_loss": td + self.config.kappa * sm, "td_loss": td,
                         "sm_loss": sm, "score_cosine": cosine.mean(),
                         "alpha_psi": scale.mean(), "grad_q_norm": grad_q.norm(dim=-1).mean(),
-                        "score_norm": score.norm(dim=-1).mean()})
+                        # the score at uniform actions extrapolates the eps-model away from the
+                        # data (times 1/sigma_1): watch it apart from the on-policy half
+                        "score_norm_policy": score[:half].norm(dim=-1).mean(),
+                        "score_norm_uniform": score[half:].norm(dim=-1).mean()})
         return td + self.config.kappa * sm, metrics
