@@ -168,6 +168,21 @@ def test_pickle_with_non_numpy_class_is_refused(tmp_path):
         read_file(path)
 
 
+class _ForgedObjectDtype:
+    """Pickles as an object dtype whose flags say it holds no references: numpy would then read
+    raw file bytes as object pointers (a crash, or worse) when an array of it is used."""
+
+    def __reduce__(self):
+        return (np.dtype, ("O", False, True), (3, "|", None, None, None, -1, -1, 0))
+
+
+def test_pickle_forging_a_dtype_is_refused_although_it_uses_allowed_globals_only(tmp_path):
+    path = tmp_path / "forged.pickle"
+    path.write_bytes(pickle.dumps([{"observations": _ForgedObjectDtype()}], protocol=2))
+    with pytest.raises(SmacError, match=r"numpy dtype object whose flags \(0\) differ"):
+        read_file(path)
+
+
 def test_npy_object_array_goes_through_the_restricted_unpickler(tmp_path):
     demos = np.empty(1, dtype=object)
     demos[0] = {"observations": OrderedDict()}

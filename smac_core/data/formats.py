@@ -23,7 +23,7 @@ import io
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import h5py
 import numpy as np
@@ -39,12 +39,19 @@ OBSERVATION_DICT_KEYS = ("observation", "state_observation")
 
 
 # ---------------------------------------------------------------------------------- pickles
-class RestrictedUnpickler(pickle.Unpickler):
+class RestrictedUnpickler(pickle._Unpickler):
     """An unpickler that builds numpy arrays, dtypes, scalars, bytes and builtin containers only.
 
     Any other global a pickle asks for (a class, a function) raises ``SmacError`` naming it.
     Python 2 pickles load too (byte strings are decoded as latin-1, as numpy does).
+
+    It is the pure-Python unpickler so that BUILD can be checked: ``np.dtype.__setstate__``
+    takes the dtype's flags from the file, and an object dtype whose flags are forged (its
+    "holds references" flag cleared) makes numpy read raw file bytes as object pointers. A
+    dtype whose flags differ from those numpy gives the same dtype is refused.
     """
+
+    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)
 
     ALLOWED_GLOBALS = frozenset({
         ("numpy", "ndarray"), ("numpy", "dtype"),
@@ -66,6 +73,18 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise SmacError(f"refused to unpickle '{module}.{name}': only numpy arrays and plain "
                             f"containers are allowed in data files")
         return super().find_class(module, name)
+
+    def load_build(self) -> None:
+        target = self.stack[-2]  # BUILD pops the state, then sets it on the object below it
+        pickle._Unpickler.load_build(self)
+        if isinstance(target, np.dtype):
+            canonical = np.dtype(target.descr if target.fields else target.str)
+            if target.flags != canonical.flags:
+                raise SmacError(f"refused a numpy dtype {target} whose flags ({target.flags}) "
+                                f"differ from numpy's own ({canonical.flags}): the file is "
+                                "crafted or corrupted")
+
+    dispatch[pickle.BUILD[0]] = load_build
 
 
 def restricted_load(file: io.BufferedIOBase, path: Path) -> Any:
