@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from landscape.params import ParamSpec
+from smac_core.errors import SmacError
 
 FILTER_NORM_EPS = 1e-10  # Li et al.'s guard against an all-zero random row (probability 0)
 
@@ -44,7 +45,11 @@ def filter_normalized_direction(weights: torch.Tensor, spec: ParamSpec,
         numel = torch.Size(shape).numel()
         d = direction[offset:offset + numel]
         w = theta[offset:offset + numel]
-        if len(shape) >= 2:
+        if len(shape) > 2:
+            raise SmacError(f"filter normalisation of {len(shape)}-D parameters (e.g. a critic "
+                            f"ensemble's stacked weights, shape {tuple(shape)}) is not "
+                            "supported; use policy vectors or difference directions")
+        if len(shape) == 2:
             rows_d, rows_w = d.view(shape[0], -1), w.view(shape[0], -1)
             rows_d.mul_(rows_w.norm(dim=1, keepdim=True)
                         / (rows_d.norm(dim=1, keepdim=True) + FILTER_NORM_EPS))

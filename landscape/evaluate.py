@@ -296,8 +296,9 @@ def evaluate_vectors(template: DeterministicPolicy, vectors: torch.Tensor, env_n
     successes, active = np.zeros(num_envs, bool), np.ones(num_envs, bool)
     bar = tqdm(total=setup.horizon, unit="step", disable=not progress,
                desc=f"{num_vectors} vectors x {episodes} episodes")
-    if workers is None:
-        workers = default_workers(num_envs, setup.horizon)
+    # never more worker processes than envs (a small last chunk of a grid)
+    workers = min(default_workers(num_envs, setup.horizon) if workers is None else workers,
+                  num_envs)
     with EnvPool(env_name, seeds, workers) as pool, bar:
         obs = pool.reset()
         running = np.arange(num_vectors)  # vectors with an episode still running

@@ -155,8 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "random directions)")
     parser.add_argument("--y-range", nargs=2, type=float, default=None, metavar=("LOW", "HIGH"),
                         help="y interval (same defaults as --x-range)")
-    parser.add_argument("--x-points", type=int, default=21, help="grid points along x (default 21)")
-    parser.add_argument("--y-points", type=int, default=21, help="grid points along y (default 21)")
+    parser.add_argument("--x-points", type=int, default=31,
+                        help="grid points along x (default 31: with the default range, a step of "
+                             "0.05 that puts the checkpoints themselves on the grid)")
+    parser.add_argument("--y-points", type=int, default=31,
+                        help="grid points along y (default 31)")
     parser.add_argument("--overlay", action="append", default=[], metavar="RUN_DIR",
                         help="project this run's checkpoint series onto the plane; repeat for "
                              "an offline run then its online run")

@@ -17,9 +17,10 @@ from landscape.grid import EvalSettings, PointStore, evaluate_points, plane_coor
 from landscape.interpolate import interpolation_ts
 from landscape.params import flatten_params, param_spec
 from landscape.paths import bezier_curve, interpolate_linear, plane_points, polygonal_chain
+from landscape.surface import build_parser as surface_parser
 from landscape.valley import valley_verdict
 from smac_core.errors import SmacError
-from smac_core.nets import DeterministicPolicy, TanhGaussianActor
+from smac_core.nets import CriticEnsemble, DeterministicPolicy, TanhGaussianActor
 
 # the analytic env has no time limit of its own; one episode suffices where it is noise-free
 SETTINGS = EvalSettings(episodes=1, max_episode_steps=HORIZON, workers=0, chunk_size=4)
@@ -114,6 +115,20 @@ def test_filter_normalised_rows_have_the_norm_of_their_weight_rows():
             torch.testing.assert_close(d_1d.norm(), w.norm())
         offset += numel
     assert offset == spec.size
+
+
+def test_filter_normalisation_refuses_stacked_ensemble_weights():
+    critic = CriticEnsemble(3, 2, (4,), ensemble_size=2)
+    theta, spec = flatten_params(critic), param_spec(critic)
+    with pytest.raises(SmacError, match=r"filter normalisation of 3-D parameters"):
+        random_directions(theta, spec, seed=0)
+
+
+def test_default_surface_grid_holds_the_three_checkpoints():
+    args = surface_parser().parse_args(["a", "b", "c"])
+    low, high = args.x_range or (-0.25, 1.25)
+    xs = np.linspace(low, high, args.x_points)
+    assert np.isclose(xs, 0.0).any() and np.isclose(xs, 1.0).any()
 
 
 def test_difference_direction_reaches_the_target():

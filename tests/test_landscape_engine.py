@@ -160,6 +160,16 @@ def test_batched_equals_one_at_a_time_with_common_random_numbers():
     assert len(np.unique(batched.returns[0])) == 3
 
 
+def test_more_workers_than_environments_are_capped():
+    policy = make_policy()
+    env_id = register_analytic_env(obs_noise=0.2)
+    vectors = flatten_params(policy)[None]
+    # one vector x one episode (e.g. the last small chunk of a grid) with 3 requested workers
+    capped = evaluate_vectors(policy, vectors, env_id, episodes=1, seed=2, workers=3)
+    reference = evaluate_vector_reference(policy, vectors, env_id, episodes=1, seed=2)
+    np.testing.assert_array_equal(capped.returns, reference.returns)
+
+
 def test_batched_equals_one_at_a_time_on_hopper():
     env = gym.make("Hopper-v5")
     policy = make_policy(11, 3, (32, 32), env.action_space.low, env.action_space.high)
