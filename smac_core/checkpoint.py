@@ -157,7 +157,10 @@ def _verified(ckpt: Path, meta: dict[str, Any], name: str) -> Path:
     if not file.is_file():
         raise SmacError(f"checkpoint {ckpt} lacks {name}")
     expected = meta.get("sha256", {}).get(name)
-    if expected is not None and _sha256(file) != expected:
+    if expected is None:
+        raise SmacError(f"{ckpt / METADATA_FILE} records no sha256 for {name}: the checkpoint "
+                        "was not written by smac_core.checkpoint or its metadata was altered")
+    if _sha256(file) != expected:
         raise SmacError(f"{file} does not match the sha256 recorded in its metadata: "
                         "the checkpoint is corrupted or truncated")
     return file
