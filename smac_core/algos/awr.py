@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 
 from smac_core.algos.base import (
+    ActorCriticConfig,
     Agent,
-    AgentConfig,
     check_config,
     polyak_update,
     scalar_metrics,
@@ -31,20 +31,16 @@ from smac_core.nets import CriticEnsemble, TanhGaussianActor
 
 
 @dataclass
-class AWRConfig(AgentConfig):
+class AWRConfig(ActorCriticConfig):
     """AWAC hyperparameters (CORL ``awac.py``: lr 3e-4, tau 5e-3, lambda 1, weight clip 100)."""
 
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
-    tau: float = 5e-3
     advantage_temperature: float = 1.0
     max_weight: float = 100.0
-    num_critics: int = 2
 
     def __post_init__(self) -> None:
-        check_config(self.num_critics >= 1, self,
-                     f"num_critics must be >= 1; got {self.num_critics}")
-        check_config(0.0 < self.tau <= 1.0, self, f"tau must be in (0, 1]; got {self.tau}")
+        super().__post_init__()
         check_config(self.advantage_temperature > 0.0, self,
                      f"advantage_temperature must be positive; got {self.advantage_temperature}")
         check_config(self.max_weight > 0.0, self,

@@ -52,6 +52,19 @@ class AgentConfig:
         return asdict(self)
 
 
+@dataclass
+class ActorCriticConfig(AgentConfig):
+    """The fields of every agent with a critic ensemble and target networks."""
+
+    tau: float = 5e-3      # Polyak rate of the target networks
+    num_critics: int = 2   # critic ensemble size
+
+    def __post_init__(self) -> None:
+        check_config(self.num_critics >= 1, self,
+                     f"num_critics must be >= 1; got {self.num_critics}")
+        check_config(0.0 < self.tau <= 1.0, self, f"tau must be in (0, 1]; got {self.tau}")
+
+
 class Agent(ABC):
     """Networks, optimizers, acting and resume state. Subclasses implement ``update``."""
 

@@ -26,8 +26,8 @@ import torch
 from torch.nn import functional as F
 
 from smac_core.algos.base import (
+    ActorCriticConfig,
     Agent,
-    AgentConfig,
     check_config,
     dataset_task,
     polyak_update,
@@ -41,29 +41,25 @@ EXPECTILE_BY_FAMILY = {"mujoco": 0.7, "adroit": 0.8, "kitchen": 0.8}
 
 
 @dataclass
-class IQLConfig(AgentConfig):
+class IQLConfig(ActorCriticConfig):
     """IQL hyperparameters. ``expectile`` None: the task family's value, set by
     ``prepare_offline`` (0.7 until then)."""
 
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     value_lr: float = 3e-4
-    tau: float = 5e-3                 # polyak rate of the target critic
     expectile: float | None = None    # tau of the expectile loss, in (0, 1)
     beta: float = 3.0                 # inverse temperature of the advantage weights
     max_weight: float = 100.0         # clip of exp(beta * A)
-    num_critics: int = 2
     actor_lr_cosine_steps: int = 0    # > 0: actor lr decays to 0 on a cosine over this many updates
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_config(self.expectile is None or 0.0 < self.expectile < 1.0, self,
                      f"expectile must be in (0, 1); got {self.expectile}")
         check_config(self.beta >= 0.0, self, f"beta must be >= 0; got {self.beta}")
         check_config(self.max_weight > 0.0, self,
                      f"max_weight must be positive; got {self.max_weight}")
-        check_config(self.num_critics >= 1, self,
-                     f"num_critics must be >= 1; got {self.num_critics}")
-        check_config(0.0 < self.tau <= 1.0, self, f"tau must be in (0, 1]; got {self.tau}")
         check_config(self.actor_lr_cosine_steps >= 0, self,
                      f"actor_lr_cosine_steps must be >= 0; got {self.actor_lr_cosine_steps}")
 

@@ -21,8 +21,8 @@ from torch import nn
 
 from smac_core.algos.base import (
     TARGET_REDUCTIONS,
+    ActorCriticConfig,
     Agent,
-    AgentConfig,
     check_config,
     polyak_update,
     reduce_ensemble,
@@ -34,7 +34,7 @@ from smac_core.nets import CriticEnsemble, TanhGaussianActor
 
 
 @dataclass
-class SACConfig(AgentConfig):
+class SACConfig(ActorCriticConfig):
     """SAC hyperparameters (paper Table 1: learning rates 3e-4, tau 5e-3, gamma 0.99).
 
     ``target_entropy`` None means -act_dim. ``target_reduction`` is how the ensemble's values
@@ -47,24 +47,20 @@ class SACConfig(AgentConfig):
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     alpha_lr: float = 3e-4
-    tau: float = 5e-3
     initial_alpha: float = 1.0
     target_entropy: float | None = None
-    num_critics: int = 2
     target_reduction: str = "min"
     target_std_weight: float = 1.0
     utd: int = 1
 
     def __post_init__(self) -> None:
-        check_config(self.num_critics >= 1, self,
-                     f"num_critics must be >= 1; got {self.num_critics}")
+        super().__post_init__()
         check_config(self.target_reduction in TARGET_REDUCTIONS, self,
                      f"target_reduction must be one of {list(TARGET_REDUCTIONS)}; "
                      f"got '{self.target_reduction}'")
         check_config(self.target_reduction == "min" or self.num_critics >= 2, self,
                      "target_reduction 'mean_minus_std' needs num_critics >= 2")
         check_config(self.utd >= 1, self, f"utd must be >= 1; got {self.utd}")
-        check_config(0.0 < self.tau <= 1.0, self, f"tau must be in (0, 1]; got {self.tau}")
         check_config(self.initial_alpha > 0.0, self,
                      f"initial_alpha must be positive; got {self.initial_alpha}")
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from smac_core.algos.base import (
+    ActorCriticConfig,
     Agent,
-    AgentConfig,
     check_config,
     polyak_update,
     scalar_metrics,
@@ -28,25 +28,21 @@ from smac_core.nets import CriticEnsemble, DeterministicActor
 
 
 @dataclass
-class TD3Config(AgentConfig):
+class TD3Config(ActorCriticConfig):
     """TD3 hyperparameters (paper section 6 / author code: lr 3e-4, tau 5e-3, sigma 0.2, c 0.5,
     d 2; exploration noise 0.1)."""
 
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
-    tau: float = 5e-3
     policy_noise: float = 0.2
     noise_clip: float = 0.5
     policy_delay: int = 2
     exploration_noise: float = 0.1
-    num_critics: int = 2
 
     def __post_init__(self) -> None:
-        check_config(self.num_critics >= 1, self,
-                     f"num_critics must be >= 1; got {self.num_critics}")
+        super().__post_init__()
         check_config(self.policy_delay >= 1, self,
                      f"policy_delay must be >= 1; got {self.policy_delay}")
-        check_config(0.0 < self.tau <= 1.0, self, f"tau must be in (0, 1]; got {self.tau}")
         for field in ("policy_noise", "noise_clip", "exploration_noise"):
             check_config(getattr(self, field) >= 0.0, self,
                          f"{field} must be >= 0; got {getattr(self, field)}")
