@@ -17,6 +17,7 @@ Layout under the spec's ``root`` (one ``smac_core.train`` run directory per run)
     ROOT/<task>/<offline label>/seed<k>/online-<online label>      (--from the offline run)
     ROOT/landscapes/interpolation/<task>/<offline label>/seed<k>/  (landscape.interpolate)
     ROOT/landscapes/planes/<task>/<offline label>/seed<k>/         (landscape.surface)
+    ROOT/landscapes/trajectories/<task>/<offline label>/seed<k>/   (landscape.trajectory)
     ROOT/runner/spec-<sha256[:12]>.<ext>, ROOT/runner/invocations.jsonl
 
 Training runs are ``python -m smac_core.train ... --resume`` processes started in ROOT (their
@@ -77,6 +78,7 @@ class AlgorithmEntry:
     label: str
     algorithm: str
     tasks: tuple[str, ...]                      # tasks it runs on
+    seeds: tuple[int, ...]                      # seeds it runs with (a subset of the spec's)
     overrides: dict[str, Any]                   # --set KEY=VALUE on every task
     task_overrides: dict[str, dict[str, Any]]   # --set on one task (wins over ``overrides``)
     optimizer: str | None = None                # offline only: --optimizer
@@ -179,12 +181,13 @@ class _Reader:
             self.fail(f"'{value}' is not one of {sorted(choices)}", key)
         return value
 
-    def names(self, key: str, choices: Sequence[str], default: Sequence[str] = ()) -> tuple:
-        """A list of distinct names from ``choices`` (a single name is read as a list of one)."""
+    def names(self, key: str, choices: Sequence[Any], default: Sequence[Any] = ()) -> tuple:
+        """A list of distinct names (or seeds) from ``choices`` (a single name is read as a list
+        of one)."""
         value = self.value.get(key, list(default))
         value = [value] if isinstance(value, str) else value
         if not isinstance(value, list) or len(set(map(str, value))) != len(value):
-            self.fail(f"must be a list of distinct names, got {value!r}", key)
+            self.fail(f"must be a list of distinct values, got {value!r}", key)
         unknown = [v for v in value if v not in choices]
         if unknown:
             self.fail(f"unknown {unknown}; valid: {sorted(choices)}", key)
@@ -237,11 +240,11 @@ def _check_overrides(reader: _Reader, algorithm: str, values: dict[str, Any]) ->
 
 
 def _read_entry(path: Path, phase: str, label: Any, value: Any, tasks: tuple[str, ...],
-                online_labels: Sequence[str]) -> AlgorithmEntry:
+                seeds: tuple[int, ...], online_labels: Sequence[str]) -> AlgorithmEntry:
     from smac_core.algos import ALGORITHMS
 
     where = f"{phase}.algorithms.{label}"
-    keys = ["algo", "tasks", "set", "set_per_task"]
+    keys = ["algo", "tasks", "seeds", "set", "set_per_task"]
     keys += ["optimizer", "online"] if phase == "offline" else ["mix"]
     reader = _Reader(path, where, {} if value is None else value, [], keys)
     label = _label(reader, label)
@@ -250,6 +253,9 @@ def _read_entry(path: Path, phase: str, label: Any, value: Any, tasks: tuple[str
     entry_tasks = reader.names("tasks", tasks, default=tasks)
     if not entry_tasks:
         reader.fail("must name at least one task", "tasks")
+    entry_seeds = reader.names("seeds", seeds, default=seeds)
+    if not entry_seeds:
+        reader.fail("must name at least one seed", "seeds")
     overrides = reader.mapping("set")
     _check_overrides(reader, algorithm, overrides)
     task_overrides = reader.mapping("set_per_task")
@@ -261,16 +267,16 @@ def _read_entry(path: Path, phase: str, label: Any, value: Any, tasks: tuple[str
             reader.fail("must map each task to a mapping of overrides", "set_per_task")
         _check_overrides(reader, algorithm, {**overrides, **values})
     if phase == "offline":
-        return AlgorithmEntry(label, algorithm, entry_tasks, overrides, task_overrides,
-                              optimizer=(reader.choice("optimizer", ("adam", "muon"))
+        return AlgorithmEntry(label, algorithm, entry_tasks, entry_seeds, overrides,
+                              task_overrides, optimizer=(reader.choice("optimizer", ("adam", "muon"))
                                          if reader.has("optimizer") else None),
                               online=reader.names("online", online_labels))
-    return AlgorithmEntry(label, algorithm, entry_tasks, overrides, task_overrides,
+    return AlgorithmEntry(label, algorithm, entry_tasks, entry_seeds, overrides, task_overrides,
                           mix=reader.number("mix", 0.0, 1.0) if reader.has("mix") else None)
 
 
 def _read_phase(path: Path, phase: str, value: Any, tasks: tuple[str, ...],
-                online_labels: Sequence[str]) -> PhaseSettings:
+                seeds: tuple[int, ...], online_labels: Sequence[str]) -> PhaseSettings:
     flag_keys = OFFLINE_FLAGS if phase == "offline" else (*ONLINE_FLAGS, "mix")
     reader = _Reader(path, phase, value, ["steps", "algorithms"], flag_keys)
     flags: dict[str, int | float] = {}
@@ -281,7 +287,7 @@ def _read_phase(path: Path, phase: str, value: Any, tasks: tuple[str, ...],
     algorithms = reader.mapping("algorithms")
     if not algorithms:
         reader.fail("must name at least one algorithm", "algorithms")
-    entries = {str(label): _read_entry(path, phase, label, entry, tasks, online_labels)
+    entries = {str(label): _read_entry(path, phase, label, entry, tasks, seeds, online_labels)
                for label, entry in algorithms.items()}
     return PhaseSettings(reader.integer("steps", 1), flags, entries)
 
@@ -351,13 +357,14 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     online_value = top.value["online"]
     online_labels = [str(label) for label in (online_value.get("algorithms") or {})] \
         if isinstance(online_value, dict) else []
-    offline = _read_phase(path, "offline", top.value["offline"], tasks, online_labels)
-    online = _read_phase(path, "online", online_value, tasks, online_labels)
+    seeds = tuple(seeds)
+    offline = _read_phase(path, "offline", top.value["offline"], tasks, seeds, online_labels)
+    online = _read_phase(path, "online", online_value, tasks, seeds, online_labels)
     if not isinstance(top.value["root"], str) or not top.value["root"]:
         top.fail("must be a directory path", "root")
     interpolation, planes = _read_landscapes(path, top.value.get("landscapes"), tasks, offline,
                                              online)
-    return ExperimentSpec(path, text, Path(top.value["root"]), datasets, tuple(seeds), offline,
+    return ExperimentSpec(path, text, Path(top.value["root"]), datasets, seeds, offline,
                           online, interpolation, planes)
 
 
@@ -393,7 +400,7 @@ def expand_grid(spec: ExperimentSpec, device: str = "cpu") -> list[RunPlan]:
         for offline in spec.offline.entries.values():
             if task not in offline.tasks:
                 continue
-            for seed in spec.seeds:
+            for seed in offline.seeds:
                 base = f"{task}/{offline.label}/seed{seed}"
                 offline_id = f"{base}/offline"
                 args = ["offline", "--algo", offline.algorithm, "--dataset", dataset,
@@ -407,7 +414,7 @@ def expand_grid(spec: ExperimentSpec, device: str = "cpu") -> list[RunPlan]:
                                      spec.offline.steps, tuple(args)))
                 for label in offline.online:
                     online = spec.online.entries[label]
-                    if task not in online.tasks:
+                    if task not in online.tasks or seed not in online.seeds:
                         continue
                     online_id = f"{base}/online-{label}"
                     flags = dict(spec.online.flags)
@@ -715,7 +722,7 @@ class LandscapeJob:
     """One landscape command over finished runs, written to ``ROOT/<out>``."""
 
     out: str                  # relative to the root
-    module: str               # "landscape.interpolate" | "landscape.surface"
+    module: str               # "landscape.interpolate" | "landscape.surface" | "...trajectory"
     runs: tuple[str, ...]     # run ids (checkpoints in the order the command takes them)
     options: tuple[str, ...]  # the command's other arguments
     result_file: str          # what a finished job has written
@@ -727,16 +734,18 @@ class LandscapeJob:
 
 
 def landscape_jobs(spec: ExperimentSpec) -> list[LandscapeJob]:
-    """The interpolations (offline -> online final) and planes of the spec, in grid order."""
+    """The interpolations (offline -> online final), planes and training trajectories of the
+    spec, in grid order; a job exists where the spec has all of its runs."""
+    plans = expand_grid(spec)
+    run_ids = {p.run_id for p in plans}
     jobs = []
-    for plan in expand_grid(spec):
+    for plan in plans:
         if plan.phase != "offline":
             continue
         task, label, seed_dir, _ = plan.run_id.split("/")
         base = plan.run_id.removesuffix("/offline")
         interp = spec.interpolation
-        if interp is not None and interp.online in spec.offline.entries[label].online \
-                and task in spec.online.entries[interp.online].tasks:
+        if interp is not None and f"{base}/online-{interp.online}" in run_ids:
             jobs.append(LandscapeJob(
                 f"landscapes/interpolation/{base}", "landscape.interpolate",
                 (plan.run_id, f"{base}/online-{interp.online}"),
@@ -745,23 +754,30 @@ def landscape_jobs(spec: ExperimentSpec) -> list[LandscapeJob]:
                  "--label", f"{label} → {interp.online} ({task}, {seed_dir})"),
                 "interpolation.json"))
         planes = spec.planes
-        if planes is not None and task == planes.task and label in planes.methods:
+        online_runs = tuple(f"{base}/online-{o}" for o in planes.online) if planes else ()
+        if planes is not None and task == planes.task and label in planes.methods \
+                and all(r in run_ids for r in online_runs):
             low, high = map(str, planes.range)
             jobs.append(LandscapeJob(
-                f"landscapes/planes/{base}", "landscape.surface",
-                (plan.run_id, *(f"{base}/online-{o}" for o in planes.online)),
+                f"landscapes/planes/{base}", "landscape.surface", (plan.run_id, *online_runs),
                 ("--x-points", str(planes.points), "--y-points", str(planes.points),
                  "--x-range", low, high, "--y-range", low, high,
                  "--episodes", str(planes.episodes)),
                 "surface.json"))
+            jobs.append(LandscapeJob(
+                f"landscapes/trajectories/{base}", "landscape.trajectory",
+                (plan.run_id, *online_runs), ("--episodes", str(planes.episodes)),
+                "trajectory.json"))
     return jobs
 
 
 def _landscape_main(module: str) -> Callable[[list[str]], int]:
     if module == "landscape.interpolate":
         from landscape.interpolate import main
-    else:
+    elif module == "landscape.surface":
         from landscape.surface import main
+    else:
+        from landscape.trajectory import main
     return main
 
 

@@ -33,6 +33,7 @@ from smac_core.experiments import (
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "notebooks" / "specs" / "smoke.yaml"
 REDUCED = REPO / "notebooks" / "specs" / "reduced.yaml"
+REDUCED_100K = REPO / "notebooks" / "specs" / "reduced-100k.yaml"
 
 
 def smoke_dict(root: Path) -> dict:
@@ -132,8 +133,8 @@ def test_smoke_grid_layout_and_commands(tmp_path):
     assert ("--mix", "0.5") == online.args[online.args.index("--mix"):][:2]
 
 
-def test_reduced_grid():
-    spec = load_spec(REDUCED)
+def test_reduced_100k_grid():
+    spec = load_spec(REDUCED_100K)
     plans = expand_grid(spec)
     by_id = {p.run_id: p for p in plans}
     assert len(by_id) == len(plans)
@@ -155,7 +156,41 @@ def test_reduced_grid():
     jobs = landscape_jobs(spec)
     assert sum(j.module == "landscape.interpolate" for j in jobs) == 36
     assert sum(j.module == "landscape.surface" for j in jobs) == 4 * 3
+    assert sum(j.module == "landscape.trajectory" for j in jobs) == 4 * 3
     assert "landscapes/planes/hopper-medium-replay/cql/seed2" in {j.out for j in jobs}
+
+
+def test_reduced_grid_with_per_entry_seeds():
+    """The committed study: entries restricted to seed 0 make only seed-0 runs, and the planes
+    and trajectories exist only where both of their online runs do."""
+    spec = load_spec(REDUCED)
+    plans = expand_grid(spec)
+    offline = [p for p in plans if p.phase == "offline"]
+    online = [p for p in plans if p.phase == "online"]
+    # {cql, smac, iql, td3bc, smac-adam} x 3 seeds + cql-muon on seed 0
+    assert len(offline) == 5 * 3 + 1
+    assert [p.seed for p in offline if "/cql-muon/" in p.run_id] == [0]
+    assert sorted(p.seed for p in online if p.algorithm == "td3bc") == [0] * 4
+    assert sum(p.algorithm == "sac" for p in online) == 16
+    assert sum(p.algorithm == "td3" for p in online) == 2 * 3
+    jobs = landscape_jobs(spec)
+    assert sum(j.module == "landscape.interpolate" for j in jobs) == 16
+    planes = {j.out for j in jobs if j.module == "landscape.surface"}
+    assert planes == {f"landscapes/planes/hopper-medium-replay/{m}/seed0"
+                      for m in ("smac", "cql", "iql", "td3bc")}
+    trajectory = next(j for j in jobs if j.module == "landscape.trajectory")
+    assert trajectory.runs == tuple(f"hopper-medium-replay/cql/seed0/{r}"
+                                    for r in ("offline", "online-sac", "online-td3bc"))
+
+
+def test_entry_seeds_must_be_spec_seeds(tmp_path):
+    spec = smoke_dict(tmp_path / "out")
+    spec["online"]["algorithms"]["sac"]["seeds"] = [3]
+    with pytest.raises(SmacError, match=r"online\.algorithms\.sac\.seeds: unknown \[3\]"):
+        load_spec(write_spec(tmp_path, spec))
+    spec["online"]["algorithms"]["sac"]["seeds"] = []
+    with pytest.raises(SmacError, match="must name at least one seed"):
+        load_spec(write_spec(tmp_path, spec))
 
 
 def test_only_selects_runs_and_their_offline_parents(tmp_path):
@@ -299,7 +334,7 @@ def test_failed_offline_run_blocks_its_online_runs_only(tmp_path):
     assert run_state(root, expand_grid(load_spec(tmp_path / "spec.yaml"))[0]).state == "failed"
     table = format_status(load_spec(tmp_path / "spec.yaml"))
     assert "door-binary/td3bc/seed0/offline" in table and "1 failed" in table
-    assert table.endswith("landscapes: 0 of 4 done")  # interpolation + plane per seed
+    assert table.endswith("landscapes: 0 of 6 done")  # interpolation, plane, trajectory per seed
 
 
 def test_deadline_sends_one_sigterm_and_leaves_resumable_runs(tmp_path):
@@ -336,7 +371,7 @@ def test_landscapes_wait_for_runs_and_stop_at_the_deadline(tmp_path, monkeypatch
 
     monkeypatch.setattr(experiments, "_landscape_main", lambda module: never_ending_landscape)
     summary = experiments.run_landscapes(spec, "cpu", max_minutes=0.01)
-    assert calls == [] and len(summary.waiting) == 2  # no run is finished yet
+    assert calls == [] and len(summary.waiting) == 3  # no run is finished yet
 
     for plan in expand_grid(spec):
         write_checkpoint(spec.root / plan.run_id, "final", plan.steps)
@@ -344,7 +379,8 @@ def test_landscapes_wait_for_runs_and_stop_at_the_deadline(tmp_path, monkeypatch
     summary = experiments.run_landscapes(spec, "cpu", max_minutes=0.01, workers=0)
     assert time.monotonic() - started < 5  # the alarm fired after 0.6 s, not the 60 s sleep
     assert summary.remaining == ["landscapes/interpolation/door-binary/td3bc/seed0",
-                                 "landscapes/planes/door-binary/td3bc/seed0"]
+                                 "landscapes/planes/door-binary/td3bc/seed0",
+                                 "landscapes/trajectories/door-binary/td3bc/seed0"]
     root = str(spec.root)
     assert calls == [[f"{root}/door-binary/td3bc/seed0/offline",
                       f"{root}/door-binary/td3bc/seed0/online-sac", "--points", "3",
@@ -398,6 +434,11 @@ def test_smoke_spec_end_to_end(tmp_path, minari_root, capsys):
     surface = root / "landscapes/planes/door-binary/td3bc/seed0"
     assert json.loads((surface / "surface.json").read_text())["x"] == [0.0, 1.0]
     assert json.loads((surface / "command.json").read_text())["exit_code"] == 0
+    trajectory = json.loads((root / "landscapes/trajectories/door-binary/td3bc/seed0"
+                             / "trajectory.json").read_text())
+    # checkpoints at offline 30, 60 and online 20, 40 of both fine-tunings, each embedded
+    assert all(len(points) == len(trajectory["mean"]) >= 6
+               for points in trajectory["embeddings"].values())
     invocations = (root / "runner/invocations.jsonl").read_text().splitlines()
     assert [json.loads(line)["command"][1] for line in invocations] == \
         ["run", "run", "landscapes"]
