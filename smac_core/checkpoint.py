@@ -8,6 +8,10 @@ Layout of one checkpoint directory::
     train_state.pt      optional, for --resume: optimizer states, replay buffer, RNG states
                         (plain tensors and containers, read with torch.load(weights_only=True))
 
+``export_policy`` writes a policy-only copy (the ``actor.*`` tensors, no resume state, metadata
+``exported_from``): what ``load_checkpoint`` and ``landscape`` need, a fifth of the size; it
+cannot be fine-tuned from (no critic).
+
 A checkpoint is written to a temporary sibling directory and renamed into place, so a reader
 never sees a half-written one. Loading never unpickles code. A run directory holds
 ``checkpoints/step_<N>/`` and ``checkpoints/final/``; every loader accepts a run directory and
@@ -82,17 +86,34 @@ def save_checkpoint(path: str | Path, networks: dict[str, nn.Module], metadata: 
     ``metadata`` must hold at least ``algorithm``, ``step``, ``env``, ``obs_dim``, ``act_dim``,
     ``actor_hidden``, ``obs_mean``, ``obs_std``, ``action_low``, ``action_high``.
     """
-    path = Path(path)
+    return _write_checkpoint(Path(path), network_tensors(networks),
+                             {**metadata, "versions": package_versions(),
+                              "git_commit": git_commit()}, train_state)
+
+
+def export_policy(source: str | Path, path: str | Path) -> Path:
+    """Write the policy-only copy of a checkpoint (or a run directory's final one) to ``path``:
+    its ``actor.*`` tensors and metadata (versions and commit of the training run kept), no
+    ``train_state.pt``; ``exported_from`` records the source and its sha256."""
+    ckpt = resolve_checkpoint(source)
+    tensors, meta = load_tensors(ckpt)
+    actor = {name: t for name, t in tensors.items() if name.startswith("actor.")}
+    provenance = {"checkpoint": str(ckpt), "sha256": meta["sha256"], "kept": "actor.*"}
+    meta = {k: v for k, v in meta.items() if k not in ("sha256", "format_version")}
+    return _write_checkpoint(Path(path), actor, {**meta, "exported_from": provenance}, None)
+
+
+def _write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any],
+                      train_state: dict[str, Any] | None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
-        save_file(network_tensors(networks), str(tmp / WEIGHTS_FILE))
+        save_file(tensors, str(tmp / WEIGHTS_FILE))
         files = [WEIGHTS_FILE]
         if train_state is not None:
             torch.save(train_state, tmp / TRAIN_STATE_FILE)
             files.append(TRAIN_STATE_FILE)
         meta = {"format_version": FORMAT_VERSION, **metadata,
-                "versions": package_versions(), "git_commit": git_commit(),
                 "sha256": {f: _sha256(tmp / f) for f in files}}
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
         for f in (*files, METADATA_FILE):

@@ -1,9 +1,11 @@
-"""``python -m smac_core.experiments {run,status,landscapes} SPEC``: a grid of offline -> online
-runs from one spec file, run in resumable chunks, then the landscapes of the finished runs.
+"""``python -m smac_core.experiments {run,status,landscapes,export} SPEC``: a grid of offline ->
+online runs from one spec file, run in resumable chunks, then the landscapes of the finished runs,
+then a lean copy of what the notebooks read.
 
     python -m smac_core.experiments run notebooks/specs/reduced.yaml --jobs 4 --max-minutes 8
     python -m smac_core.experiments status notebooks/specs/reduced.yaml
     python -m smac_core.experiments landscapes notebooks/specs/reduced.yaml --max-minutes 8
+    python -m smac_core.experiments export notebooks/specs/reduced.yaml --to results/reduced
 
 SPEC (YAML or JSON; ``notebooks/specs/reduced.yaml`` documents every key) names the tasks, seeds,
 offline algorithms (each with the online algorithms fine-tuned from it), the two phases' step
@@ -40,6 +42,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,7 +55,13 @@ from typing import Any, Protocol
 
 import yaml
 
-from smac_core.checkpoint import METADATA_FILE, checkpoint_series, git_commit, read_metadata
+from smac_core.checkpoint import (
+    METADATA_FILE,
+    checkpoint_series,
+    export_policy,
+    git_commit,
+    read_metadata,
+)
 from smac_core.errors import SmacError, cli_entry
 
 RUNNER_DIR = "runner"
@@ -267,9 +276,10 @@ def _read_entry(path: Path, phase: str, label: Any, value: Any, tasks: tuple[str
             reader.fail("must map each task to a mapping of overrides", "set_per_task")
         _check_overrides(reader, algorithm, {**overrides, **values})
     if phase == "offline":
+        optimizer = (reader.choice("optimizer", ("adam", "muon")) if reader.has("optimizer")
+                     else None)
         return AlgorithmEntry(label, algorithm, entry_tasks, entry_seeds, overrides,
-                              task_overrides, optimizer=(reader.choice("optimizer", ("adam", "muon"))
-                                         if reader.has("optimizer") else None),
+                              task_overrides, optimizer=optimizer,
                               online=reader.names("online", online_labels))
     return AlgorithmEntry(label, algorithm, entry_tasks, entry_seeds, overrides, task_overrides,
                           mix=reader.number("mix", 0.0, 1.0) if reader.has("mix") else None)
@@ -844,6 +854,61 @@ def run_landscapes(spec: ExperimentSpec, device: str, max_minutes: float | None,
     return summary
 
 
+# ------------------------------------------------------------------------------------------ export
+RUN_RECORD_FILES = ("config.json", "metrics.jsonl", "runner.json")
+LANDSCAPE_RESULT_SUFFIXES = (".json", ".csv")  # not the .html (each embeds plotly.js), .png
+
+
+@dataclass
+class ExportSummary:
+    runs: list[str] = field(default_factory=list)          # finished runs exported
+    unfinished: list[str] = field(default_factory=list)    # left out
+    landscapes: list[str] = field(default_factory=list)    # finished landscapes exported
+
+
+def export_results(spec: ExperimentSpec, dest: Path, invocation: Sequence[str] = ()
+                   ) -> ExportSummary:
+    """Copy what the notebooks read from ``spec.root`` to ``dest``, keeping the layout: per
+    finished run its config, metrics log, runner record (commands, commits) and a policy-only
+    final checkpoint (``checkpoint.export_policy``); per finished landscape its JSON/CSV and
+    command record; the runner's spec copies and invocation log. Left out, as recomputable or
+    only needed to resume: checkpoint series, critics, optimizer states, replay buffers, score
+    models, landscape point stores, HTML pages. Files already in ``dest`` are replaced."""
+    root, dest = spec.root.resolve(), dest.resolve()
+    if dest == root or root in dest.parents or dest in root.parents:
+        raise SmacError(f"the export destination {dest} must lie outside the runs' root {root} "
+                        "(and not contain it)")
+    summary = ExportSummary()
+    for plan in expand_grid(spec):
+        run_dir = spec.root / plan.run_id
+        if run_state(spec.root, plan).state != "done":
+            summary.unfinished.append(plan.run_id)
+            continue
+        out = dest / plan.run_id
+        out.mkdir(parents=True, exist_ok=True)
+        for name in RUN_RECORD_FILES:
+            shutil.copy2(run_dir / name, out / name)
+        export_policy(run_dir / "checkpoints" / "final", out / "checkpoints" / "final")
+        summary.runs.append(plan.run_id)
+    for job in landscape_jobs(spec):
+        source = spec.root / job.out
+        if not (source / job.result_file).is_file():
+            continue
+        (dest / job.out).mkdir(parents=True, exist_ok=True)
+        for file in source.iterdir():
+            if file.is_file() and file.suffix in LANDSCAPE_RESULT_SUFFIXES:
+                shutil.copy2(file, dest / job.out / file.name)
+        summary.landscapes.append(job.out)
+    shutil.copytree(spec.root / "runner", dest / "runner", dirs_exist_ok=True)
+    _write_json(dest / "export.json", {"spec": str(spec.path), "spec_sha256": spec.sha256,
+                                       "root": str(spec.root), "exported": _now(),
+                                       "command": ["python -m smac_core.experiments",
+                                                   *invocation],
+                                       **source_record(),
+                                       "summary": {k: len(v) for k, v in vars(summary).items()}})
+    return summary
+
+
 # ------------------------------------------------------------------------------------------ status
 def format_status(spec: ExperimentSpec) -> str:
     """A table of every run: state, saved step / target, latest evaluation; then counts."""
@@ -890,8 +955,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the spec's grid of training runs (resumable)")
     status = sub.add_parser("status", help="print every run's state and step")
-    landscapes = sub.add_parser("landscapes", help="interpolations and planes of finished runs")
-    for p in (run, status, landscapes):
+    landscapes = sub.add_parser("landscapes", help="interpolations, planes and trajectories of "
+                                                   "finished runs")
+    export = sub.add_parser("export", help="copy the finished runs' logs, policy-only final "
+                                           "checkpoints and landscape results to a lean tree "
+                                           "(what results/ holds)")
+    for p in (run, status, landscapes, export):
         p.add_argument("spec", type=Path, help="spec file (.yaml/.yml/.json)")
     for p in (run, landscapes):
         p.add_argument("--max-minutes", type=_positive_minutes,
@@ -901,6 +970,8 @@ def build_parser() -> argparse.ArgumentParser:
     landscapes.add_argument("--workers", type=int,
                             help="env worker processes of the landscape evaluation (0: none; "
                                  "default: one per core)")
+    export.add_argument("--to", type=Path, required=True, metavar="DIR",
+                        help="destination, outside the spec's root, e.g. results/reduced")
     run.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                      help="runs at a time (default: the number of cores; on CUDA they share "
                           "the GPU)")
@@ -968,6 +1039,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "run":
         return command_run(args, argv)
+    if args.command == "export":
+        summary = export_results(load_spec(args.spec), args.to, argv)
+        _print_summary(f"exported to {args.to}", vars(summary))
+        return 0
     return command_landscapes(args, argv)
 
 

@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import DOOR_HUMAN
 
 from smac_core import experiments
-from smac_core.checkpoint import FORMAT_VERSION, METADATA_FILE
+from smac_core.checkpoint import FORMAT_VERSION, METADATA_FILE, load_checkpoint
 from smac_core.errors import SmacError
 from smac_core.experiments import (
     RUN_RECORD,
@@ -443,3 +444,35 @@ def test_smoke_spec_end_to_end(tmp_path, minari_root, capsys):
     assert [json.loads(line)["command"][1] for line in invocations] == \
         ["run", "run", "landscapes"]
     assert list((root / "runner").glob("spec-*.yaml"))
+
+    # export: the lean tree results/ holds
+    dest = tmp_path / "results"
+    assert main(["export", spec, "--to", str(dest / "smoke")]) == 0
+    exported = dest / "smoke/door-binary/td3bc/seed0/online-sac"
+    assert sorted(p.name for p in exported.iterdir()) == \
+        ["checkpoints", "config.json", "metrics.jsonl", "runner.json"]
+    assert sorted(p.name for p in (exported / "checkpoints/final").iterdir()) == \
+        [METADATA_FILE, "model.safetensors"]
+    full, policy_only = load_checkpoint(root / "door-binary/td3bc/seed0/online-sac"), \
+        load_checkpoint(exported)
+    assert policy_only.tensors and all(name.startswith("actor.") for name in policy_only.tensors)
+    assert len(policy_only.tensors) < len(full.tensors)
+    obs = torch.randn(7, full.metadata["obs_dim"], generator=torch.Generator().manual_seed(0))
+    assert torch.equal(full.policy(obs), policy_only.policy(obs))
+    assert policy_only.metadata["git_commit"] == full.metadata["git_commit"]
+    for landscape in ("interpolation/door-binary/td3bc/seed0/interpolation.json",
+                      "planes/door-binary/td3bc/seed0/surface.json",
+                      "trajectories/door-binary/td3bc/seed0/trajectory.json"):
+        assert (dest / "smoke/landscapes" / landscape).is_file()
+    assert not [p for p in dest.rglob("*") if p.suffix in (".html", ".pt", ".png")]
+    assert json.loads((dest / "smoke/export.json").read_text())["summary"]["runs"] == 3
+    capsys.readouterr()
+    assert main(["export", spec, "--to", str(root / "results")]) == 2
+    assert "must lie outside the runs' root" in capsys.readouterr().err
+
+    # a policy-only export cannot be fine-tuned from (it has no critic)
+    from smac_core.train import main as train_main
+    assert train_main(["online", "--from", str(exported), "--algo", "sac", "--steps", "10",
+                       "--out", str(tmp_path / "from-export")]) == 2
+    assert "policy-only export" in capsys.readouterr().err
+    assert not (tmp_path / "from-export").exists()

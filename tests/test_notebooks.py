@@ -40,8 +40,7 @@ def execute(notebook: nbformat.NotebookNode) -> str:
 @pytest.fixture(scope="module")
 def smoke_root(tmp_path_factory) -> Path:
     """notebooks/specs/smoke.yaml run once into a private root and Minari store, with its
-    landscapes and the trajectories notebook 5 asks for."""
-    from landscape.trajectory import main as trajectory_main
+    landscapes (interpolation, plane and the trajectories notebook 5 draws), then exported."""
     from smac_core.data.__main__ import main as data_main
     from smac_core.experiments import main as experiments_main
 
@@ -57,9 +56,8 @@ def smoke_root(tmp_path_factory) -> Path:
         assert experiments_main(["run", str(spec_path), "--jobs", "1", "--device", "cpu"]) == 0
         assert experiments_main(["landscapes", str(spec_path), "--device", "cpu",
                                  "--workers", "0"]) == 0
-        (job,) = results.trajectory_jobs(results.load_study(tmp / "smoke"))
-        assert trajectory_main([*job.argv(episodes=1), "--workers", "0"]) == 0
-        yield tmp / "smoke"
+        assert experiments_main(["export", str(spec_path), "--to", str(tmp / "results")]) == 0
+        yield tmp / "results"  # the notebooks read the exported tree, as they read results/
 
 
 @pytest.mark.slow

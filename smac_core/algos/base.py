@@ -168,6 +168,10 @@ class Agent(ABC):
         from smac_core.checkpoint import sub_state_dict
 
         source_algo = metadata.get("algorithm", "checkpoint")
+        if "exported_from" in metadata:
+            raise SmacError(f"this {source_algo} checkpoint is a policy-only export (no critic); "
+                            f"start from the full checkpoint it came from: "
+                            f"{metadata['exported_from']['checkpoint']}")
         if not sub_state_dict(tensors, "actor"):
             raise SmacError(f"the {source_algo} checkpoint has no 'actor' network to start from")
         self.reward_scale = float(metadata.get("reward_scale", 1.0))
