@@ -173,9 +173,9 @@ class Study:
                 f"{budgets['offline']} gradient updates, online {budgets['online']} env steps")
 
 
-def results_root() -> Path:
-    """``$SMAC_RESULTS`` (default results/reduced), relative paths from the repository root."""
-    root = Path(os.environ.get(RESULTS_ENV, DEFAULT_ROOT))
+def results_root(default: str = DEFAULT_ROOT) -> Path:
+    """``$SMAC_RESULTS`` (else ``default``), relative paths from the repository root."""
+    root = Path(os.environ.get(RESULTS_ENV, default))
     return root if root.is_absolute() else REPO / root
 
 
@@ -191,6 +191,7 @@ def load_study(root: Path | None = None) -> Study:
               f"  python -m smac_core.experiments run {REDUCED_SPEC} --max-minutes 8\n"
               f"  python -m smac_core.experiments status {REDUCED_SPEC}\n"
               f"  python -m smac_core.experiments landscapes {REDUCED_SPEC} --max-minutes 8\n"
+              f"  python -m smac_core.experiments export {REDUCED_SPEC} --to {DEFAULT_ROOT}\n"
               f"or point ${RESULTS_ENV} at another spec's root.")
     else:
         print(f"results root {root}: {study.scale()}")
@@ -686,12 +687,17 @@ def plot_trajectory(trajectory: Trajectory) -> Figure:
 
 
 # ------------------------------------------------------------------------- datasets, optimizers
-def dataset_sizes() -> dict[str, int]:
-    """Transitions of each dataset in the local Minari store (empty when there is none)."""
+def dataset_sizes(root: Path) -> dict[str, int]:
+    """Transitions of each dataset, from the ``export.json`` files under ``root`` (written by
+    ``python -m smac_core.experiments export``), else from the local Minari store."""
     import minari  # here, not at the top: only notebook 6 needs it, and it is slow to import
 
-    return {dataset_id: int(meta["total_steps"])
-            for dataset_id, meta in minari.list_local_datasets().items()}
+    sizes = {dataset_id: int(meta["total_steps"])
+             for dataset_id, meta in minari.list_local_datasets().items()}
+    for export in sorted(root.rglob("export.json")):
+        for dataset_id, summary in json.loads(export.read_text()).get("datasets", {}).items():
+            sizes[dataset_id] = int(summary["transitions"])
+    return sizes
 
 
 def drops_by(rows: Sequence[DropRow], key: str) -> dict[tuple[str, str, str],

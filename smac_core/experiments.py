@@ -904,9 +904,24 @@ def export_results(spec: ExperimentSpec, dest: Path, invocation: Sequence[str] =
                                        "root": str(spec.root), "exported": _now(),
                                        "command": ["python -m smac_core.experiments",
                                                    *invocation],
-                                       **source_record(),
+                                       **source_record(), "datasets": _dataset_summaries(spec),
                                        "summary": {k: len(v) for k, v in vars(summary).items()}})
     return summary
+
+
+def _dataset_summaries(spec: ExperimentSpec) -> dict[str, dict[str, Any]]:
+    """Dataset id -> size and return statistics of the spec's datasets that are readable here
+    (the exported tree then describes its data without the Minari store)."""
+    from smac_core.data import load_dataset
+
+    summaries = {}
+    for dataset in spec.datasets.values():
+        try:
+            loaded = load_dataset(dataset)
+        except SmacError:
+            continue
+        summaries[str(loaded.dataset_id or dataset)] = loaded.summary()
+    return summaries
 
 
 # ------------------------------------------------------------------------------------------ status

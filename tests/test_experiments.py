@@ -465,7 +465,9 @@ def test_smoke_spec_end_to_end(tmp_path, minari_root, capsys):
                       "trajectories/door-binary/td3bc/seed0/trajectory.json"):
         assert (dest / "smoke/landscapes" / landscape).is_file()
     assert not [p for p in dest.rglob("*") if p.suffix in (".html", ".pt", ".png")]
-    assert json.loads((dest / "smoke/export.json").read_text())["summary"]["runs"] == 3
+    export = json.loads((dest / "smoke/export.json").read_text())
+    assert export["summary"]["runs"] == 3
+    assert export["datasets"]["local/door/human-binary-v0"]["transitions"] == 6729
     capsys.readouterr()
     assert main(["export", spec, "--to", str(root / "results")]) == 2
     assert "must lie outside the runs' root" in capsys.readouterr().err

@@ -93,6 +93,33 @@ def test_cli_import_list_show(tmp_path, minari_root, capsys):
     assert "episodes          3" in out and "observation_space Box([-1. -1. -8.]" in out
 
 
+@pytest.mark.parametrize(("fraction", "episodes"), [(0.25, 1), (0.4, 1), (0.41, 2), (0.7, 2),
+                                                  (0.71, 3), (1.0, 3)])
+def test_subset_keeps_the_first_whole_episodes(tmp_path, minari_root, capsys, fraction, episodes):
+    """Stored episodes of 4, 3 and 3 transitions (10): a fraction keeps the fewest first episodes
+    that hold at least that share of the transitions (0.4 and 0.7 are the edges)."""
+    path = write_all_formats(tmp_path)[0]
+    assert main(["import", str(path), "--id", "test/synthetic-v0", "--env", ENV_ID]) == 0
+    assert main(["subset", "test/synthetic-v0", "--fraction", str(fraction),
+                 "--id", "test/first-v0"]) == 0
+    full, subset = load_dataset("test/synthetic-v0"), load_dataset("test/first-v0")
+    assert subset.num_episodes == episodes
+    for name in ARRAYS:
+        np.testing.assert_array_equal(getattr(subset, name),
+                                      getattr(full, name)[:subset.size], err_msg=name)
+    assert subset.env_id == ENV_ID and subset.metadata["subset_of"] == "test/synthetic-v0"
+    assert f"{episodes} of 3 episodes" in capsys.readouterr().out
+
+
+def test_subset_refuses_a_bad_fraction_and_writes_nothing(tmp_path, minari_root, capsys):
+    path = write_all_formats(tmp_path)[0]
+    assert main(["import", str(path), "--id", "test/synthetic-v0", "--env", ENV_ID]) == 0
+    before = store_contents(minari_root)
+    assert main(["subset", "test/synthetic-v0", "--fraction", "0", "--id", "test/x-v0"]) == 2
+    assert "--fraction must be in (0, 1], got 0.0" in capsys.readouterr().err
+    assert store_contents(minari_root) == before
+
+
 def test_existing_id_is_refused_unless_overwrite(tmp_path, minari_root, capsys):
     hdf5, dapg, _ = write_all_formats(tmp_path)
     assert main(["import", str(hdf5), "--id", "test/synthetic-v0", "--env", ENV_ID]) == 0

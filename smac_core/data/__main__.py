@@ -5,6 +5,7 @@ show one dataset.
     python -m smac_core.data list
     python -m smac_core.data show ID [--download]
     python -m smac_core.data generate TASK [--variant ...]   (D4RL-style hopper/walker2d data)
+    python -m smac_core.data subset SOURCE_ID --fraction F --id NEW_ID   (first episodes of one)
 
 A subcommand is a parser added in ``build_parser`` with ``set_defaults(func=...)``, where
 ``func(args) -> int`` is its exit status.
@@ -17,9 +18,10 @@ import sys
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from smac_core import tasks
-from smac_core.data import load_dataset
+from smac_core.data import TransitionDataset, load_dataset
 from smac_core.data.formats import read_file
 from smac_core.data.generate import add_generate_parser
 from smac_core.data.minari_store import local_dataset_ids, store_root, write_minari
@@ -56,6 +58,35 @@ def run_import(args: argparse.Namespace) -> int:
     print(f"wrote {args.id} to {target}: {dataset.num_episodes} episodes, "
           f"{dataset.size} transitions ({dataset.metadata['dropped_transitions']} of the file's "
           f"{dataset.metadata['source_steps']} steps dropped: no next observation)")
+    return 0
+
+
+def first_episodes(dataset: TransitionDataset, fraction: float, dataset_id: str
+                   ) -> TransitionDataset:
+    """The dataset's first episodes holding at least ``fraction`` of its transitions (whole
+    episodes; for a replay buffer stored in order, the early, narrower part of training)."""
+    if not 0.0 < fraction <= 1.0:
+        raise SmacError(f"--fraction must be in (0, 1], got {fraction}")
+    episodes = list(dataset.episodes())
+    lengths = np.cumsum([len(episode["actions"]) for episode in episodes])
+    count = int(np.searchsorted(lengths, fraction * dataset.size - 1e-9)) + 1
+    metadata = {k: v for k, v in dataset.metadata.items() if isinstance(v, str | int | float)}
+    metadata.update(source=f"first {count} of the {len(episodes)} episodes of "
+                           f"{dataset.dataset_id}", subset_of=str(dataset.dataset_id),
+                    subset_fraction=fraction)
+    return TransitionDataset.from_episodes(episodes[:count], env_id=dataset.env_id,
+                                           dataset_id=dataset_id, metadata=metadata)
+
+
+def run_subset(args: argparse.Namespace) -> int:
+    source = load_dataset(args.source)
+    if source.env_id is None:
+        raise SmacError(f"{args.source} records no env to store a subset with")
+    subset = first_episodes(source, args.fraction, args.id)
+    target = write_minari(subset, args.id, import_env(source.env_id, None),
+                          overwrite=args.overwrite)
+    print(f"wrote {args.id} to {target}: {subset.num_episodes} of {source.num_episodes} "
+          f"episodes, {subset.size} of {source.size} transitions")
     return 0
 
 
@@ -114,6 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true",
                    help="download the dataset from Minari's servers if it is not stored locally")
     p.set_defaults(func=run_show)
+
+    p = commands.add_parser("subset", help="store the first episodes of a dataset as a new one "
+                                           "(dataset size / coverage studies)")
+    p.add_argument("source", help="Minari id or task name of the dataset to cut")
+    p.add_argument("--fraction", type=float, required=True,
+                   help="keep the first episodes holding at least this fraction of the "
+                        "transitions, in (0, 1]")
+    p.add_argument("--id", required=True, help="Minari id of the subset, NAMESPACE/NAME-vN")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset id")
+    p.set_defaults(func=run_subset)
 
     add_generate_parser(commands)
     return parser
