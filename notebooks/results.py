@@ -686,6 +686,31 @@ def plot_trajectory(trajectory: Trajectory) -> Figure:
     return figure
 
 
+# ---------------------------------------------------------------------------------------- compute
+def compute_seconds(root: Path) -> dict[str, float]:
+    """Process wall time (s) under ``root``, from the records the experiment runner writes:
+    training runs by "<phase> <algorithm>" (every attempt in ``runner.json``) and "landscapes"
+    (every ``command.json``). One process uses one core (``--threads 1``), so on a CPU these are
+    core-seconds."""
+    from datetime import datetime
+
+    def seconds(record: dict[str, Any]) -> float:
+        if "ended" not in record:
+            return 0.0
+        return (datetime.fromisoformat(record["ended"])
+                - datetime.fromisoformat(record["started"])).total_seconds()
+
+    totals: dict[str, float] = defaultdict(float)
+    for record in find_runs(root):
+        runner = record.path / "runner.json"
+        if runner.is_file():
+            attempts = json.loads(runner.read_text())["attempts"]
+            totals[f"{record.phase} {record.algorithm}"] += sum(map(seconds, attempts))
+    for command in (root.rglob("command.json") if root.is_dir() else []):
+        totals["landscapes"] += seconds(json.loads(command.read_text()))
+    return dict(sorted(totals.items()))
+
+
 # ------------------------------------------------------------------------- datasets, optimizers
 def dataset_sizes(root: Path) -> dict[str, int]:
     """Transitions of each dataset, from the ``export.json`` files under ``root`` (written by

@@ -157,6 +157,29 @@ def test_study_finds_finished_runs_at_any_depth(tmp_path, capsys):
     assert "does not exist" in out and "python -m smac_core.experiments landscapes" in out
 
 
+def test_compute_seconds_sum_the_runner_records(tmp_path):
+    root = tmp_path / "results"
+    write_cell(root, "hopper-medium-replay", "iql", "iql", 0, DROPPING)
+    run = root / "hopper-medium-replay/iql/seed0"
+    attempts = [{"started": "2026-01-01T00:00:00+00:00", "ended": "2026-01-01T00:01:30+00:00"},
+                {"started": "2026-01-01T01:00:00+00:00", "ended": "2026-01-01T01:00:10+00:00"},
+                {"started": "2026-01-01T02:00:00+00:00"}]  # still running: not counted
+    (run / "offline/runner.json").write_text(json.dumps({"attempts": attempts}))
+    landscape = root / "landscapes/interpolation/hopper-medium-replay/iql/seed0"
+    landscape.mkdir(parents=True)
+    (landscape / "command.json").write_text(json.dumps(
+        {"started": "2026-01-01T03:00:00+00:00", "ended": "2026-01-01T03:00:30+00:00"}))
+    # the online run has no runner.json (run by hand): it adds nothing
+    assert results.compute_seconds(root) == {"landscapes": 30.0, "offline iql": 100.0}
+
+
+@pytest.mark.slow
+def test_compute_seconds_of_the_smoke_results(smoke_root):
+    seconds = results.compute_seconds(smoke_root)
+    assert set(seconds) == {"offline td3bc", "online sac", "online td3bc", "landscapes"}
+    assert all(value > 0 for value in seconds.values())
+
+
 def test_results_root_is_relative_to_the_repository(monkeypatch, tmp_path):
     monkeypatch.delenv(results.RESULTS_ENV, raising=False)
     assert results.results_root() == REPO / "results" / "reduced"
