@@ -194,7 +194,8 @@ def load_study(root: Path | None = None) -> Study:
               f"  python -m smac_core.experiments export {REDUCED_SPEC} --to {DEFAULT_ROOT}\n"
               f"or point ${RESULTS_ENV} at another spec's root.")
     else:
-        print(f"results root {root}: {study.scale()}")
+        shown = root.relative_to(REPO) if root.is_relative_to(REPO) else root
+        print(f"results root {shown}: {study.scale()}")
     return study
 
 
