@@ -299,6 +299,8 @@ class DropRow:
     drop: TransferDrop
     over: str  # what the s.e. is over: "seeds" or "episodes of 1 seed"
     regret: float  # mean over seeds of ``smac_core.metrics.cumulative_regret``
+    start: float   # mean over seeds of the baseline (offline final score, online step 0)
+    end: float     # mean over seeds of the last online evaluation
 
 
 def _cells(study: Study, main_grid: bool) -> dict[CellKey, list[RecordRun]]:
@@ -323,17 +325,19 @@ def drop_rows(study: Study, main_grid: bool = True) -> list[DropRow]:
             drop, over = transfer_drop(runs[0].curve, runs[0].baseline), "episodes of 1 seed"
         first = group[0].record
         regret = float(np.mean([cumulative_regret(r.curve) for r in runs]))
+        start = float(np.mean([r.baseline.mean() for r in runs]))
+        end = float(np.mean([r.curve.mean[-1] for r in runs]))
         rows.append(DropRow(cell, first.offline_algorithm, first.algorithm, len(runs), drop,
-                            over, regret))
+                            over, regret, start, end))
     return rows
 
 
 def format_drops(rows: Iterable[DropRow]) -> str:
-    lines = ["| task | offline | online | seeds | drop ± s.e. (s.e. over) | at step | p | "
-             "verdict | regret |", "|---" * 9 + "|"]
+    lines = ["| task | offline | online | seeds | offline final | online final "
+             "| drop ± s.e. (s.e. over) | at step | p | verdict | regret |", "|---" * 11 + "|"]
     for r in rows:
         lines.append(f"| {r.cell.task} | {display(r.cell.label)} | {display(r.cell.online_label)} "
-                     f"| {r.seeds} "
+                     f"| {r.seeds} | {r.start:.2f} | {r.end:.2f} "
                      f"| {r.drop.drop:.2f} ± {r.drop.se:.2f} ({r.over}) | {r.drop.step} "
                      f"| {r.drop.p_value:.3g} | {r.drop.verdict} | {r.regret:.3g} |")
     return "\n".join(lines)
@@ -691,8 +695,8 @@ def plot_trajectory(trajectory: Trajectory) -> Figure:
 def compute_seconds(root: Path) -> dict[str, float]:
     """Process wall time (s) under ``root``, from the records the experiment runner writes:
     training runs by "<phase> <algorithm>" (every attempt in ``runner.json``) and "landscapes"
-    (every ``command.json``). One process uses one core (``--threads 1``), so on a CPU these are
-    core-seconds."""
+    (every ``command.json``). Each process uses one thread (``--threads 1``): with no more
+    processes than cores these are core-seconds; with more, they overstate core time."""
     from datetime import datetime
 
     def seconds(record: dict[str, Any]) -> float:

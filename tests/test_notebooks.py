@@ -86,15 +86,23 @@ def test_notebooks_explain_a_missing_root(tmp_path, monkeypatch):
     assert "python -m smac_core.experiments run notebooks/specs/reduced.yaml" in stdout
 
 
-def test_notebooks_are_committed_without_outputs():
+def test_committed_notebooks_show_the_committed_results():
+    """The notebooks are committed executed on results/ (notebook 6 on all of it, the others on
+    results/reduced), without errors, and small (plotly.js is not embedded)."""
     assert len(NOTEBOOKS) == 7
     for path in NOTEBOOKS:
         notebook = nbformat.read(path, as_version=4)
         nbformat.validate(notebook)
         assert "Reproduces the paper's" in notebook.cells[0].source, path.name
-        for cell in notebook.cells:
-            if cell.cell_type == "code":
-                assert cell.outputs == [] and cell.execution_count is None, path.name
+        code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+        assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), path.name
+        outputs = [output for cell in code for output in cell.outputs]
+        assert not [o for o in outputs if o.output_type == "error"], path.name
+        stdout = "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout")
+        root = "results" if path.stem == "06_dataset_coverage" else "results/reduced"
+        assert f"results root {root}: " in stdout, path.name
+        assert CLAIMS_HEADER in stdout, path.name
+        assert path.stat().st_size < 3_000_000, path.name
 
 
 # ------------------------------------------------------------------------------ results.py
@@ -217,6 +225,8 @@ def test_drop_rows_verdicts_regrets_and_claims(tmp_path):
     cql = rows["hopper-medium-replay", "cql"]
     assert (cql.seeds, cql.over, cql.drop.verdict, cql.drop.step) == (2, "seeds", "drop", 10)
     assert cql.drop.drop == pytest.approx(90.0)
+    assert (cql.start, cql.end) == (pytest.approx(100.0), pytest.approx(100.0))
+    assert "| 2 | 100.00 | 100.00 | 90.00 ± 0.00 (seeds) | 10 |" in results.format_drops([cql])
     assert rows["hopper-medium-replay", "smac"].drop.verdict == "smooth"
     door = rows["door-binary", "smac"]
     assert (door.over, door.drop.verdict) == ("episodes of 1 seed", "drop")
