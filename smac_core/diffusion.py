@@ -16,7 +16,8 @@ data density blurred by noise of std sigma_1, so
 
 up to O(sigma_1^2) (blur, and the sqrt(abar_1) = 1 - O(sigma_1^2) shrinkage). Note the sign:
 the predicted noise points *away* from the data, the score towards it. ``DatasetScore`` is that
-expression at a fixed high return w* (default: the 0.9 quantile of the training condition).
+expression at a fixed high return w* (default: the 0.9 quantile of the training condition; SMAC
+passes the 0.9 quantile of its trajectories' returns).
 
 Noise schedules (``DiffusionConfig.schedule``), both variance preserving:
 - "cosine" (Nichol & Dhariwal 2021): abar_k = f(k/T) / f(0), f(t) = cos^2((t + s)/(1 + s) pi/2),
@@ -263,11 +264,13 @@ def _check_inputs(observations: Tensor, actions: Tensor, condition: Tensor) -> N
 
 def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
                       config: DiffusionConfig, device: str | torch.device,
-                      generator: torch.Generator | None, progress: bool = False) -> DatasetScore:
+                      generator: torch.Generator | None, progress: bool = False,
+                      condition_value: float | None = None) -> DatasetScore:
     """Fit eps_omega on (s, a, w) triples and return the frozen score at w*.
 
     ``observations`` (N, obs_dim), already normalised; ``actions`` (N, act_dim) in [-1, 1];
-    ``condition`` (N,) the return signal w (e.g. normalised return-to-go in [0, 1]).
+    ``condition`` (N,) the return signal w (e.g. the trajectory's normalised return, in [0, 1]).
+    ``condition_value`` is w* (default: the ``w_quantile`` quantile of ``condition``).
     ``generator`` seeds everything (initialisation, minibatches, noise, dropout); None uses the
     global RNG. ``progress`` shows a progress bar with the running loss.
     """
@@ -277,7 +280,8 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
     obs_all = observations.to(device, torch.float32)
     actions_all = actions.to(device, torch.float32)
     condition_all = condition.to(device, torch.float32)
-    condition_value = float(torch.quantile(condition.double().cpu(), config.w_quantile))
+    if condition_value is None:
+        condition_value = float(torch.quantile(condition.double().cpu(), config.w_quantile))
     abar = alpha_bars(config).to(device, torch.float32)
     sqrt_abar, sigma = abar.sqrt(), (1 - abar).sqrt()
     n, (obs_dim, act_dim) = len(obs_all), (obs_all.shape[1], actions_all.shape[1])

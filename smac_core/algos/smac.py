@@ -13,13 +13,22 @@ identity grad_a log pi*(a|s) = grad_a Q*(s, a) / alpha: a critic whose action-gr
 the score of good behaviour is already the critic online SAC wants. The actor and temperature
 losses are SAC's, unchanged.
 
-alpha_psi(s) = alpha_psi_min + softplus(MLP(s)) is a small state network trained with the critic
-(its parameters are in the critic's optimizer). The lower bound is what rules out the degenerate
-minimiser of L_SM: with alpha_psi free to reach 0, L_SM = 0 for *any* flat critic (grad_a Q = 0),
-and the regulariser would flatten the critic instead of aligning it. With alpha_psi >= alpha_min
-a flat critic pays alpha_min^2 ||score_D||^2, so the critic has to tilt along the score.
-``tests/test_algos_offline.py`` checks on a toy problem that training ends far from that
-solution (alpha_psi above its bound, grad_a Q not small) and aligned with the score.
+alpha_psi(s) >= 0 is the scale of the score in L_SM; in the identity above it is SAC's temperature
+alpha. How it is set (``alpha_psi_mode``):
+
+- ``"temperature"`` (default): alpha_psi(s) = alpha, the current SAC temperature, detached (L_SM
+  moves only the critic). This is the identity read literally, grad_a Q* = alpha grad_a log pi*,
+  and it has no degenerate minimiser: L_SM cannot shrink the scale to excuse a flat critic.
+- ``"temperature_floor"``: alpha_psi(s) = alpha + softplus(MLP(s)): learned, never below the
+  temperature.
+- ``"learned"``: alpha_psi(s) = alpha_psi_min + softplus(MLP(s)), the paper's free state network
+  trained with the critic. Its weakness: L_SM is smallest for alpha_psi -> 0 with a flat critic,
+  so the scale drifts down to ``alpha_psi_min`` (measured: 0.28 -> 0.065 in 3k hopper updates,
+  0.21 -> 0.025 in 3.5k door updates) and the regulariser fades.
+
+The learned networks (``score_scale``) are trained by the critic's optimizer. The default was
+chosen by 20k-update runs of the three modes on hopper-medium-replay and door-binary (README,
+"SMAC's score scale").
 
 ``train/score_cosine`` (mean over critics and sampled (s, a) of cos(grad_a Q_i, score_D)) is the
 quantity the method exists to raise; it is logged every update with the mean alpha_psi and the
@@ -27,8 +36,8 @@ norms of both vectors.
 
 Defaults: SAC's (lr 3e-4, tau 5e-3, 2 critics), the Muon optimizer (``smac_core.optim``; "adam" for
 the ablation), kappa = 1 (our choice: the paper's value is not public; L_SM and L_TD are both
-squared errors in Q units per unit action), alpha_psi_min = 0.01 (about a tenth of SAC's
-temperature on MuJoCo tasks, the quantity alpha_psi stands for in the identity).
+squared errors in Q units per unit action), alpha_psi_min = 0.01 for the "learned" mode (about a
+tenth of SAC's temperature on MuJoCo tasks).
 """
 
 from __future__ import annotations
@@ -52,6 +61,9 @@ from smac_core.errors import SmacError
 from smac_core.nets import MLP, CriticEnsemble
 
 SCORE_MODEL_DIR = "score_model"
+ALPHA_PSI_MODES = ("temperature", "temperature_floor", "learned")
+CONDITION_KIND = "trajectory_return"
+SCORE_MODEL_STREAM = 7  # SeedSequence stream of the score model's seed
 
 ScoreFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -63,8 +75,9 @@ class SMACConfig(SACConfig):
 
     optimizer: str = "muon"
     kappa: float = 1.0
+    alpha_psi_mode: str = "temperature"   # "temperature" | "temperature_floor" | "learned"
     alpha_psi_hidden: int = 64
-    alpha_psi_min: float = 0.01
+    alpha_psi_min: float = 0.01           # the floor of the "learned" mode
     score_model: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -72,9 +85,26 @@ class SMACConfig(SACConfig):
         check_config(self.kappa >= 0.0, self, f"kappa must be >= 0; got {self.kappa}")
         check_config(self.alpha_psi_hidden >= 1, self,
                      f"alpha_psi_hidden must be >= 1; got {self.alpha_psi_hidden}")
+        check_config(self.alpha_psi_mode in ALPHA_PSI_MODES, self,
+                     f"alpha_psi_mode must be one of {list(ALPHA_PSI_MODES)}; "
+                     f"got {self.alpha_psi_mode!r}")
         check_config(self.alpha_psi_min >= 0.0, self,
                      f"alpha_psi_min must be >= 0; got {self.alpha_psi_min}")
         DiffusionConfig.from_dict(self.score_model)
+
+
+def trajectory_return_condition(dataset: TransitionDataset) -> tuple[np.ndarray, np.ndarray]:
+    """The score model's return condition ("RvS"): w = (R_j - min_j R) / (max_j R - min_j R),
+    R_j the undiscounted return of trajectory j, the same for every transition of j (1 when all
+    returns tie). Not the per-step return-to-go, which only a trajectory's early states can
+    reach: a high value of it is never seen with late states.
+
+    Returns w per transition (N,) float32 and per trajectory (num_episodes,) float64.
+    """
+    returns = dataset.episode_returns()
+    spread = float(returns.max() - returns.min())
+    per_trajectory = (returns - returns.min()) / spread if spread > 0 else np.ones_like(returns)
+    return np.repeat(per_trajectory, dataset.episode_lengths()).astype(np.float32), per_trajectory
 
 
 class ScoreScale(nn.Module):
@@ -122,11 +152,14 @@ class SMAC(SAC):
     def __init__(self, obs_dim: int, act_dim: int, config: SMACConfig,
                  device: str | torch.device = "cpu") -> None:
         super().__init__(obs_dim, act_dim, config, device)
-        score_scale = ScoreScale(obs_dim, config.alpha_psi_hidden, config.alpha_psi_min)
-        self.networks["score_scale"] = score_scale.to(self.device)
-        # alpha_psi is trained with the critic: one optimizer over both
-        self.optimizers["critic"] = self.make_optimizer([self.critic, score_scale],
-                                                        config.critic_lr)
+        if config.alpha_psi_mode != "temperature":
+            # "learned": alpha_psi_min + softplus(MLP); "temperature_floor": alpha + softplus(MLP)
+            minimum = config.alpha_psi_min if config.alpha_psi_mode == "learned" else 0.0
+            score_scale = ScoreScale(obs_dim, config.alpha_psi_hidden, minimum).to(self.device)
+            self.networks["score_scale"] = score_scale
+            # a learned alpha_psi is trained with the critic: one optimizer over both
+            self.optimizers["critic"] = self.make_optimizer([self.critic, score_scale],
+                                                            config.critic_lr)
         self.dataset_score: ScoreFunction | None = None
 
     def prepare_offline(self, dataset: TransitionDataset, buffer: ReplayBuffer,
@@ -134,8 +167,9 @@ class SMAC(SAC):
         """Load the score model from ``workdir/score_model/``, or train it on ``dataset`` (the
         agent's view: normalised observations, actions in [-1, 1]) and save it there.
 
-        Condition w: the undiscounted return-to-go, min-max normalised to [0, 1] over the
-        dataset; the score is taken at the config's top quantile of w (``DiffusionConfig``).
+        Condition w: the return of the transition's trajectory (``trajectory_return_condition``);
+        the score is taken at w* = the config's top quantile (``w_quantile``) of the
+        trajectories' w, a high return every state of a good trajectory was seen with.
         """
         directory = Path(workdir) / SCORE_MODEL_DIR
         if directory.exists():
@@ -144,21 +178,35 @@ class SMAC(SAC):
                 raise SmacError(f"the cached score model in {directory} is for obs_dim "
                                 f"{score.obs_dim}, act_dim {score.act_dim}; this run has "
                                 f"{self.obs_dim}, {self.act_dim} (delete it to retrain)")
+            if score.train_info.get("condition") != CONDITION_KIND:
+                raise SmacError(f"the cached score model in {directory} was conditioned on "
+                                f"{score.train_info.get('condition', 'return-to-go')!r}, not on "
+                                f"{CONDITION_KIND!r}: delete it to retrain")
         else:
-            returns = dataset.returns_to_go(1.0)
-            spread = float(returns.max() - returns.min())
-            condition = (returns - returns.min()) / spread if spread > 0 else np.ones_like(returns)
-            seed = int(torch.randint(2**62, (1,)))
+            condition, per_trajectory = trajectory_return_condition(dataset)
+            config = DiffusionConfig.from_dict(self.config.score_model)
+            # seeded by the run's seed (set by the trainer), not by the global RNG's position: a
+            # run resumed before its first checkpoint retrains the same model, and runs that
+            # differ only in networks drawn before this point share it
+            seed = int(np.random.SeedSequence([torch.initial_seed(), SCORE_MODEL_STREAM])
+                       .generate_state(1)[0])
             score = train_score_model(
                 torch.as_tensor(dataset.observations), torch.as_tensor(dataset.actions),
-                torch.as_tensor(condition), DiffusionConfig.from_dict(self.config.score_model),
-                self.device, torch.Generator().manual_seed(seed))
+                torch.as_tensor(condition), config, self.device,
+                torch.Generator().manual_seed(seed),
+                condition_value=float(np.quantile(per_trajectory, config.w_quantile)))
+            score.train_info["condition"] = CONDITION_KIND
             score.save(directory)
         self.dataset_score = score
 
-    @property
-    def score_scale(self) -> ScoreScale:
-        return self.networks["score_scale"]
+    def alpha_psi(self, obs: torch.Tensor) -> torch.Tensor:
+        """The score's scale alpha_psi(s) >= 0 of ``alpha_psi_mode``: (B, obs_dim) -> (B,)."""
+        if self.config.alpha_psi_mode == "learned":
+            return self.networks["score_scale"](obs)
+        alpha = self.temperature().detach().expand(obs.shape[0])
+        if self.config.alpha_psi_mode == "temperature":
+            return alpha
+        return alpha + self.networks["score_scale"](obs)
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """L = L_TD + kappa * L_SM."""
@@ -174,12 +222,15 @@ class SMAC(SAC):
             uniform_actions = torch.empty_like(batch.actions[half:]).uniform_(-1.0, 1.0)
             actions = torch.cat([policy_actions, uniform_actions])
             score = self.dataset_score(obs, actions)                               # (B, d)
-        scale = self.score_scale(obs)                                                  # (B,)
+        scale = self.alpha_psi(obs)                                                    # (B,)
         sm, grad_q = score_matching_loss(self.critic, obs, actions, score, scale)
         cosine = F.cosine_similarity(grad_q.detach(), score.unsqueeze(0), dim=-1)
         metrics.update({"critic_loss": td + self.config.kappa * sm, "td_loss": td,
                         "sm_loss": sm, "score_cosine": cosine.mean(),
                         "alpha_psi": scale.mean(), "grad_q_norm": grad_q.norm(dim=-1).mean(),
+                        # what a flat critic would pay: the regulariser's grip on the critic
+                        "sm_loss_flat_critic": (scale[:, None] * score).pow(2).sum(-1).mean()
+                        * self.critic.ensemble_size,
                         # the score at uniform actions extrapolates the eps-model away from the
                         # data (times 1/sigma_1): watch it apart from the on-policy half
                         "score_norm_policy": score[:half].norm(dim=-1).mean(),
