@@ -357,19 +357,21 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     path = Path(path)
     text, value = _read_spec_file(path)
     top = _Reader(path, "", value,
-                  ["root", "tasks", "seeds", "offline", "online"], ["landscapes", "description"])
+                  ["root", "tasks", "seeds", "offline"], ["online", "landscapes", "description"])
     datasets = _read_tasks(path, top.value["tasks"])
     tasks = tuple(datasets)
     seeds = top.value["seeds"]
     if not (isinstance(seeds, list) and seeds and len(set(seeds)) == len(seeds)
             and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
         top.fail(f"must be a list of distinct integers >= 0, got {seeds!r}", "seeds")
-    online_value = top.value["online"]
+    online_value = top.value.get("online")
     online_labels = [str(label) for label in (online_value.get("algorithms") or {})] \
         if isinstance(online_value, dict) else []
     seeds = tuple(seeds)
     offline = _read_phase(path, "offline", top.value["offline"], tasks, seeds, online_labels)
-    online = _read_phase(path, "online", online_value, tasks, seeds, online_labels)
+    # no "online" key: an offline-only study
+    online = (PhaseSettings(0, {}, {}) if online_value is None
+              else _read_phase(path, "online", online_value, tasks, seeds, online_labels))
     if not isinstance(top.value["root"], str) or not top.value["root"]:
         top.fail("must be a directory path", "root")
     interpolation, planes = _read_landscapes(path, top.value.get("landscapes"), tasks, offline,

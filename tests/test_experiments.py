@@ -480,3 +480,15 @@ def test_smoke_spec_end_to_end(tmp_path, minari_root, capsys):
                        "--out", str(tmp_path / "from-export")]) == 2
     assert "policy-only export" in capsys.readouterr().err
     assert not (tmp_path / "from-export").exists()
+
+
+def test_offline_only_spec_plans_offline_runs_only():
+    """notebooks/specs/alpha-psi.yaml has no online phase: three SMAC score-scale modes on two
+    tasks, each with its mode in --set."""
+    plans = expand_grid(load_spec(REDUCED.parent / "alpha-psi.yaml"))
+    assert {p.phase for p in plans} == {"offline"}
+    assert len(plans) == 3 * 2
+    modes = sorted(next(a for a in p.args if a.startswith("alpha_psi_mode=")) for p in plans
+                   if p.task == "door-binary")
+    assert modes == [f'alpha_psi_mode="{m}"' for m in ("learned", "temperature",
+                                                       "temperature_floor")]
