@@ -314,7 +314,7 @@ def _cells(study: Study, main_grid: bool) -> dict[CellKey, list[RecordRun]]:
 
 def drop_rows(study: Study, main_grid: bool = True) -> list[DropRow]:
     """The drop verdict of every cell: over seeds (paired t-test) with two seeds or more, else
-    over the evaluation episodes of the single run (Welch)."""
+    over the evaluation episodes of the single run (paired episode by episode)."""
     rows = []
     for cell, group in _cells(study, main_grid).items():
         runs = [member.run for member in group]

@@ -1,28 +1,40 @@
 """Transfer metrics of offline-to-online runs: normalised score, drop at transfer, regret, and the
-paper's min-max normalised regret table. CLI: ``python -m smac_core.metrics RUN_DIR ...``.
+paper's min-max normalised regret table. CLI: ``python -m smac_core.metrics RUN_DIR ... [--json]``.
 
-Definitions (all in the curve's units: per-episode normalised scores, 100 = expert, when the run
-logged them, raw episode returns when the env has no reference returns):
+Definitions (in the curve's units: per-episode normalised scores s, 100 = expert, when the run
+logged them, i.e. D4RL's ``100 (R - R_random) / (R_expert - R_random)`` on dense tasks and the
+success rate in % on binary ones; raw episode returns when the env has no reference returns):
 
 - **Evaluation curve**: the evaluation rows of a run's ``metrics.jsonl`` (steps, per-episode values,
-  their mean and standard error per evaluation).
+  their mean and standard error per evaluation). Episode i of every evaluation of a run resets
+  with the same seed (``smac_core.runs.evaluate``), so evaluations are *paired* episode by episode.
 - **Offline final score** (the baseline of the drop): the online run's step-0 evaluation, which
   evaluates exactly the handed-over policy with the online run's own protocol. A run without a
   step-0 evaluation falls back on the last evaluation of the offline run its config names in
   ``"from"``.
 - **Drop at transfer**: baseline mean minus the mean of the lowest evaluation in the early window
   ``0 < step <= window`` (default: the first 10% of the evaluated fine-tuning steps), with its
-  standard error: over evaluation episodes for one run (Welch: independent episodes of two
-  evaluations), over seeds for a group (paired: each seed's own step-0 baseline).
-  Verdict: a one-sided t-test (Welch for one run, paired for a group) that the deepest dip is
-  above zero, Bonferroni-corrected for the K evaluations the minimum was picked from: "drop"
-  when K * p < ``alpha`` (0.05), else "smooth". A t-test rather than a z-test because evaluations
-  use few episodes (often 10) and groups few seeds (3-5); the correction because the minimum of
-  K noisy evaluations lies below the baseline by chance even when nothing dropped.
-- **Regret**: the mean shortfall of the curve from the best evaluation it reached,
-  ``(1 / (T - T0)) * integral_{T0}^{T} (max_t s(t) - s(t)) dt`` with the integral a trapezoid over
-  the evaluation steps, so a schedule that evaluates densely early on weighs each part of
-  fine-tuning by its duration, not by its number of evaluations. Zero only for a constant curve.
+  standard error and a one-sided paired t-test that it is above zero:
+  - one run: over evaluation episodes, on the per-episode differences
+    ``d_i = baseline_i - window_evaluation_i`` (episode i paired with episode i, n episodes):
+    ``drop = mean(d)``, ``se = std(d, ddof=1) / sqrt(n)``, t with n - 1 degrees of freedom. Both
+    evaluations must have the same number of episodes. (Pairing also stays valid when the
+    baseline comes from an offline run evaluated on other seeds: differences of independent
+    episodes are still independent across i, the test only loses power.)
+  - a group of seeds: over seeds, on each seed's dip ``baseline mean - evaluation mean`` (each
+    seed paired with its own baseline), t with seeds - 1 degrees of freedom.
+  Verdict: the deepest dip's one-sided p-value ``p_raw`` is Bonferroni-corrected for the K window
+  evaluations it was picked from, ``p_value = min(1, K p_raw)``: "drop" when ``p_value < alpha``
+  (0.05), else "smooth". A t-test rather than a z-test because evaluations use few episodes
+  (often 10) and groups few seeds (3-5); the correction because the minimum of K noisy
+  evaluations lies below the baseline by chance even when nothing dropped.
+- **Regret** (Cal-QL's cumulative regret, in normalised points): the mean shortfall of the curve
+  from the fixed reference score 100 over the online phase,
+  ``(1 / (T - T0)) * integral_{T0}^{T} (100 - s(t)) dt``, s(t) the mean score of the evaluation at
+  step t, the integral a trapezoid over the evaluation steps from the first (T0) to the last (T),
+  so a schedule that evaluates densely early on weighs each part of fine-tuning by its duration,
+  not by its number of evaluations. 100 for a curve at 0, 0 for a curve at 100 (negative above
+  expert). Undefined for raw returns (no reference): ``cumulative_regret`` refuses them.
 - **Regret table** (the paper's): per task, the mean regret over seeds of every (offline, online)
   cell, min-max normalised across that task's cells (0 = the task's best cell, 1 = its worst; all
   cells 0 when they tie), then averaged over the tasks each cell has.
@@ -35,7 +47,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +60,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 DEFAULT_WINDOW_FRACTION = 0.1
 DEFAULT_ALPHA = 0.05
+REGRET_REFERENCE = 100.0  # the normalised score regret is measured from (expert = 100)
 
 # The paper's Table (de Lara & Shkurti 2026): regret min-max normalised per task, averaged over
 # its six tasks; offline algorithm -> online algorithm -> value. Its "CalQL/CQL" row is "calql".
@@ -213,8 +226,14 @@ class TransferDrop:
     se: float
     step: int           # step of the lowest evaluation in the window
     window: int         # the window: evaluations with 0 < step <= window
-    p_value: float      # one-sided, Bonferroni-corrected over the window's evaluations
+    p_value: float      # min(1, evaluations * p_raw): Bonferroni-corrected
     verdict: str        # "drop" | "smooth"
+    p_raw: float        # one-sided p-value of the deepest dip alone
+    evaluations: int    # K, the window's evaluations the deepest dip was picked from
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON values (all finite)."""
+        return asdict(self)
 
 
 def default_window(steps: np.ndarray) -> int:
@@ -243,37 +262,39 @@ def _deepest_dip(dips: np.ndarray, ses: np.ndarray, dofs: np.ndarray, steps: np.
         p_one_sided = float(stats.t.sf(dip / se, dofs[k]))
     else:  # every episode equal on both sides: the difference is exact
         p_one_sided = 0.0 if dip > 0 else 1.0
-    p_value = min(1.0, dips.size * p_one_sided)
+    p_value = min(1.0, dips.size * p_one_sided)  # Bonferroni: K * p
     return TransferDrop(dip, se, int(steps[k]), window, p_value,
-                        "drop" if p_value < alpha else "smooth")
+                        "drop" if p_value < alpha else "smooth", p_one_sided, dips.size)
 
 
 def transfer_drop(curve: EvalCurve, baseline: np.ndarray | None = None, window: int | None = None,
                   alpha: float = DEFAULT_ALPHA) -> TransferDrop:
-    """Drop at transfer of one run, s.e. over evaluation episodes (Welch).
+    """Drop at transfer of one run: paired t-test over evaluation episodes.
 
-    ``baseline``: per-episode values of the offline final score; default the step-0 evaluation.
-    ``window``: env steps of fine-tuning searched; default 10% of the last evaluated step."""
+    ``baseline``: per-episode values (n,) of the offline final score; default the step-0
+    evaluation. Every window evaluation must also have n episodes: episode i is paired with the
+    baseline's episode i (same reset seed). ``window``: env steps of fine-tuning searched;
+    default 10% of the last evaluated step."""
     if baseline is None:
         if curve.steps[0] != 0:
             raise SmacError(f"the curve has no step-0 evaluation (first step {curve.steps[0]}): "
                             f"pass the offline final evaluation as baseline")
         baseline = curve.episodes[0]
     indices, window = _window_indices(curve.steps, window)
-    evaluations = [curve.episodes[i] for i in indices]
-    if min(baseline.size, *(values.size for values in evaluations)) < 2:
+    for i in indices:
+        if curve.episodes[i].size != baseline.size:
+            raise SmacError(f"cannot pair evaluation episodes: the baseline has {baseline.size} "
+                            f"episodes, the evaluation at step {curve.steps[i]} has "
+                            f"{curve.episodes[i].size}; the paired test needs the same "
+                            f"episodes in every evaluation")
+    n = baseline.size
+    if n < 2:
         raise SmacError("a drop's standard error over episodes needs at least 2 evaluation "
                         "episodes per evaluation; group seeds with transfer_drop_over_seeds")
-    base_var = baseline.var(ddof=1) / baseline.size
-    variances = np.array([values.var(ddof=1) / values.size for values in evaluations])
-    counts = np.array([values.size for values in evaluations])
-    dips = baseline.mean() - curve.mean[indices]
-    ses = np.sqrt(base_var + variances)
-    # Welch-Satterthwaite degrees of freedom (NaN when both variances are 0: the exact branch).
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dofs = (base_var + variances) ** 2 / (
-            base_var**2 / (baseline.size - 1) + variances**2 / (counts - 1))
-    return _deepest_dip(dips, ses, dofs, curve.steps[indices], window, alpha)
+    differences = baseline - np.stack([curve.episodes[i] for i in indices])  # d_ki, (K, n)
+    ses = differences.std(axis=1, ddof=1) / math.sqrt(n)                   # std(d) / sqrt(n)
+    return _deepest_dip(differences.mean(axis=1), ses, np.full(indices.size, n - 1.0),
+                        curve.steps[indices], window, alpha)
 
 
 def transfer_drop_over_seeds(curves: Sequence[EvalCurve],
@@ -312,10 +333,15 @@ def transfer_drop_over_seeds(curves: Sequence[EvalCurve],
 
 
 def cumulative_regret(curve: EvalCurve) -> float:
-    """Mean shortfall from the curve's best evaluation, trapezoid over steps / steps spanned."""
+    """Mean shortfall (normalised points) from the reference score 100 over the curve's steps:
+    (1 / (T - T0)) * integral_{T0}^{T} (100 - s(t)) dt, trapezoid over the evaluation steps."""
+    if curve.metric != "score":
+        raise SmacError(f"regret is defined on normalised scores (reference 100 = expert), but "
+                        f"this curve holds raw {curve.metric}s: the env has no reference "
+                        f"returns (or the run did not log eval_scores)")
     if curve.steps.size < 2:
         raise SmacError("regret needs at least two evaluations")
-    shortfall = curve.mean.max() - curve.mean
+    shortfall = REGRET_REFERENCE - curve.mean                                # 100 - s(t)
     area = np.sum(0.5 * (shortfall[1:] + shortfall[:-1]) * np.diff(curve.steps))
     return float(area / (curve.steps[-1] - curve.steps[0]))
 
@@ -364,6 +390,11 @@ def _drop_text(drop: TransferDrop) -> str:
             f"(p={drop.p_value:.3g}, window {drop.window})")
 
 
+def run_regret(run: Run) -> float | None:
+    """The run's regret, None when it logged raw returns (no reference score: undefined)."""
+    return cumulative_regret(run.curve) if run.curve.metric == "score" else None
+
+
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -378,8 +409,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
                         help="significance level of the drop verdict (default 0.05)")
     parser.add_argument("--table", action="store_true",
-                        help="also print the drop over seeds per (offline, online, task) and the "
+                        help="also give the drop over seeds per (offline, online, task) and the "
                              "paper's min-max normalised regret table")
+    parser.add_argument("--json", action="store_true",
+                        help="print strict JSON instead of markdown: per run the drop, its s.e., "
+                             "step, window, K, p_raw, p_value (Bonferroni), verdict and regret "
+                             "(null when undefined); with --table also over_seeds and "
+                             "regret_table")
     args = parser.parse_args(argv)
     if args.window is not None and args.window <= 0:
         raise SmacError(f"--window must be a positive number of steps, got {args.window}")
@@ -387,39 +423,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SmacError(f"--alpha must be in (0, 1), got {args.alpha}")
 
     runs = [load_run(path) for path in args.runs]
+    drops = [transfer_drop(run.curve, run.baseline, args.window, args.alpha) for run in runs]
+    regrets = [run_regret(run) for run in runs]
+    groups: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[run.offline_algorithm, run.online_algorithm, run.task].append(run)
+    seed_drops = {cell: transfer_drop_over_seeds([run.curve for run in group],
+                                                 [run.baseline for run in group], args.window,
+                                                 args.alpha)
+                  for cell, group in sorted(groups.items()) if args.table and len(group) >= 2}
+    cell_regrets: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for run, regret in zip(runs, regrets, strict=True):
+        if regret is not None:
+            cell_regrets[run.offline_algorithm, run.online_algorithm, run.task].append(regret)
+    left_out = [str(run.path) for run, regret in zip(runs, regrets, strict=True) if regret is None]
+    table = normalized_regret_table(cell_regrets) if args.table else {}
+
+    if args.json:
+        per_run = [{"run": str(run.path), "offline_algorithm": run.offline_algorithm,
+                    "online_algorithm": run.online_algorithm, "task": run.task, "seed": run.seed,
+                    "metric": run.curve.metric, "baseline": run.baseline_source,
+                    **drop.to_dict(), "regret": regret}
+                   for run, drop, regret in zip(runs, drops, regrets, strict=True)]
+        report: dict[str, Any] = {"alpha": args.alpha, "regret_reference": REGRET_REFERENCE,
+                                  "runs": per_run}
+        if args.table:
+            report["over_seeds"] = [
+                {"offline_algorithm": offline, "online_algorithm": online, "task": task,
+                 "seeds": len(groups[offline, online, task]), **drop.to_dict()}
+                for (offline, online, task), drop in seed_drops.items()]
+            report["regret_table"] = table
+            report["regret_left_out"] = left_out
+        print(json.dumps(report, indent=1, allow_nan=False))
+        return 0
+
     print("| run | offline | online | task | seed | metric | baseline | drop ± s.e. @ step "
           "| verdict | regret |")
     print("|---" * 10 + "|")
-    groups: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
-    for run in runs:
-        drop = transfer_drop(run.curve, run.baseline, args.window, args.alpha)
+    for run, drop, regret in zip(runs, drops, regrets, strict=True):
+        regret_text = "n/a (raw returns)" if regret is None else f"{regret:.3f}"
         print(f"| {run.path} | {run.offline_algorithm} | {run.online_algorithm} | {run.task} "
               f"| {run.seed} | {run.curve.metric} | {run.baseline_source} | {_drop_text(drop)} "
-              f"| {cumulative_regret(run.curve):.3f} |")
-        groups[run.offline_algorithm, run.online_algorithm, run.task].append(run)
+              f"| {regret_text} |")
     if not args.table:
         return 0
-
     print("\nDrop over seeds (cells with at least 2 seeds):\n")
     print("| offline | online | task | seeds | drop ± s.e. @ step | verdict |")
     print("|---" * 6 + "|")
-    for (offline, online, task), group in sorted(groups.items()):
-        if len(group) >= 2:
-            drop = transfer_drop_over_seeds([run.curve for run in group],
-                                            [run.baseline for run in group], args.window,
-                                            args.alpha)
-            print(f"| {offline} | {online} | {task} | {len(group)} | {_drop_text(drop)} |")
-    metrics_by_task: dict[str, set[str]] = defaultdict(set)
-    for run in runs:
-        metrics_by_task[run.task].add(run.curve.metric)
-    mixed = sorted(task for task, metrics in metrics_by_task.items() if len(metrics) > 1)
-    if mixed:
-        raise SmacError(f"runs of task(s) {', '.join(mixed)} mix normalised scores and raw "
-                        f"returns: their regrets cannot be normalised together")
-    regrets = {cell: [cumulative_regret(run.curve) for run in group]
-               for cell, group in groups.items()}
+    for (offline, online, task), drop in seed_drops.items():
+        print(f"| {offline} | {online} | {task} | {len(groups[offline, online, task])} "
+              f"| {_drop_text(drop)} |")
     print("\nRegret, min-max normalised per task, averaged over tasks:\n")
-    print(format_table(normalized_regret_table(regrets)))
+    print(format_table(table))
+    if left_out:
+        print(f"\nLeft out of the regret table (raw returns, regret undefined): "
+              f"{', '.join(left_out)}")
     return 0
 
 

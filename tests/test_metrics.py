@@ -27,6 +27,8 @@ from smac_core.metrics import (
 )
 
 # Ten episodes per evaluation with a fixed spread: mean exactly m, sample std ~3.36 * spread.
+# The same offsets at every evaluation: paired episode by episode, every episode moves by the
+# same amount, so paired differences are exact (s.e. 0).
 OFFSETS = np.linspace(-1.0, 1.0, 10) * 5.0
 
 
@@ -42,18 +44,16 @@ def test_normalized_score_is_d4rl_formula():
         normalized_score(1.0, ref_min=5.0, ref_max=5.0)
 
 
-def test_rising_curve_has_no_drop_and_positive_regret_constant_curve_zero_regret():
+def test_rising_curve_and_constant_curve_have_no_drop():
     steps = [0, 500, 1000, 2000, 5000, 10000]
     rising = make_curve(steps, [50, 52, 55, 60, 70, 90])
     drop = transfer_drop(rising, window=1000)
     assert drop.verdict == "smooth"
     assert drop.drop == pytest.approx(-2.0)  # the lowest window evaluation is above the baseline
     assert drop.step == 500
-    assert cumulative_regret(rising) > 0.0
 
     constant = make_curve(steps, [70.0] * len(steps))
     assert transfer_drop(constant, window=1000).verdict == "smooth"
-    assert cumulative_regret(constant) == 0.0
 
 
 def test_deep_early_dip_is_a_drop_of_the_right_depth():
@@ -62,28 +62,59 @@ def test_deep_early_dip_is_a_drop_of_the_right_depth():
     assert drop.verdict == "drop"
     assert drop.drop == pytest.approx(60.0)
     assert drop.step == 500
-    # s.e. of a difference of two independent means with the same per-episode spread
-    assert drop.se == pytest.approx(np.sqrt(2) * OFFSETS.std(ddof=1) / np.sqrt(10))
+    assert drop.se == pytest.approx(0.0, abs=1e-12)  # every episode fell by exactly 60
     # default window: 10% of the last evaluated step (2000): same deepest point
     assert transfer_drop(curve).window == 2000
 
 
 def test_shallow_dip_within_noise_is_smooth():
-    # Dip of 2 points against a per-episode std of ~17: far inside the noise.
-    curve = make_curve([0, 100, 200, 300, 4000], [80, 78, 79, 80, 85], spread=5.0)
+    # Dip of 2 points against independent per-episode noise of std 17: far inside the noise.
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0.0, 17.0, size=(5, 10))
+    means = np.array([80.0, 78.0, 79.0, 80.0, 85.0])
+    curve = EvalCurve(np.array([0, 100, 200, 300, 4000]),
+                      tuple(means[:, None] + noise - noise.mean(axis=1, keepdims=True)))
     drop = transfer_drop(curve, window=300)
     assert drop.drop == pytest.approx(2.0)
     assert drop.verdict == "smooth"
 
 
-def test_drop_p_value_is_welch_t_test_times_number_of_window_evaluations():
+def test_drop_p_value_is_paired_t_test_times_number_of_window_evaluations():
     rng = np.random.default_rng(1)
     episodes = tuple(rng.normal(mean, 10.0, size=8) for mean in (70, 60, 52, 65, 75))
     curve = EvalCurve(np.array([0, 100, 200, 400, 3000]), episodes)
     drop = transfer_drop(curve, window=400)
-    reference = stats.ttest_ind(episodes[0], episodes[2], equal_var=False, alternative="greater")
+    reference = stats.ttest_rel(episodes[0], episodes[2], alternative="greater")
+    differences = episodes[0] - episodes[2]
     assert drop.step == 200
     assert drop.p_value == pytest.approx(min(1.0, 3 * reference.pvalue), rel=1e-9)
+    assert drop.drop == pytest.approx(differences.mean())
+    assert drop.se == pytest.approx(differences.std(ddof=1) / np.sqrt(8))
+    assert drop.p_raw == pytest.approx(reference.pvalue, rel=1e-9) and drop.evaluations == 3
+
+
+def test_paired_drop_across_very_different_episodes_is_a_drop_not_smooth():
+    # Issue 10: episode i resets with the same seed at every evaluation, so episodes are paired.
+    # Ten episodes spread over tens of points, each falling by about 8.45 (noise 0.5): the
+    # paired test sees the drop; Welch, treating the episodes as independent, calls it smooth.
+    rng = np.random.default_rng(10)
+    baseline = rng.uniform(10.0, 90.0, size=10)
+    episodes = (baseline, baseline - 8.45 + rng.normal(0.0, 0.5, size=10),
+                baseline - 2.0 + rng.normal(0.0, 0.5, size=10), baseline + 5.0)
+    curve = EvalCurve(np.array([0, 100, 200, 5000]), episodes)
+    drop = transfer_drop(curve, window=200)
+    welch = stats.ttest_ind(baseline, episodes[1], equal_var=False, alternative="greater")
+    assert 2 * welch.pvalue > 0.05  # Welch with the same correction: "smooth"
+    assert drop.step == 100 and drop.drop == pytest.approx(8.45, abs=0.5)
+    assert drop.verdict == "drop"
+    assert drop.p_value < 1e-6
+
+
+def test_drop_refuses_to_pair_evaluations_of_different_sizes():
+    curve = EvalCurve(np.array([0, 100]), (np.arange(10.0), np.arange(8.0)))
+    with pytest.raises(SmacError, match="cannot pair evaluation episodes: the baseline has 10 "
+                                        "episodes, the evaluation at step 100 has 8"):
+        transfer_drop(curve, window=100)
 
 
 def test_drop_false_alarm_rate_under_no_drop_stays_at_alpha():
@@ -121,13 +152,35 @@ def test_drop_over_seeds_is_paired_t_test_on_per_seed_dips():
         transfer_drop_over_seeds([curves[0], shifted], window=200)
 
 
+def test_regret_is_shortfall_from_100_not_from_the_runs_best():
+    steps = [0, 100, 200, 1000]
+    assert cumulative_regret(make_curve(steps, [20.0] * 4)) == pytest.approx(80.0)
+    assert cumulative_regret(make_curve(steps, [100.0] * 4)) == pytest.approx(0.0)
+
+
 def test_regret_of_step_function_by_hand_and_independent_of_evaluation_density():
-    # Score 0 until step 100, linear to 10 at step 200, 10 until 1000; best = 10. Shortfall area:
-    # 10 * 100 (0..100) + 10 * 100 / 2 (100..200) = 1500 over 1000 steps -> 1.5.
+    # Score 0 until step 100, linear to 10 at step 200, 10 until 1000. Shortfall from 100:
+    # 100 * 100 (0..100) + 95 * 100 (100..200) + 90 * 800 (200..1000) = 91500 / 1000 -> 91.5.
     curve = make_curve([0, 100, 200, 1000], [0, 0, 10, 10])
-    assert cumulative_regret(curve) == pytest.approx(1.5)
+    assert cumulative_regret(curve) == pytest.approx(91.5)
     dense_early = make_curve([0, 20, 40, 60, 100, 200, 1000], [0, 0, 0, 0, 0, 10, 10])
-    assert cumulative_regret(dense_early) == pytest.approx(1.5)
+    assert cumulative_regret(dense_early) == pytest.approx(91.5)
+
+
+def test_regret_table_ranks_a_uniformly_lower_curve_worse():
+    steps = [0, 100, 200, 1000]
+    high = make_curve(steps, [40, 50, 70, 80])
+    low = make_curve(steps, [20, 30, 50, 60])  # the same shape, 20 points lower everywhere
+    assert cumulative_regret(low) == pytest.approx(cumulative_regret(high) + 20.0)
+    table = normalized_regret_table({("smac", "sac", "A"): [cumulative_regret(high)],
+                                     ("iql", "sac", "A"): [cumulative_regret(low)]})
+    assert table == {"smac": {"sac": 0.0}, "iql": {"sac": 1.0}}
+
+
+def test_regret_of_raw_returns_is_refused():
+    returns = EvalCurve(np.array([0, 100]), (np.ones(3), np.ones(3)), metric="return")
+    with pytest.raises(SmacError, match="regret is defined on normalised scores"):
+        cumulative_regret(returns)
 
 
 def test_min_max_normalised_regret_table_by_hand():
@@ -181,15 +234,17 @@ def write_run(path: Path, config: dict, rows: list[dict]) -> Path:
 
 def write_online_run(path: Path, means: list[float], steps: list[int], offline: str = "smac",
                      online: str = "sac", task: str = "door-binary", seed: int = 0,
-                     from_dir: Path | None = None, scores: bool = True) -> Path:
+                     from_dir: Path | None = None, scores: bool = True,
+                     noise: np.ndarray | None = None) -> Path:
+    """Evaluations ``mean + OFFSETS`` (+ ``noise[k]`` (10,) at evaluation k when given)."""
     # the keys smac_core.runs.RunSpec.to_json writes
     config = {"phase": "online", "algorithm": online, "env": task, "seed": seed,
               "steps": steps[-1], "dataset_id": "local/door/human-binary-v0", "command": [],
               "from": str(from_dir or path.parent / "offline" / "checkpoints" / "final"),
               "from_algorithm": offline}
     rows = [{"step": 0, "phase": "online", "wall_time": 0.0, "train/critic_loss": 1.0}]
-    for step, mean in zip(steps, means, strict=True):
-        values = (mean + OFFSETS).tolist()
+    for k, (step, mean) in enumerate(zip(steps, means, strict=True)):
+        values = (mean + OFFSETS + (0.0 if noise is None else noise[k])).tolist()
         returns = [v * 2.0 for v in values]
         rows.append(eval_row(step, "online", values if scores else None, returns))
         rows.append({"step": step, "phase": "online", "wall_time": 1.0, "train/actor_loss": 0.5})
@@ -227,14 +282,57 @@ def test_cli_prints_drop_regret_and_table(tmp_path, capsys):
     lines = {line.split(" | ")[0].lstrip("| "): line for line in out.splitlines()}
     assert "| smac | sac | door-binary | 0 | score | online step 0 | 0.00 ± " in lines[str(runs[0])]
     assert "| smooth (p=1" in lines[str(runs[0])]
-    assert "| 70.00 ± 1.50 @ 100 | drop" in lines[str(runs[2])]
-    # regret: calql seed 0 shortfall [0, 70, 40, 0] -> (3500 + 5500 + 16000) / 1000 = 25
-    assert lines[str(runs[2])].endswith("| 25.000 |")
-    # seed-1 smac: shortfall [0, 1, 0, 0] -> 100 / 1000 = 0.1; cells: smac 0.05, calql 22.5
-    assert lines[str(runs[1])].endswith("| 0.100 |")
+    # paired: every episode falls by exactly 70
+    assert "| 70.00 ± 0.00 @ 100 | drop" in lines[str(runs[2])]
+    # regret: calql seed 0 shortfall from 100 [20, 90, 60, 20] -> (5500 + 7500 + 32000) / 1000
+    assert lines[str(runs[2])].endswith("| 45.000 |")
+    # seed-1 smac: shortfall [20, 21, 20, 20] -> (2050 + 2050 + 16000) / 1000 = 20.1;
+    # cells: smac 20.05, calql 42.5
+    assert lines[str(runs[1])].endswith("| 20.100 |")
     assert "| calql | sac | door-binary | 2 | 67.50 ± 2.50 @ 100 | drop" in out
     assert "| SMAC | 0.000 |" in out
     assert "| CalQL | 1.000 |" in out
+
+
+def test_cli_json_per_run_drop_p_values_and_regret_recomputable_from_metrics(tmp_path, capsys):
+    steps = [0, 100, 200, 1000]
+    noise = np.random.default_rng(4).normal(0.0, 2.0, size=(2, 4, 10))
+    runs = [write_online_run(tmp_path / f"smac-sac-{seed}", [60, 50, 55, 90], steps, seed=seed,
+                             noise=noise[seed]) for seed in (0, 1)]
+    pendulum = write_online_run(tmp_path / "pendulum", [10, 5, 20, 30], steps,
+                                task="Pendulum-v1", scores=False)
+    assert main([*map(str, runs), str(pendulum), "--window", "200", "--table", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out,
+                        parse_constant=lambda name: pytest.fail(f"not strict JSON: {name}"))
+    first, _, raw = report["runs"]
+    assert first["run"] == str(runs[0]) and (first["step"], first["window"]) == (100, 200)
+    # recompute from metrics.jsonl: paired t-test of step 0 against step 100, K = 2
+    rows = [json.loads(line) for line in (runs[0] / "metrics.jsonl").read_text().splitlines()]
+    scores = {row["step"]: np.array(row["eval_scores"]) for row in rows if "eval_scores" in row}
+    differences = scores[0] - scores[100]
+    reference = stats.ttest_rel(scores[0], scores[100], alternative="greater")
+    assert first["drop"] == pytest.approx(differences.mean())
+    assert first["se"] == pytest.approx(differences.std(ddof=1) / np.sqrt(10))
+    assert first["evaluations"] == 2
+    assert first["p_raw"] == pytest.approx(reference.pvalue, rel=1e-9)
+    assert first["p_value"] == pytest.approx(min(1.0, 2 * reference.pvalue), rel=1e-9)
+    assert first["verdict"] == "drop"
+    mean = np.array([scores[step].mean() for step in steps])
+    area = np.sum((200.0 - mean[1:] - mean[:-1]) / 2 * np.diff(steps))  # (100 - s) trapezoid
+    assert first["regret"] == pytest.approx(area / 1000)
+    # raw returns: no reference score, so no regret (null), and out of the table
+    assert raw["metric"] == "return" and raw["regret"] is None
+    assert report["regret_left_out"] == [str(pendulum)]
+    assert report["regret_table"] == {"smac": {"sac": 0.0}}
+    (group,) = report["over_seeds"]
+    assert (group["task"], group["seeds"], group["verdict"]) == ("door-binary", 2, "drop")
+
+
+def test_cli_markdown_says_regret_is_undefined_for_raw_returns(tmp_path, capsys):
+    pendulum = write_online_run(tmp_path / "pendulum", [10, 5, 20], [0, 100, 1000],
+                                task="Pendulum-v1", scores=False)
+    assert main([str(pendulum), "--window", "100"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("| n/a (raw returns) |")
 
 
 def test_cli_rejects_bad_input_with_clear_message(tmp_path, capsys):
