@@ -145,8 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar=("LOW", "HIGH"), help="t interval, must contain [0, 1] "
                                                       "(default -0.25 1.25)")
     parser.add_argument("--z", type=float, default=DEFAULT_Z,
-                        help="a dip counts as a valley when deeper than this many combined "
-                             f"standard errors (default {DEFAULT_Z:g})")
+                        help="family-wise level of the valley and monotonicity tests, as that of "
+                             "a one-sided z-sigma test: 1 - Phi(z); the thresholds are "
+                             "Bonferroni-corrected for the interior points (valley) and the pairs "
+                             f"of points (monotone) (default {DEFAULT_Z:g}: 2.3%%)")
     add_evaluation_args(parser)
     return parser
 

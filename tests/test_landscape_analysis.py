@@ -5,6 +5,7 @@ the resumable point store, checked against exact answers (the analytic env of an
 from __future__ import annotations
 
 import json
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -191,6 +192,43 @@ def test_zero_standard_errors_count_any_dip_and_bad_curves_are_refused():
         valley_verdict(np.array([0.0, 0.5]), np.zeros(2), np.zeros(2))
     with pytest.raises(ValueError, match="finite"):
         valley_verdict(TS, mean, np.full(7, np.nan))
+
+
+def test_valley_threshold_is_bonferroni_corrected_for_the_interior_points():
+    # TS has 3 interior points: at z = 2 (level 1 - Phi(2) = 2.28%) a valley needs
+    # depth_se > Phi^-1(1 - 0.0228 / 3) = 2.43, so a dip of 2.2 s.e. is not one
+    threshold = -NormalDist().inv_cdf(NormalDist().cdf(-2.0) / 3)
+    for depth_se, expected in ((2.2, "monotone"), (2.6, "valley")):
+        mean = np.array([0.0, 50.0, 50.0 - depth_se * np.sqrt(2.0), 60.0, 80.0, 90.0, 95.0])
+        verdict = valley_verdict(TS, mean, np.full(7, 1.0))
+        assert verdict.depth_se == pytest.approx(depth_se)
+        assert verdict.verdict == expected
+    assert verdict.interior_points == 3
+    assert verdict.z_valley == pytest.approx(threshold)
+    assert json.loads(json.dumps(verdict.to_dict(), allow_nan=False))["z_valley"] == threshold
+
+
+def test_valley_false_alarm_rate_at_most_nominal_and_a_real_dip_is_found():
+    # 4000 noisy curves of 13 points on [0, 1] (11 interior), per-point noise N(0, se^2) with a
+    # known se in [0.5, 2]. Nominal family-wise level of the default z = 2: 1 - Phi(2) = 2.28%;
+    # the margin 0.5% is 2 binomial s.d. at n = 4000. Picking the lowest of 11 points without
+    # correction flags 4.7% of the flat curves and 13% of the second case.
+    rng = np.random.default_rng(0)
+    ts = np.linspace(0.0, 1.0, 13)
+    n = 4000
+    se = rng.uniform(0.5, 2.0, size=(n, ts.size))
+    noise = rng.standard_normal((n, ts.size)) * se
+    nominal, margin = NormalDist().cdf(-2.0), 0.005
+
+    def valley_rate(truth: np.ndarray) -> float:
+        return float(np.mean([valley_verdict(ts, truth + e, s).verdict == "valley"
+                              for e, s in zip(noise, se, strict=True)]))
+
+    assert valley_rate(np.zeros(ts.size)) <= nominal + margin
+    # the null at its least favourable: the interior at t = 0's level, t = 1 far above
+    assert valley_rate(np.where(ts == 1.0, 100.0, 0.0)) <= nominal + margin
+    # power: a dip of 15 at t = 0.5 (at least 5.3 combined s.e.) is found almost always
+    assert valley_rate(-15.0 * np.sin(np.pi * ts)) > 0.95
 
 
 # ------------------------------------------------------ evaluation against the analytic answer
