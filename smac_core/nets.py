@@ -161,7 +161,7 @@ class TanhGaussianActor(nn.Module):
 
     def regression_log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """log N(a; tanh(mu(h)), std(h)^2) summed over action dims, (B,): the likelihood that
-        advantage-weighted regression (IQL, AWAC, as in CORL) fits dataset actions with. Unlike
+        IQL's advantage-weighted regression fits dataset actions with (CORL's iql.py). Unlike
         ``log_prob`` it has no tanh change of variables, so actions at the bounds (+-1, common
         in demonstrations) stay finite-cost instead of dominating the loss."""
         h = self.trunk(obs)

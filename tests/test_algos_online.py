@@ -233,6 +233,19 @@ def test_awr_weights_are_exp_advantage_over_lambda_clipped(temperature, max_weig
     assert metrics["weight_mean"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_awr_fits_the_log_density_of_the_tanh_gaussian_it_acts_with():
+    # a batch of the actor's own samples (pre-tanh std 0.5, so none is near the clipped bounds):
+    # AWR's log-likelihood of them is the log-density its sampling gave them
+    agent = make_agent("awr", OBS_DIM, ACT_DIM, SMALL)
+    with torch.no_grad():
+        agent.actor.mu.bias.fill_(0.3)
+        agent.actor.log_std.bias.fill_(math.log(0.5))
+        batch = random_batch(32)
+        batch.actions, sampled_log_prob = agent.actor(batch.observations)
+    metrics = agent.update(batch)
+    assert metrics["log_prob_mean"] == pytest.approx(sampled_log_prob.mean().item(), abs=1e-4)
+
+
 # ---------------------------------------------------------------------- tanh-Gaussian
 def fixed_gaussian_actor(mean: list[float], std: list[float]) -> TanhGaussianActor:
     """An actor whose pre-tanh Gaussian is N(mean, diag(std^2)) for every observation."""

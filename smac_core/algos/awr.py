@@ -9,7 +9,10 @@ entropy term). Actor: weighted maximum likelihood of the batch actions (paper se
 with the value E_{a'~pi}Q(s, a') estimated by one policy sample (as AWAC and CORL ``awac.py``),
 Q = the ensemble min. ``advantage_temperature`` is lambda (1.0, CORL); the weights exp(A/lambda)
 are clipped above at ``max_weight`` (100, CORL) so that one large advantage cannot dominate a
-batch. Not normalised over the batch (AWAC's own choice).
+batch. Not normalised over the batch (AWAC's own choice). log pi(a|s) is the density of the
+tanh-Gaussian the actor samples from (``TanhGaussianActor.log_prob``, with the tanh
+change of variables; batch actions clipped to +-(1 - 1e-6)), so the policy that acts is the one
+fitted, unlike IQL's Gaussian around tanh(mu) (``regression_log_prob``).
 """
 
 from __future__ import annotations
@@ -105,8 +108,8 @@ class AWR(Agent):
             advantage = q_data - q_policy
             # w = min(exp(A / lambda), max_weight)
             weights = torch.exp(advantage / cfg.advantage_temperature).clamp(max=cfg.max_weight)
-        # L_pi = -E_{(s, a)~B}[log pi(a|s) w(s, a)]
-        log_prob = self.actor.regression_log_prob(batch.observations, batch.actions)
+        # L_pi = -E_{(s, a)~B}[log pi(a|s) w(s, a)],  pi the tanh-Gaussian the actor acts with
+        log_prob = self.actor.log_prob(batch.observations, batch.actions)
         actor_loss = -(log_prob * weights).mean()
         self.optimizers["actor"].zero_grad(set_to_none=True)
         actor_loss.backward()
