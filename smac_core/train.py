@@ -325,6 +325,7 @@ def build_offline(args: argparse.Namespace, argv: list[str]) -> tuple[Trainer, P
                  obs_normalization=args.normalize_obs)
     resume_from = prepare_run_dir(args.out, spec, args.resume)
     agent.prepare_offline(seen, buffer, args.out)
+    agent.plan_updates(args.steps)
     trainer = Trainer(spec, args.out, agent, buffer, generator, normalizer, scaler,
                       _static_metadata(agent, normalizer, scaler))
     return trainer, resume_from

@@ -131,14 +131,18 @@ def test_iql_prepare_offline_sets_family_expectile_and_mujoco_reward_scale(tmp_p
     assert (agent.expectile, agent.reward_scale) == (0.7, pytest.approx(1000 / 7))
 
 
-def test_iql_cosine_actor_schedule_halves_at_midpoint_and_ends_at_zero():
-    agent = make_agent("iql", 3, 2, {**TINY, "actor_lr_cosine_steps": 4})
+@pytest.mark.parametrize(("config", "annealed"), [
+    ({"actor_lr_cosine_steps": 4}, True), ({}, True), ({"actor_lr_cosine_steps": 0}, False)])
+def test_iql_cosine_actor_schedule_halves_at_midpoint_and_ends_at_zero(config, annealed):
+    agent = make_agent("iql", 3, 2, {**TINY, **config})
+    agent.plan_updates(4)  # the trainer's hook: the run's updates (the default horizon)
     lrs = []
-    for _ in range(5):
-        agent.update(random_batch(8, 3, 2))
+    for _ in range(6):
         lrs.append(agent.optimizers["actor"].param_groups[0]["lr"])
-    # lr_t = lr_0 (1 + cos(pi t / T)) / 2 at update t = 0..4, T = 4
-    expected = [3e-4 * 0.5 * (1 + math.cos(math.pi * t / 4)) for t in range(5)]
+        agent.update(random_batch(8, 3, 2))
+    # the lr of update t: lr_t = lr_0 (1 + cos(pi min(t, T) / T)) / 2, T = 4; lr_0 when off
+    expected = [3e-4 * (0.5 * (1 + math.cos(math.pi * min(t, 4) / 4)) if annealed else 1.0)
+                for t in range(6)]
     assert lrs == pytest.approx(expected)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from smac_core import tasks
-from smac_core.checkpoint import load_tensors
+from smac_core.checkpoint import load_tensors, load_train_state
 from smac_core.data.dataset import TransitionDataset
 from smac_core.data.minari_store import write_minari
 from smac_core.runs import Trainer, read_metrics
@@ -125,25 +126,53 @@ def test_offline_then_online_end_to_end(tmp_path, pendulum_dataset):
         offline_meta["obs_mean"], offline_meta["obs_std"], pendulum_dataset)
 
 
-def test_offline_resume_is_bit_identical(tmp_path, pendulum_dataset, monkeypatch):
-    args = ["offline", "--algo", "td3bc", "--dataset", pendulum_dataset, "--steps", "120",
-            "--eval-every", "60", "--eval-episodes", "1", *SMALL]
-    assert main([*args, "--out", str(tmp_path / "straight")]) == 0
+def run_stopped_and_resumed(args: list[str], out: Path, stop_step: int,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run ``args`` into ``out``, interrupted by SIGINT after ``stop_step`` steps, then resume."""
     one_step = Trainer._one_step
 
     def one_step_then_signal(self: Trainer) -> None:
         one_step(self)
-        if self.step == 45:
+        if self.step == stop_step:
             signal.raise_signal(signal.SIGINT)
 
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "_one_step", one_step_then_signal)
-        assert main([*args, "--out", str(tmp_path / "resumed")]) == 128 + signal.SIGINT
-    assert main([*args, "--out", str(tmp_path / "resumed"), "--resume"]) == 0
+        assert main([*args, "--out", str(out)]) == 128 + signal.SIGINT
+    assert main([*args, "--out", str(out), "--resume"]) == 0
+
+
+def test_offline_resume_is_bit_identical(tmp_path, pendulum_dataset, monkeypatch):
+    args = ["offline", "--algo", "td3bc", "--dataset", pendulum_dataset, "--steps", "120",
+            "--eval-every", "60", "--eval-episodes", "1", *SMALL]
+    assert main([*args, "--out", str(tmp_path / "straight")]) == 0
+    run_stopped_and_resumed(args, tmp_path / "resumed", 45, monkeypatch)
     expected, _ = load_tensors(tmp_path / "straight")
     resumed, _ = load_tensors(tmp_path / "resumed")
     for name in expected:
         assert torch.equal(expected[name], resumed[name]), name
+
+
+def test_iql_actor_lr_anneals_over_the_run_and_resumes_exactly(tmp_path, pendulum_dataset,
+                                                                monkeypatch):
+    args = ["offline", "--algo", "iql", "--dataset", pendulum_dataset, "--steps", "8",
+            "--eval-every", "8", "--eval-episodes", "1", "--checkpoint-every", "4", *SMALL]
+    assert main([*args, "--out", str(tmp_path / "straight")]) == 0
+
+    def actor_lr(checkpoint: Path) -> float:
+        return load_train_state(checkpoint)["agent"]["optimizers"]["actor"]["param_groups"][0]["lr"]
+
+    # after k of the run's 8 updates the actor lr is 3e-4 (1 + cos(pi k / 8)) / 2 (CORL's
+    # CosineAnnealingLR over the run): half way at k = 4, 0 at the end
+    checkpoints = tmp_path / "straight" / "checkpoints"
+    assert actor_lr(checkpoints / "step_4") == pytest.approx(1.5e-4)
+    assert actor_lr(checkpoints / "final") == pytest.approx(0.0, abs=1e-12)
+    run_stopped_and_resumed(args, tmp_path / "resumed", 3, monkeypatch)
+    expected, _ = load_tensors(tmp_path / "straight")
+    resumed, _ = load_tensors(tmp_path / "resumed")
+    for name in expected:
+        assert torch.equal(expected[name], resumed[name]), name
+    assert actor_lr(tmp_path / "resumed" / "checkpoints" / "final") == pytest.approx(0.0, abs=1e-12)
 
 
 OFFLINE_ALGOS = ("smac", "calql", "cql", "iql", "td3bc")

@@ -96,6 +96,11 @@ class Agent(ABC):
         nothing by default."""
         return None
 
+    def plan_updates(self, total: int) -> None:
+        """Told before the first update how many updates the run makes in all (offline:
+        ``--steps``), for schedules over the run (IQL's actor lr); nothing by default."""
+        return None
+
     # ------------------------------------------------------------------ shared
     def learning_rewards(self, batch: Batch) -> torch.Tensor:
         """The rewards the critic learns from, in its units: scale * r + bias, (B,)."""

@@ -6,8 +6,9 @@ advantage-weighted regression onto the dataset's actions.
 
 Defaults follow the paper and CORL's ``algorithms/offline/iql.py`` with its configs
 (``configs/offline/iql/hopper/medium_replay_v2.yaml``, ``.../door/human_v1.yaml``): learning
-rates 3e-4, polyak 5e-3, beta 3.0, exp-weights clipped at 100, expectile 0.7 on MuJoCo and 0.8 on
-Adroit and Kitchen; MuJoCo rewards rescaled by 1000 / (max - min episode return of the dataset)
+rates 3e-4, the actor's cosine-annealed to 0 over the run's updates (``IQLConfig``), polyak
+5e-3, beta 3.0, exp-weights clipped at 100, expectile 0.7 on MuJoCo and 0.8 on Adroit and
+Kitchen; MuJoCo rewards rescaled by 1000 / (max - min episode return of the dataset)
 (CORL's ``normalize_reward``), Adroit and Kitchen rewards unchanged. The family is that of the
 dataset's task (``prepare_offline``); datasets of envs outside the task registry get the MuJoCo
 values. CORL's actor dropout (0.1 on
@@ -21,6 +22,7 @@ import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -43,7 +45,14 @@ EXPECTILE_BY_FAMILY = {"mujoco": 0.7, "adroit": 0.8, "kitchen": 0.8}
 @dataclass
 class IQLConfig(ActorCriticConfig):
     """IQL hyperparameters. ``expectile`` None: the task family's value, set by
-    ``prepare_offline`` (0.7 until then)."""
+    ``prepare_offline`` (0.7 until then).
+
+    ``actor_lr_cosine_steps``: the actor lr anneals as lr_k = actor_lr (1 + cos(pi min(k, T) /
+    T)) / 2 after k updates, CORL's ``CosineAnnealingLR(actor_optimizer, max_steps)``. T: None
+    (default) = the run's offline updates (``plan_updates``; the lr is constant until the
+    trainer gives them), 0 = no schedule (constant lr), N > 0 = N updates. T is part of the
+    resume state, so a run extended past it (``--resume`` with a larger ``--steps``) keeps lr 0.
+    """
 
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
@@ -51,7 +60,7 @@ class IQLConfig(ActorCriticConfig):
     expectile: float | None = None    # tau of the expectile loss, in (0, 1)
     beta: float = 3.0                 # inverse temperature of the advantage weights
     max_weight: float = 100.0         # clip of exp(beta * A)
-    actor_lr_cosine_steps: int = 0    # > 0: actor lr decays to 0 on a cosine over this many updates
+    actor_lr_cosine_steps: int | None = None  # cosine horizon T of the actor lr (docstring)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -60,7 +69,7 @@ class IQLConfig(ActorCriticConfig):
         check_config(self.beta >= 0.0, self, f"beta must be >= 0; got {self.beta}")
         check_config(self.max_weight > 0.0, self,
                      f"max_weight must be positive; got {self.max_weight}")
-        check_config(self.actor_lr_cosine_steps >= 0, self,
+        check_config(self.actor_lr_cosine_steps is None or self.actor_lr_cosine_steps >= 0, self,
                      f"actor_lr_cosine_steps must be >= 0; got {self.actor_lr_cosine_steps}")
 
 
@@ -88,6 +97,7 @@ class IQL(Agent):
                            "critic": self.make_optimizer([critic], config.critic_lr),
                            "value": self.make_optimizer([value], config.value_lr)}
         self.expectile = config.expectile if config.expectile is not None else 0.7
+        self.actor_lr_horizon = config.actor_lr_cosine_steps or 0  # T; 0: constant lr
 
     def prepare_offline(self, dataset: TransitionDataset, buffer: ReplayBuffer,
                         workdir: Path) -> None:
@@ -100,6 +110,28 @@ class IQL(Agent):
             returns = dataset.episode_returns()
             spread = float(returns.max() - returns.min())
             self.reward_scale = 1000.0 / spread if spread > 0 else 1.0
+
+    def plan_updates(self, total: int) -> None:
+        """The actor lr's cosine horizon is the run's ``total`` updates unless configured."""
+        if self.config.actor_lr_cosine_steps is None:
+            self.actor_lr_horizon = total
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "actor_lr_horizon": self.actor_lr_horizon}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        # resume states written before the schedule's default hold none: theirs was the config's
+        self.actor_lr_horizon = int(state.get("actor_lr_horizon", self.actor_lr_horizon))
+
+    def anneal_actor_lr(self) -> None:
+        """Set the actor lr of the next update, k = ``self.updates``:
+        lr_k = lr_0 (1 + cos(pi min(k, T) / T)) / 2 (``initial_lr`` holds lr_0, as in torch's
+        schedulers; the optimizer's state_dict keeps both)."""
+        progress = min(self.updates / self.actor_lr_horizon, 1.0)
+        for group in self.optimizers["actor"].param_groups:
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def update(self, batch: Batch) -> dict[str, float]:
         cfg = self.config
@@ -132,16 +164,13 @@ class IQL(Agent):
         #                          * log pi(a|s) ], V(s) before this step's value update
         weights = torch.exp(cfg.beta * u.detach()).clamp(max=cfg.max_weight)
         actor_loss = -(weights * actor.regression_log_prob(obs, actions)).mean()
-        if cfg.actor_lr_cosine_steps > 0:
-            progress = min(self.updates / cfg.actor_lr_cosine_steps, 1.0)
-            for group in self.optimizers["actor"].param_groups:
-                group.setdefault("initial_lr", group["lr"])
-                group["lr"] = group["initial_lr"] * 0.5 * (1.0 + math.cos(math.pi * progress))
         self.optimizers["actor"].zero_grad()
         actor_loss.backward()
         self.optimizers["actor"].step()
 
         self.updates += 1
+        if self.actor_lr_horizon > 0:
+            self.anneal_actor_lr()
         return scalar_metrics({"value_loss": value_loss, "critic_loss": critic_loss,
                                "actor_loss": actor_loss, "q_data": q_data.mean(), "v": v.mean(),
                                "adv_weight": weights.mean()})
