@@ -103,6 +103,7 @@ class RunSpec:
     mix: float | None = None      # online fine-tuning: offline fraction of each batch
     from_checkpoint: str | None = None
     from_algorithm: str | None = None
+    handoff: dict[str, Any] | None = None  # online --from: rule and step-0 values (handoff.py)
     obs_normalization: bool = False
     command: list[str] = field(default_factory=list)
 

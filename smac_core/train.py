@@ -6,9 +6,10 @@ Online::
     python -m smac_core.train online --algo sac --env Hopper-v5 --steps 100000 --out runs/sac
     python -m smac_core.train online --algo sac --from runs/smac --out runs/smac-sac --mix 0.5
 
-With ``--from`` the offline checkpoint's actor and critics become the online agent's
-(``Agent.load_pretrained``), its env, observation normalisation and dataset id are reused, and
-the replay buffer starts with that dataset, sampled at ``--mix`` offline : 1 - mix online.
+With ``--from`` the offline checkpoint's actor and critics become the online agent's under the
+``--handoff`` rule (``smac_core.handoff``), its env, observation normalisation and dataset id
+are reused, and the replay buffer starts with that dataset, sampled at ``--mix`` offline :
+1 - mix online.
 
 Offline::
 
@@ -40,6 +41,7 @@ from smac_core.data import load_dataset
 from smac_core.data.buffers import MixedReplayBuffer, ObsNormalizer, ReplayBuffer
 from smac_core.data.dataset import TransitionDataset
 from smac_core.errors import SmacError, cli_entry
+from smac_core.handoff import HANDOFF_RULES, hand_over
 from smac_core.runs import (
     ActionScaler,
     EnvCollector,
@@ -128,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
                                       "checkpoint's env)")
     online.add_argument("--from", dest="from_checkpoint", metavar="OFFLINE_RUN_OR_CKPT",
                         help="start from this checkpoint (or run directory's final checkpoint)")
+    online.add_argument("--handoff", choices=HANDOFF_RULES, default="matched",
+                        help="with --from: how the online agent starts from the checkpoint "
+                             "(default: matched: the offline policy's actions and distribution, "
+                             "a deterministic actor given TD3's noise 0.1 as its std, SAC's "
+                             "target entropy and temperature set so that the step-0 entropy is "
+                             "a fixed point, the same rule for every offline method; inherit: "
+                             "copy the networks only; see smac_core.handoff)")
     online.add_argument("--mix", type=float, default=0.5,
                         help="with --from: fraction of each batch drawn from the offline data "
                              "(default: 0.5, CalQL's symmetric sampling)")
@@ -274,8 +283,8 @@ def build_online(args: argparse.Namespace, argv: list[str]) -> tuple[Trainer, Pa
     agent = _make_agent(args, obs_dim, scaler.low.shape[0])
     online_buffer = ReplayBuffer(args.buffer_size or args.steps, obs_dim, agent.act_dim,
                                  args.device, generator)
+    handoff = None
     if source_meta:
-        agent.load_pretrained(tensors, source_meta)
         normalizer = ObsNormalizer(np.asarray(source_meta["obs_mean"], np.float32),
                                    np.asarray(source_meta["obs_std"], np.float32))
         dataset_id = source_meta.get("dataset_id")
@@ -284,8 +293,11 @@ def build_online(args: argparse.Namespace, argv: list[str]) -> tuple[Trainer, Pa
                             "buffer with")
         dataset = load_dataset(dataset_id)
         _check_dataset_fits(dataset, env, obs_dim, scaler)
-        offline_buffer = ReplayBuffer.from_dataset(agent_view(dataset, normalizer, scaler),
-                                                   args.device, agent.config.gamma,
+        seen = agent_view(dataset, normalizer, scaler)
+        handoff = hand_over(agent, tensors, source_meta,
+                            torch.as_tensor(seen.observations, device=agent.device),
+                            args.handoff, args.seed)
+        offline_buffer = ReplayBuffer.from_dataset(seen, args.device, agent.config.gamma,
                                                    generator=generator)
         sampler = MixedReplayBuffer(offline_buffer, online_buffer, args.mix)
         start_steps = 0 if args.start_steps is None else args.start_steps
@@ -297,7 +309,7 @@ def build_online(args: argparse.Namespace, argv: list[str]) -> tuple[Trainer, Pa
                  early_eval_every=args.early_eval_every, early_eval_until=args.early_eval_until,
                  mix=args.mix if source_meta else None,
                  from_checkpoint=args.from_checkpoint,
-                 from_algorithm=source_meta.get("algorithm"),
+                 from_algorithm=source_meta.get("algorithm"), handoff=handoff,
                  obs_normalization=bool(source_meta))
     resume_from = prepare_run_dir(args.out, spec, args.resume)
     collector = EnvCollector(env, args.seed, scaler, normalizer, online_buffer)

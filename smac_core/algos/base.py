@@ -152,7 +152,18 @@ class Agent(ABC):
                 raise SmacError(f"cannot load network '{name}' of {self.name}: {exc}") from exc
 
     def load_pretrained(self, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
-        """Start from another agent's checkpoint (the offline -> online handoff).
+        """Start from another agent's checkpoint: the network part of the offline -> online
+        handoff, and all of the ``inherit`` rule.
+
+        The default rule, ``matched`` (``smac_core.handoff.hand_over``, which calls this first),
+        then makes the handed-over policy act at step 0 as the offline one did, whatever receives
+        it: a stochastic actor's whole distribution is kept; a deterministic actor (TD3+BC) given
+        to SAC or AWR gets a state-independent log-std of log 0.1 (TD3's exploration noise) instead
+        of the fresh head; TD3 and TD3+BC take the mean and explore with their own noise. SAC's
+        target entropy becomes the handed-over policy's entropy on the dataset's states and its
+        initial temperature the value at which that entropy is stationary under the actor's loss,
+        the same for every offline method (instead of inheriting SMAC's or CalQL's trained
+        temperature and restarting IQL's and TD3+BC's at 1.0).
 
         Network by network, by name:
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,7 +38,9 @@ from smac_core.nets import CriticEnsemble, TanhGaussianActor
 class SACConfig(ActorCriticConfig):
     """SAC hyperparameters (paper Table 1: learning rates 3e-4, tau 5e-3, gamma 0.99).
 
-    ``target_entropy`` None means -act_dim. ``target_reduction`` is how the ensemble's values
+    ``target_entropy`` None means -act_dim. Fine-tuning from a checkpoint under the default
+    handoff rule sets the target entropy and the initial temperature from the handed-over policy
+    instead (``smac_core.handoff``). ``target_reduction`` is how the ensemble's values
     are combined, in the TD target and in the actor's objective: "min" (clipped double Q) or
     "mean_minus_std" (mean - ``target_std_weight`` * std). ``utd``: critic updates per
     ``update`` call, each on its own ``batch_size`` slice of the batch (the trainer samples
@@ -101,8 +104,14 @@ class SAC(Agent):
             "critic": self.make_optimizer([self.critic], config.critic_lr),
             "temperature": self.make_optimizer([self.temperature], config.alpha_lr),
         }
-        self.target_entropy = (config.target_entropy if config.target_entropy is not None
-                               else -float(act_dim))
+        self.target_entropy = self.configured_target_entropy
+
+    @property
+    def configured_target_entropy(self) -> float:
+        """The config's target entropy, -act_dim when None (``smac_core.handoff`` may set
+        ``target_entropy`` to another value, kept in ``state_dict``)."""
+        cfg = self.config
+        return cfg.target_entropy if cfg.target_entropy is not None else -float(self.act_dim)
 
     @property
     def critic(self) -> CriticEnsemble:
@@ -119,6 +128,14 @@ class SAC(Agent):
     @property
     def update_batch_size(self) -> int:
         return self.config.batch_size * self.config.utd
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "target_entropy": self.target_entropy}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        # resume states written before the handoff rule hold none: theirs was the config's
+        self.target_entropy = float(state.get("target_entropy", self.configured_target_entropy))
 
     def td_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Soft Bellman residual J_Q (paper eq. 5), summed over the ensemble members."""
