@@ -80,6 +80,19 @@ TASKS: dict[str, Task] = {
 }
 
 
+NEVER_TERMINATING_ENV_PREFIXES = ("AdroitHand",)
+"""Env ids whose episodes never terminate, they only truncate at the time limit: the Adroit hand
+envs of gymnasium-robotics (door, hammer, pen, relocate) return ``terminated=False`` on every
+step, success included."""
+
+
+def never_terminates(name: str) -> bool:
+    """Whether episodes of task or env id ``name`` can only end by truncation, so that the end of
+    a recorded episode (a demonstration that stopped) is a truncation, never a terminal state."""
+    env_id = TASKS[name].env_id if name in TASKS else name
+    return env_id.startswith(NEVER_TERMINATING_ENV_PREFIXES)
+
+
 def get_task(name: str) -> Task:
     """The task called ``name``; ``SmacError`` listing the known names otherwise."""
     if name not in TASKS:

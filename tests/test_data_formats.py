@@ -63,21 +63,21 @@ def test_d4rl_next_observations_stay_inside_episodes(tmp_path):
 
     assert dataset.metadata["format"] == "d4rl_hdf5"
     assert dataset.num_episodes == 3
-    # timeout episodes lose their last transition (its next observation is not in the file);
-    # the terminal episode keeps it, with its own observation as a never-used placeholder
-    assert dataset.episode_lengths().tolist() == [3, 3, 4]
-    assert dataset.metadata["dropped_transitions"] == 2
+    # every episode keeps its last transition; its next observation is not in the file, so it
+    # is a placeholder, its own observation (never read at the terminal end, bootstrapped from
+    # at the timeouts)
+    assert dataset.episode_lengths().tolist() == [4, 3, 5]
+    assert dataset.metadata["placeholder_next_observations"] == 3
     for sl, episode in zip(dataset.episode_slices(), episodes, strict=True):
-        n = sl.stop - sl.start
-        np.testing.assert_array_equal(dataset.observations[sl], episode["observations"][:n])
-    first, second, third = dataset.episode_slices()
-    np.testing.assert_array_equal(dataset.next_observations[first],
-                                  episodes[0]["observations"][1:4])
-    np.testing.assert_array_equal(dataset.next_observations[second][-1],
-                                  dataset.observations[second][-1])
+        np.testing.assert_array_equal(dataset.observations[sl], episode["observations"][:-1])
+        np.testing.assert_array_equal(dataset.next_observations[sl][:-1],
+                                      episode["observations"][1:-1])
+        np.testing.assert_array_equal(dataset.next_observations[sl][-1],
+                                      dataset.observations[sl][-1])
+    first, _, third = dataset.episode_slices()
     # never a next observation from another episode: column 1 holds the episode index
     assert np.all(dataset.next_observations[:, 1] == dataset.observations[:, 1])
-    assert dataset.terminals.tolist() == [False] * 5 + [True] + [False] * 4
+    assert dataset.terminals.tolist() == [False] * 6 + [True] + [False] * 5
     assert dataset.timeouts[[first.stop - 1, third.stop - 1]].all()
 
 
@@ -86,7 +86,7 @@ def test_d4rl_with_next_observations_keeps_every_transition(tmp_path):
     path = write_d4rl(tmp_path / "data.hdf5", episodes, ["timeout", "timeout"],
                       with_next_observations=True)
     dataset = read_file(path)
-    assert dataset.size == 7 and dataset.metadata["dropped_transitions"] == 0
+    assert dataset.size == 7 and dataset.metadata["placeholder_next_observations"] == 0
     np.testing.assert_array_equal(dataset.next_observations[3], episodes[0]["observations"][4])
 
 
@@ -103,7 +103,7 @@ def test_d4rl_ignore_timeouts_keeps_episodes_whole(tmp_path):
     assert whole.num_episodes == 1 and whole.size == 6
 
 
-def test_dapg_pickle_drops_the_transition_without_next_observation(tmp_path):
+def test_dapg_pickle_keeps_the_transition_without_next_observation(tmp_path):
     episodes = synthetic_episodes([5, 4])
     demos = [{"observations": e["observations"][:-1], "actions": e["actions"],
               "rewards": e["rewards"], "init_state_dict": {"qpos": np.zeros(2)}}
@@ -112,10 +112,10 @@ def test_dapg_pickle_drops_the_transition_without_next_observation(tmp_path):
     path.write_bytes(pickle.dumps(demos, protocol=2))
     dataset = read_file(path)
     assert dataset.metadata["format"] == "dapg_pickle"
-    assert dataset.episode_lengths().tolist() == [4, 3]
-    assert dataset.metadata["source_steps"] == 9
+    assert dataset.episode_lengths().tolist() == [5, 4]
+    assert dataset.metadata["placeholder_next_observations"] == 2
     assert not dataset.terminals.any() and dataset.timeouts.sum() == 2
-    np.testing.assert_allclose(dataset.rewards[:4], episodes[0]["rewards"][:4], rtol=1e-6)
+    np.testing.assert_allclose(dataset.rewards[:5], episodes[0]["rewards"], rtol=1e-6)
 
 
 def test_awac_npy_with_observation_dicts_and_extra_reward(tmp_path):

@@ -407,7 +407,8 @@ def test_smoke_spec_end_to_end(tmp_path, minari_root, capsys):
     from smac_core.data.__main__ import main as data_main
 
     assert data_main(["import", str(DOOR_HUMAN / "door-v0_demos_clipped.hdf5"),
-                      "--id", "local/door/human-binary-v0", "--env", "door-binary"]) == 0
+                      "--id", "local/door/human-binary-v0", "--env", "door-binary",
+                      "--ignore-timeouts"]) == 0
     spec = str(write_spec(tmp_path, smoke_dict(tmp_path / "out")))
     root = tmp_path / "out"
     capsys.readouterr()

@@ -87,17 +87,17 @@ def test_cli_import_list_show(tmp_path, minari_root, capsys):
     assert main(["import", str(path), "--id", "test/synthetic-v0", "--env", ENV_ID]) == 0
     assert main(["list"]) == 0
     listing = capsys.readouterr().out
-    assert "test/synthetic-v0  env=Pendulum-v1  episodes=3  transitions=10" in listing
+    assert "test/synthetic-v0  env=Pendulum-v1  episodes=3  transitions=12" in listing
     assert main(["show", "test/synthetic-v0"]) == 0
     out = capsys.readouterr().out
     assert "episodes          3" in out and "observation_space Box([-1. -1. -8.]" in out
 
 
-@pytest.mark.parametrize(("fraction", "episodes"), [(0.25, 1), (0.4, 1), (0.41, 2), (0.7, 2),
-                                                  (0.71, 3), (1.0, 3)])
+@pytest.mark.parametrize(("fraction", "episodes"), [(0.25, 1), (5 / 12, 1), (0.42, 2),
+                                                  (8 / 12, 2), (0.67, 3), (1.0, 3)])
 def test_subset_keeps_the_first_whole_episodes(tmp_path, minari_root, capsys, fraction, episodes):
-    """Stored episodes of 4, 3 and 3 transitions (10): a fraction keeps the fewest first episodes
-    that hold at least that share of the transitions (0.4 and 0.7 are the edges)."""
+    """Stored episodes of 5, 3 and 4 transitions (12): a fraction keeps the fewest first episodes
+    that hold at least that share of the transitions (5/12 and 8/12 are the edges)."""
     path = write_all_formats(tmp_path)[0]
     assert main(["import", str(path), "--id", "test/synthetic-v0", "--env", ENV_ID]) == 0
     assert main(["subset", "test/synthetic-v0", "--fraction", str(fraction),

@@ -52,7 +52,8 @@ def smoke_root(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MINARI_DATASETS_PATH", str(tmp / "minari"))  # kernels inherit it
         assert data_main(["import", str(DOOR_HUMAN / "door-v0_demos_clipped.hdf5"),
-                          "--id", "local/door/human-binary-v0", "--env", "door-binary"]) == 0
+                          "--id", "local/door/human-binary-v0", "--env", "door-binary",
+                          "--ignore-timeouts"]) == 0
         assert experiments_main(["run", str(spec_path), "--jobs", "1", "--device", "cpu"]) == 0
         assert experiments_main(["landscapes", str(spec_path), "--device", "cpu",
                                  "--workers", "0"]) == 0

@@ -136,16 +136,17 @@ def test_real_door_data_both_files():
     """25 human demonstrations, 6,729 recorded steps, in both encodings.
 
     The hdf5's ``timeouts`` flag step 200 of demonstrations that run on to a ``terminals`` row
-    (verified: the simulator state continues smoothly across the flag), hence ignore_timeouts;
-    its terminal rows keep their last transition. The pickle has one observation per action,
-    so each demonstration's last transition (no next observation) is dropped.
+    (verified: the simulator state continues smoothly across the flag), hence ignore_timeouts.
+    Neither file holds the observation after a demonstration's last action: every last
+    transition is kept with a placeholder next observation.
     """
     hdf5 = read_file(DOOR_HDF5, ignore_timeouts=True)
     assert (hdf5.num_episodes, hdf5.size, hdf5.obs_dim, hdf5.act_dim) == (25, 6729, 39, 28)
     pickled = read_file(DOOR_PICKLE)
-    assert (pickled.num_episodes, pickled.metadata["source_steps"]) == (25, 6729)
-    assert pickled.size == 6729 - 25
-    np.testing.assert_array_equal(pickled.episode_lengths() + 1, hdf5.episode_lengths())
+    assert (pickled.num_episodes, pickled.size) == (25, 6729)
+    for dataset in (hdf5, pickled):
+        assert dataset.metadata["placeholder_next_observations"] == 25
+    np.testing.assert_array_equal(pickled.episode_lengths(), hdf5.episode_lengths())
 
 
 def test_real_door_binary_relabel():

@@ -2,6 +2,7 @@
 show one dataset.
 
     python -m smac_core.data import PATH --id NAMESPACE/NAME-vN --env ENV_ID [--reward binary]
+        [--episode-ends auto|terminal|truncation]
     python -m smac_core.data list
     python -m smac_core.data show ID [--download]
     python -m smac_core.data generate TASK [--variant ...]   (D4RL-style hopper/walker2d data)
@@ -49,15 +50,25 @@ def import_env(env_name: str, reward: str | None) -> gym.Env:
     return BinaryReward(env) if reward == "binary" else env
 
 
+def episode_ends(choice: str, env_name: str) -> str:
+    """``--episode-ends``: "auto" is "truncation" for an env that never terminates
+    (``tasks.never_terminates``), else "terminal" (the file's ``terminals`` are kept)."""
+    if choice != "auto":
+        return choice
+    return "truncation" if tasks.never_terminates(env_name) else "terminal"
+
+
 def run_import(args: argparse.Namespace) -> int:
     env = import_env(args.env, args.reward)
-    dataset = read_file(args.path, ignore_timeouts=args.ignore_timeouts)
+    ends = episode_ends(args.episode_ends, args.env)
+    dataset = read_file(args.path, ignore_timeouts=args.ignore_timeouts, episode_ends=ends)
     if isinstance(env, BinaryReward):
         dataset = relabel_binary(dataset, env.spec.id)
     target = write_minari(dataset, args.id, env, overwrite=args.overwrite)
-    print(f"wrote {args.id} to {target}: {dataset.num_episodes} episodes, "
-          f"{dataset.size} transitions ({dataset.metadata['dropped_transitions']} of the file's "
-          f"{dataset.metadata['source_steps']} steps dropped: no next observation)")
+    print(f"wrote {args.id} to {target}: {dataset.num_episodes} episodes, {dataset.size} "
+          f"transitions, {int(dataset.terminals.sum())} terminal ends (episode ends: {ends}); "
+          f"{dataset.metadata['placeholder_next_observations']} last transitions without a "
+          "next observation in the file keep their own observation as a placeholder")
     return 0
 
 
@@ -134,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "; default: the task's reward, or the file's (dense) for an env id")
     p.add_argument("--ignore-timeouts", action="store_true",
                    help="hdf5: 'timeouts' mark time limits inside episodes, not episode ends")
+    prefixes = ", ".join(tasks.NEVER_TERMINATING_ENV_PREFIXES)
+    p.add_argument("--episode-ends", choices=("auto", "terminal", "truncation"), default="auto",
+                   help="how the ends of the file's episodes are stored. terminal: the file's "
+                        "'terminals' are terminal states (no bootstrap), other ends truncations;"
+                        " truncation: every end is a truncation (the TD target bootstraps "
+                        "there); auto (default): truncation for envs that never terminate (env "
+                        f"ids starting with {prefixes} and their tasks: a demonstration stops, "
+                        "it reaches no terminal state), else terminal")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset id")
     p.set_defaults(func=run_import)
 

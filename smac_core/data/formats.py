@@ -5,16 +5,20 @@ not from its extension. Pickled content (DAPG pickles, ``.npy`` object arrays) g
 ``RestrictedUnpickler``, which admits numpy arrays, dtypes and scalars and builtin containers
 only, so a file can never run code while it is read.
 
-The last transition of an episode needs the observation that followed it. Where a file does not
-hold that observation (D4RL hdf5 without ``next_observations``; DAPG pickles, which have one
-observation per action):
+Episode ends. ``episode_ends="terminal"`` keeps the file's ``terminals`` as terminal states (no
+bootstrap); every other episode end is a truncation. ``episode_ends="truncation"`` makes every
+episode end a truncation: the right reading of data from an env that never terminates (the
+Adroit hand envs only truncate at their time limit, so a demonstration that stopped was cut, not
+finished; ``python -m smac_core.data import`` chooses by env, ``tasks.never_terminates``).
 
-- an episode that ended with ``terminals`` keeps its last transition: it is never bootstrapped
-  from, and its next observation is stored as a copy of its own observation (a placeholder);
-- any other episode (a timeout, or a demonstration that simply stopped) loses its last
-  transition, and the transition before it becomes the truncated end of the episode.
-
-``metadata["dropped_transitions"]`` counts the transitions lost that way.
+Every transition of the file is kept. The last transition of an episode needs the observation
+that followed it; where a file does not hold that observation (D4RL hdf5 without
+``next_observations``; DAPG pickles, which have one observation per action), its next
+observation is stored as a copy of its own observation (a placeholder). At a terminal end the
+placeholder is never read (``dones`` = 1). At a truncated end (``dones`` = 0) the TD target
+bootstraps from it, i.e. approximates V(s_T) by V(s_{T-1}) at that one transition per episode;
+files with next observations (AWAC ``.npy``, D4RL hdf5 with ``next_observations``) bootstrap
+from the real one. ``metadata["placeholder_next_observations"]`` counts the placeholders.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from smac_core.errors import SmacError
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 NPY_MAGIC = b"\x93NUMPY"
 FORMATS = ("d4rl_hdf5", "awac_npy", "dapg_pickle")
+EPISODE_ENDS = ("terminal", "truncation")
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals")
 OBSERVATION_DICT_KEYS = ("observation", "state_observation")
 
@@ -112,31 +117,38 @@ def detect_format(path: Path) -> str:
     return "dapg_pickle"
 
 
-def read_file(path: str | Path, ignore_timeouts: bool = False) -> TransitionDataset:
+def read_file(path: str | Path, ignore_timeouts: bool = False,
+              episode_ends: str = "terminal") -> TransitionDataset:
     """Read a D4RL hdf5, DAPG pickle or AWAC ``.npy`` file (detected by content).
 
     ``ignore_timeouts`` (hdf5 only): ``timeouts`` mark time limits *inside* episodes, not episode
     ends, as in the clipped door-human hdf5 whose demonstrations run on past the 200-step flag
-    to a ``terminals`` row.
+    to a ``terminals`` row. ``episode_ends``: one of ``EPISODE_ENDS`` (module docstring).
     """
     path = Path(path)
     if not path.is_file():
         raise SmacError(f"no such file: {path}")
+    if episode_ends not in EPISODE_ENDS:
+        raise SmacError(f"episode_ends must be one of {EPISODE_ENDS}, got {episode_ends!r}")
     file_format = detect_format(path)
     if file_format == "d4rl_hdf5":
-        dataset = read_d4rl_hdf5(path, ignore_timeouts)
+        episodes = read_d4rl_hdf5(path, ignore_timeouts)
     elif file_format == "awac_npy":
-        dataset = read_awac_npy(path)
+        episodes = read_awac_npy(path)
     else:
-        dataset = read_dapg_pickle(path)
-    dataset.metadata.update(source=str(path), format=file_format)
+        episodes = read_dapg_pickle(path)
+    if episode_ends == "truncation":
+        episodes = [{**episode, "terminals": np.zeros_like(episode["terminals"])}
+                    for episode in episodes]
+    dataset = _dataset_from_episodes(episodes, path)
+    dataset.metadata.update(source=str(path), format=file_format, episode_ends=episode_ends)
     return dataset
 
 
 # ---------------------------------------------------------------------------------- D4RL
-def read_d4rl_hdf5(path: Path, ignore_timeouts: bool = False) -> TransitionDataset:
-    """A D4RL hdf5 file: flat (N, ...) arrays ``observations``, ``actions``, ``rewards``,
-    ``terminals``, optional ``timeouts`` and ``next_observations``.
+def read_d4rl_hdf5(path: Path, ignore_timeouts: bool = False) -> list[dict[str, np.ndarray]]:
+    """The episodes of a D4RL hdf5 file: flat (N, ...) arrays ``observations``, ``actions``,
+    ``rewards``, ``terminals``, optional ``timeouts`` and ``next_observations``.
 
     Episodes end at ``terminals`` or ``timeouts`` rows and at the last row. Next observations are
     ``next_observations`` when present, else the following row within the same episode (never
@@ -175,23 +187,24 @@ def read_d4rl_hdf5(path: Path, ignore_timeouts: bool = False) -> TransitionDatas
         episodes.append({"observations": observations, "actions": arrays["actions"][rows],
                          "rewards": arrays["rewards"].reshape(-1)[rows],
                          "terminals": terminals[rows]})
-    return _dataset_from_episodes(episodes, path, source_steps=n)
+    return episodes
 
 
 # ---------------------------------------------------------------------------------- DAPG / AWAC
-def read_dapg_pickle(path: Path) -> TransitionDataset:
-    """A DAPG demonstration pickle: a list of per-episode dicts with ``observations`` (T, obs_dim),
-    ``actions`` (T, act_dim), ``rewards`` (T,) and, ignored, ``init_state_dict``."""
+def read_dapg_pickle(path: Path) -> list[dict[str, np.ndarray]]:
+    """The episodes of a DAPG demonstration pickle: a list of per-episode dicts with
+    ``observations`` (T, obs_dim), ``actions`` (T, act_dim), ``rewards`` (T,) and, ignored,
+    ``init_state_dict``."""
     with open(path, "rb") as file:
         episodes = restricted_load(file, path)
-    return _dataset_from_episode_dicts(episodes, path)
+    return _episodes_from_dicts(episodes, path)
 
 
-def read_awac_npy(path: Path) -> TransitionDataset:
-    """An AWAC/CalQL ``.npy`` demonstration file: an object array of episode dicts with
-    ``observations`` and ``next_observations`` (arrays, or lists of dicts holding the array under
-    ``observation`` or ``state_observation``), ``actions``, ``rewards`` (T, or T+1 of which the
-    first T are kept, as CalQL does) and ``terminals``.
+def read_awac_npy(path: Path) -> list[dict[str, np.ndarray]]:
+    """The episodes of an AWAC/CalQL ``.npy`` demonstration file: an object array of episode
+    dicts with ``observations`` and ``next_observations`` (arrays, or lists of dicts holding the
+    array under ``observation`` or ``state_observation``), ``actions``, ``rewards`` (T, or T+1 of
+    which the first T are kept, as CalQL does) and ``terminals``.
 
     ``np.load(allow_pickle=True)`` would unpickle without restriction; the pickled payload after
     the ``.npy`` header is read with ``RestrictedUnpickler`` instead.
@@ -205,10 +218,11 @@ def read_awac_npy(path: Path) -> TransitionDataset:
             raise SmacError(f"{path}: a .npy file of {dtype} with shape {shape}; a demonstration "
                             f"file is an object array of episode dicts")
         episodes = restricted_load(file, path)
-    return _dataset_from_episode_dicts(episodes, path)
+    return _episodes_from_dicts(episodes, path)
 
 
-def _dataset_from_episode_dicts(episodes: Any, path: Path) -> TransitionDataset:
+def _episodes_from_dicts(episodes: Any, path: Path) -> list[dict[str, np.ndarray]]:
+    """Checked episodes (float64 arrays, bool ``terminals``) from a list of episode dicts."""
     if isinstance(episodes, np.ndarray):
         episodes = episodes.reshape(-1).tolist()
     if not isinstance(episodes, list | tuple) or not all(isinstance(e, Mapping) for e in episodes):
@@ -248,8 +262,7 @@ def _dataset_from_episode_dicts(episodes: Any, path: Path) -> TransitionDataset:
             observations = _with_next_observations(observations, next_observations, where)
         normalised.append({"observations": observations, "actions": actions,
                            "rewards": rewards, "terminals": terminals})
-    return _dataset_from_episodes(normalised, path,
-                                  source_steps=sum(len(e["actions"]) for e in normalised))
+    return normalised
 
 
 def _observation_array(value: Any, where: str) -> np.ndarray:
@@ -295,33 +308,23 @@ def _check_finite(values: np.ndarray, what: str, unit: str) -> None:
                         f"(first: {unit} {int(rows[0])})")
 
 
-def _dataset_from_episodes(episodes: list[dict[str, np.ndarray]], path: Path,
-                           source_steps: int) -> TransitionDataset:
+def _dataset_from_episodes(episodes: list[dict[str, np.ndarray]],
+                           path: Path) -> TransitionDataset:
     """Episodes with ``observations`` of T+1 rows (complete) or T rows (the observation after the
-    last action is unknown; handled as in the module docstring) -> ``TransitionDataset``."""
-    complete = []
+    last action is unknown: a placeholder, see the module docstring) -> ``TransitionDataset``."""
+    complete, placeholders = [], 0
     for episode in episodes:
-        observations, terminals = episode["observations"], episode["terminals"]
-        num_actions = len(episode["actions"])
-        if len(observations) == num_actions + 1:
-            complete.append({**episode, "truncations": ~terminals & _last(num_actions)})
-        elif terminals[-1]:
-            complete.append({**episode, "observations": np.concatenate(
-                [observations, observations[-1:]]), "truncations": np.zeros(num_actions, bool)})
-        elif num_actions > 1:
-            complete.append({"observations": observations,
-                             "actions": episode["actions"][:-1],
-                             "rewards": episode["rewards"][:-1],
-                             "terminals": terminals[:-1],
-                             "truncations": ~terminals[:-1] & _last(num_actions - 1)})
-    if not complete:
-        raise SmacError(f"{path}: no episode with at least one complete transition")
+        observations, num_actions = episode["observations"], len(episode["actions"])
+        if len(observations) == num_actions:
+            observations = np.concatenate([observations, observations[-1:]])
+            placeholders += 1
+        complete.append({**episode, "observations": observations,
+                         "truncations": ~episode["terminals"] & _last(num_actions)})
     try:
         dataset = TransitionDataset.from_episodes(complete)
     except SmacError as exc:
         raise SmacError(f"{path}: {exc}") from None
-    dataset.metadata["source_steps"] = source_steps
-    dataset.metadata["dropped_transitions"] = source_steps - dataset.size
+    dataset.metadata["placeholder_next_observations"] = placeholders
     return dataset
 
 

@@ -70,8 +70,8 @@ def binary_reward(success: np.ndarray) -> np.ndarray:
 def relabel_binary(dataset: TransitionDataset, env_id: str) -> TransitionDataset:
     """A copy of ``dataset`` whose rewards are the binary reward of ``env_id``'s task.
 
-    A terminal transition whose next observation is a placeholder (see ``formats``) is judged on
-    its own observation.
+    A last transition whose next observation is a placeholder (see ``formats``) is judged on its
+    own observation.
     """
     success = success_function(env_id)(dataset.next_observations)
     return TransitionDataset(
