@@ -1,24 +1,20 @@
 """Batched rollout evaluation: P parameter vectors x E episodes in one go.
 
-The P policies run as one batched network (``torch.func.functional_call`` under ``vmap`` over
-the stacked parameters, i.e. batched matmuls) on the chosen device; the P*E environments form a
-pool stepped together. Every vector sees the same E reset seeds ``seed .. seed+E-1`` (common
-random numbers), actions are deterministic, and an env stops counting (and stops being stepped)
-when its episode ends; the rollout stops when every episode has ended.
+The P policies run as one batched network (``smac_core.rollout.batched_policy``: the template's
+forward under ``vmap`` over the stacked parameters, i.e. batched matmuls) on the chosen device;
+the P*E environments form a pool stepped together. Every vector sees the same E reset seeds,
+episode e resets with ``smac_core.rollout.eval_episode_seed(seed, e)`` (common random numbers,
+and the trainer's evaluation episodes when ``seed`` is the run seed), actions are deterministic,
+and an env stops counting (and stops being stepped) when its episode ends; the rollout stops
+when every episode has ended.
 
-Bit-identical to one vector at a time. MuJoCo amplifies a 1e-7 action difference into a
-different episode, and the rounding of a float32 matmul depends on (measured with MKL on
-CPU; not yet measured with cuBLAS): the number of rows it multiplies (one-row GEMV and
-many-row GEMM sum in different orders), the memory alignment of the input (a vector's block
-starting mid cache line is summed differently), and the op (``addmm`` adds the bias first, a
-batched matmul last); not on the number of vectors stacked nor on where a weight matrix
-sits. So the network always runs on a
-fixed block of ``ROW_BLOCK``-padded rows per vector, (P, ceil(E / 16) * 16, obs_dim), finished
-envs and zero padding rows included: every vector's block of every activation then starts on a
-64-byte boundary. A vector leaves the batch once all its episodes have ended. The reference
-path (``evaluate_vector_reference``) runs the same kernel with P = 1 on the same rows. Both
-give the same returns to the last bit (tests/test_landscape_engine.py; a plain ``nn.Module``
-forward differs from both by ~1 ulp).
+Bit-identical to one vector at a time, and to the trainer's evaluation of a checkpoint (with its
+run seed): the network always runs on the fixed block of ``ROW_BLOCK``-padded rows per vector
+that ``smac_core.rollout`` explains (``obs_block``), finished envs and zero padding rows
+included, whatever else is in the batch. A vector leaves the batch once all its episodes have
+ended. The reference path (``evaluate_vector_reference``) plays each vector with
+``smac_core.rollout.rollout``, the trainer's evaluation. All give the same returns to the last
+bit (tests/test_landscape_engine.py, tests/test_evaluation_convention.py).
 
 The env pool is our own rather than a gymnasium vector env: it steps only the envs whose
 episode is still running (a vector env steps all of them and autoresets finished ones, wasted
@@ -40,22 +36,22 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from landscape.params import check_finite, param_spec, unflatten_params
 from smac_core.errors import SmacError
 from smac_core.nets import DeterministicPolicy
+from smac_core.rollout import batched_policy, eval_episode_seed, obs_block, rollout
 from smac_core.tasks import episode_score, make_env
 
-ROW_BLOCK = 16  # rows per vector are padded to a multiple of this: 16 float32 = 64 bytes
 MIN_CORES_FOR_WORKERS = 4
 MIN_STEPS_FOR_WORKERS = 100_000  # ~10 s of single-process stepping (Hopper: ~10k steps/s)
 
 
 @dataclass
 class EvaluationResult:
-    """Per-episode outcomes of P parameter vectors x E episodes (episode e used seed + e)."""
+    """Per-episode outcomes of P parameter vectors x E episodes (episode e reset with
+    ``eval_episode_seed(seed, e)``)."""
 
     returns: np.ndarray  # (P, E) float64 undiscounted episode returns
     successes: np.ndarray  # (P, E) bool: info["success"] at any step
@@ -78,21 +74,6 @@ class EvaluationResult:
         if episodes < 2:
             return np.full(self.values.shape[0], np.nan)
         return self.values.std(axis=1, ddof=1) / np.sqrt(episodes)
-
-
-def batched_policy(template: DeterministicPolicy) -> Callable[[dict[str, torch.Tensor],
-                                                               torch.Tensor], torch.Tensor]:
-    """The template's forward pass over P stacked parameter sets.
-
-    ``(params: name -> (P, *shape), obs (P, B, obs_dim)) -> actions (P, B, act_dim)``; the
-    template's buffers (observation normalisation, action bounds) are shared by all P.
-    """
-    buffers = dict(template.named_buffers())
-
-    def act(params: dict[str, torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
-        return functional_call(template, (params, buffers), (obs,))
-
-    return torch.vmap(act)
 
 
 def default_workers(num_envs: int, horizon: int) -> int:
@@ -260,15 +241,6 @@ def _setup(template: DeterministicPolicy, vectors: torch.Tensor, env_name: str, 
     return _Setup(policy, params, horizon)
 
 
-def _obs_block(obs: np.ndarray, num_vectors: int, episodes: int, device: str) -> torch.Tensor:
-    """Observations (P*E, obs_dim) -> the kernel's input (P, E padded to ROW_BLOCK, obs_dim)."""
-    rows = -(-episodes // ROW_BLOCK) * ROW_BLOCK
-    block = torch.zeros(num_vectors, rows, obs.shape[-1], device=device)
-    block[:, :episodes] = torch.as_tensor(
-        np.asarray(obs, np.float32).reshape(num_vectors, episodes, -1), device=device)
-    return block
-
-
 def _result(env_name: str, returns: np.ndarray, successes: np.ndarray,
             lengths: np.ndarray) -> EvaluationResult:
     scores = [episode_score(env_name, float(r), bool(s))
@@ -284,14 +256,15 @@ def evaluate_vectors(template: DeterministicPolicy, vectors: torch.Tensor, env_n
                      workers: int | None = None) -> EvaluationResult:
     """Roll out P parameter vectors (P, D) of ``template``'s architecture for E episodes each.
 
-    Env p*E + e runs vector p from reset seed ``seed + e``. ``max_episode_steps`` caps episodes
+    Env p*E + e runs vector p from reset seed ``eval_episode_seed(seed, e)``.
+    ``max_episode_steps`` caps episodes
     (default: the env's time limit). ``workers``: env processes (default ``default_workers``).
     """
     setup = _setup(template, vectors, env_name, episodes, device, max_episode_steps)
     num_vectors = vectors.shape[0]
     num_envs = num_vectors * episodes
     act = batched_policy(setup.policy)
-    seeds = [seed + e for _ in range(num_vectors) for e in range(episodes)]
+    seeds = [eval_episode_seed(seed, e) for _ in range(num_vectors) for e in range(episodes)]
     returns, lengths = np.zeros(num_envs), np.zeros(num_envs, int)
     successes, active = np.zeros(num_envs, bool), np.ones(num_envs, bool)
     bar = tqdm(total=setup.horizon, unit="step", disable=not progress,
@@ -307,7 +280,7 @@ def evaluate_vectors(template: DeterministicPolicy, vectors: torch.Tensor, env_n
         for _ in range(setup.horizon):
             # the running vectors' whole blocks, finished envs and padding rows included (see
             # the module docstring); finished envs' actions are computed but not used
-            block = _obs_block(obs.reshape(num_vectors, episodes, -1)[running], len(running),
+            block = obs_block(obs.reshape(num_vectors, episodes, -1)[running], len(running),
                                episodes, device)
             actions[running] = act(params, block)[:, :episodes].cpu().numpy()
             obs, rewards, done, success = pool.step(actions.reshape(num_envs, -1), active)
@@ -334,28 +307,14 @@ def evaluate_vector_reference(template: DeterministicPolicy, vectors: torch.Tens
                               env_name: str, episodes: int, seed: int = 0, device: str = "cpu",
                               max_episode_steps: int | None = None) -> EvaluationResult:
     """The simple path ``evaluate_vectors`` is tested against: one vector at a time, its E
-    episodes in E plain envs stepped in a loop, actions from the same kernel with P = 1."""
+    episodes played by ``smac_core.rollout.rollout`` (the trainer's evaluation) in E plain envs."""
     setup = _setup(template, vectors, env_name, episodes, device, max_episode_steps)
-    act = batched_policy(setup.policy)
-    shape = (vectors.shape[0], episodes)
-    returns, lengths, successes = np.zeros(shape), np.zeros(shape, int), np.zeros(shape, bool)
+    outcomes = []
     for p in range(vectors.shape[0]):
-        params = {name: value[p : p + 1] for name, value in setup.params.items()}
         envs = [make_env(env_name) for _ in range(episodes)]
-        obs = [env.reset(seed=seed + e)[0] for e, env in enumerate(envs)]
-        done = [False] * episodes
-        for _ in range(setup.horizon):
-            actions = act(params, _obs_block(np.stack(obs), 1, episodes, device))[0]
-            for e, env in enumerate(envs):
-                if done[e]:
-                    continue
-                obs[e], reward, terminated, truncated, info = env.step(actions[e].cpu().numpy())
-                returns[p, e] += reward
-                lengths[p, e] += 1
-                successes[p, e] |= bool(info.get("success", False))
-                done[e] = terminated or truncated
-            if all(done):
-                break
+        params = {name: value[p : p + 1] for name, value in setup.params.items()}
+        outcomes.append(rollout(setup.policy, envs, seed, params, setup.horizon, device))
         for env in envs:
             env.close()
+    returns, successes, lengths = (np.stack(column) for column in zip(*outcomes, strict=True))
     return _result(env_name, returns, successes, lengths)

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from smac_core.checkpoint import METADATA_FILE, WEIGHTS_FILE, Checkpoint
 from smac_core.errors import SmacError
 from smac_core.nets import DeterministicPolicy
 
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: episode e resets with eval_episode_seed(seed, e) (1: with seed + e)
 HEADER_FILE = "store.json"
 CHUNK_DIR = "chunks"
 DEFAULT_CHUNK_SIZE = 32
@@ -43,10 +43,12 @@ DEFAULT_RESULTS_ROOT = Path("landscape_results")
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """How every point is evaluated: ``episodes`` rollouts on reset seeds seed..seed+episodes-1."""
+    """How every point is evaluated: ``episodes`` rollouts, episode e reset with
+    ``eval_episode_seed(seed, e)`` (``smac_core.rollout``); ``seed`` None means the run seed of
+    the checkpoint that sets the policy's normalisation (``for_checkpoint``)."""
 
     episodes: int = 10
-    seed: int = 0
+    seed: int | None = None
     device: str = "cpu"
     chunk_size: int = DEFAULT_CHUNK_SIZE
     max_episode_steps: int | None = None
@@ -66,6 +68,17 @@ class EvalSettings:
         return cls(args.episodes, args.seed, args.device, args.chunk_size,
                    args.max_episode_steps, args.workers)
 
+    def for_checkpoint(self, checkpoint: Checkpoint) -> EvalSettings:
+        """These settings with ``seed`` resolved: ``--seed``, else the run seed recorded in
+        ``checkpoint``'s metadata, so that the point at that checkpoint reproduces the trainer's
+        evaluation of it (same episodes, same actions)."""
+        if self.seed is not None:
+            return self
+        seed = checkpoint.metadata.get("seed")
+        if not isinstance(seed, int):
+            raise SmacError(f"{checkpoint.path} records no run seed in its metadata; pass --seed")
+        return replace(self, seed=seed)
+
     def fingerprint(self) -> dict[str, Any]:
         """What changes the results (not the device, chunking or worker processes)."""
         return {"episodes": self.episodes, "seed": self.seed,
@@ -77,9 +90,13 @@ def add_evaluation_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("evaluation and output")
     group.add_argument("--episodes", type=int, default=10,
                        help="evaluation episodes per parameter point (default 10)")
-    group.add_argument("--seed", type=int, default=0,
-                       help="reset seed of the first episode; episode e uses seed+e, the same "
-                            "for every point (common random numbers) (default 0)")
+    group.add_argument("--seed", type=int, default=None,
+                       help="seed of the evaluation episodes: episode e resets with the seed "
+                            "the trainer gives evaluation episode e of a run with this seed, the "
+                            "same for every point (common random numbers) (default: the run "
+                            "seed recorded in the checkpoint whose normalisation the points use "
+                            "(A, theta_0, each run's first), so that the point at that "
+                            "checkpoint reproduces its evaluation in metrics.jsonl)")
     group.add_argument("--device", default="cpu",
                        help="torch device of the batched policies, e.g. cpu or cuda (default cpu)")
     group.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,

@@ -11,7 +11,10 @@ and t = 1 (the checkpoints themselves, which the verdict compares against). Prin
 interpolation.json / .csv (results), interpolation.html (interactive Plotly page with the data)
 and interpolation.png. Evaluated points are kept under ``--out``/points/, so an interrupted run
 continues where it stopped when rerun. Observation normalisation and action bounds are those of
-A (``landscape.params.check_compatible`` warns when B's normalisation differs).
+A; a pair whose B normalises observations differently is refused before anything is evaluated
+(``landscape.params.check_compatible``). Every point plays the same episodes, by default those
+of the evaluations of A's run (its run seed; ``--seed`` overrides), so t = 0 reproduces A's
+evaluation in its metrics.jsonl and t = 1 B's when B's run has the same seed.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from landscape.params import check_compatible, policy_vector
 from landscape.paths import interpolate_linear
 from landscape.plot import interpolation_figure, save_interpolation_png, write_html
 from landscape.valley import DEFAULT_Z, ENDPOINT_ATOL, Curve, valley_verdict
-from smac_core.checkpoint import Checkpoint
+from smac_core.checkpoint import Checkpoint, load_checkpoint
 from smac_core.errors import SmacError, cli_entry
 
 
@@ -53,6 +56,7 @@ class PairResult:
     curve: Curve
     checkpoints: tuple[Checkpoint, Checkpoint]
     result: EvaluationResult  # (T, E) per-episode arrays
+    seed: int  # of the evaluation episodes
 
 
 def interpolation_ts(points: int, low: float, high: float) -> np.ndarray:
@@ -68,12 +72,14 @@ def interpolation_ts(points: int, low: float, high: float) -> np.ndarray:
     return np.unique(np.concatenate([ts, [0.0, 1.0]]))
 
 
-def evaluate_pair(source_a: str | Path, source_b: str | Path, ts: np.ndarray, label: str,
-                  settings: EvalSettings, store_root: Path, z: float = DEFAULT_Z) -> PairResult:
+def evaluate_pair(source_a: str | Path | Checkpoint, source_b: str | Path | Checkpoint,
+                  ts: np.ndarray, label: str, settings: EvalSettings, store_root: Path,
+                  z: float = DEFAULT_Z) -> PairResult:
     """Evaluate theta(t) between two checkpoints (or run directories) at every t, resumably."""
     theta_a, ckpt_a = policy_vector(source_a)
     theta_b, ckpt_b = policy_vector(source_b)
     check_compatible([ckpt_a, ckpt_b])
+    settings = settings.for_checkpoint(ckpt_a)
     fingerprint = {"command": "interpolate", "env": ckpt_a.env_name,
                    "checkpoints": [checkpoint_sha256(ckpt_a), checkpoint_sha256(ckpt_b)],
                    "ts": ts.tolist(), **settings.fingerprint()}
@@ -83,7 +89,7 @@ def evaluate_pair(source_a: str | Path, source_b: str | Path, ts: np.ndarray, la
                              ckpt_a.env_name, settings, desc=label)
     mean, se = result.mean(), result.stderr()
     curve = Curve(label, ts, mean, se, valley_verdict(ts, mean, se, z))
-    return PairResult(curve, (ckpt_a, ckpt_b), result)
+    return PairResult(curve, (ckpt_a, ckpt_b), result, settings.seed)
 
 
 def format_table(pair: PairResult, unit: str) -> str:
@@ -106,7 +112,7 @@ def results_json(pairs: Sequence[PairResult], unit: str, settings: EvalSettings)
             "label": p.curve.label,
             "checkpoint_a": str(p.checkpoints[0].path), "checkpoint_b": str(p.checkpoints[1].path),
             "sha256": [checkpoint_sha256(c) for c in p.checkpoints],
-            "env": p.checkpoints[0].env_name,
+            "env": p.checkpoints[0].env_name, "seed": p.seed,
             "t": p.curve.ts.tolist(), "mean": p.curve.mean.tolist(), "se": p.curve.se.tolist(),
             "returns": p.result.returns.tolist(), "successes": p.result.successes.tolist(),
             "scores": None if p.result.scores is None else p.result.scores.tolist(),
@@ -178,8 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                      {"pairs": [[str(Path(a).resolve()), str(Path(b).resolve())]
                                 for a, b, _ in pairs], "ts": ts.tolist(),
                       **settings.fingerprint()})
+    loaded = [(load_checkpoint(a), load_checkpoint(b), label) for a, b, label in pairs]
+    for ckpt_a, ckpt_b, _ in loaded:  # every pair is checked before anything is written
+        check_compatible([ckpt_a, ckpt_b])
     results = [evaluate_pair(a, b, ts, label, settings, out / "points" / f"pair_{k}", args.z)
-               for k, (a, b, label) in enumerate(pairs)]
+               for k, (a, b, label) in enumerate(loaded)]
     units = {result_unit(r.result) for r in results}
     if len(units) > 1:
         raise SmacError("the pairs mix envs with and without normalised scores; interpolate "

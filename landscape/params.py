@@ -3,15 +3,17 @@
 A policy's parameter vector is the concatenation, in ``named_parameters()`` order, of its
 ``DeterministicPolicy`` parameters (the actor's ``trunk.*`` and ``mu.*``), flattened to float32.
 Observation normalisation and action bounds are buffers of the policy, not parameters: they do
-not move when parameters are interpolated. When checkpoints normalise observations differently,
-``check_compatible`` warns and every vector is evaluated with the normalisation of the first
-checkpoint (the template); it refuses checkpoints trained on different envs or action bounds.
+not move when parameters are interpolated, and every vector is evaluated with those of the first
+checkpoint (the template). ``check_compatible`` therefore refuses checkpoints that normalise
+observations differently (B's weights with A's normalisation would be neither policy), as well
+as checkpoints trained on different envs or action bounds. Runs share a normalisation when they
+start from the same data: an offline run and the online runs started from it (``--from`` copies
+the offline normalisation).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,12 +131,13 @@ def _first_difference(a: ParamSpec, b: ParamSpec) -> str | None:
     return None
 
 
-def check_compatible(checkpoints: Sequence[Checkpoint]) -> None:
+def check_compatible(checkpoints: Sequence[Checkpoint], same_normalisation: bool = True) -> None:
     """Make sure the checkpoints' policies are points of one parameter space and one task.
 
     SmacError naming the first parameter whose name, shape or dtype differs (and the two
-    checkpoints), or a differing env or action bounds. Differing observation normalisation only
-    warns: every vector is then evaluated with the first checkpoint's normalisation.
+    checkpoints), or a differing env or action bounds, or (``same_normalisation``, for
+    checkpoints evaluated with the first one's normalisation) differing observation
+    normalisation, with the largest difference of the mean and of the std.
     """
     if not checkpoints:
         raise SmacError("no checkpoints given")
@@ -151,9 +154,13 @@ def check_compatible(checkpoints: Sequence[Checkpoint]) -> None:
         for bound in ("action_low", "action_high"):
             if not torch.equal(getattr(first.policy, bound), getattr(other.policy, bound)):
                 raise SmacError(f"{pair} have different action bounds ({bound})")
-        for stat in ("obs_mean", "obs_std"):
-            gap = (getattr(first.policy, stat) - getattr(other.policy, stat)).abs().max()
-            if gap > 0:
-                warnings.warn(f"{pair} normalise observations differently (max |{stat} "
-                              f"difference| = {gap:.3g}); every parameter vector is evaluated "
-                              f"with the normalisation of {first.path}", stacklevel=2)
+        gaps = {stat: (getattr(first.policy, stat) - getattr(other.policy, stat)).abs()
+                for stat in ("obs_mean", "obs_std")}
+        if same_normalisation and any(gap.max() > 0 for gap in gaps.values()):
+            differences = ", ".join(f"max |{stat} difference| = {gap.max():.3g} (dimension "
+                                    f"{int(gap.argmax())})" for stat, gap in gaps.items())
+            raise SmacError(f"{pair} normalise observations differently ({differences}): the "
+                            f"parameters of {other.path} would be evaluated with the "
+                            f"normalisation of {first.path}, which is neither policy. Give "
+                            "checkpoints of runs that share a normalisation (an offline run and "
+                            "the online runs started from it with --from)")

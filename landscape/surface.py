@@ -11,7 +11,10 @@ checkpoint series onto the plane by least squares, min_c ||(theta_k - theta_0) -
 and marks offline and online checkpoints (with the fraction of theta_k - theta_0 that lies off
 the plane in the hover text). Writes surface.json / .csv, surface.html (Plotly surface and
 contours, data embedded) and surface.png to ``--out``; the grid resumes when rerun.
-Observation normalisation and action bounds are theta_0's.
+Observation normalisation and action bounds are theta_0's: three checkpoints that normalise
+observations differently are refused (``landscape.params.check_compatible``). Every point plays
+the same episodes, by default those of the evaluations of theta_0's run (its run seed; ``--seed``
+overrides), so the point at theta_0 reproduces its evaluation in metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import argparse
 import csv
 import io
 import json
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -110,10 +112,8 @@ def project_series(plane: Plane, run_dirs: Sequence[str | Path]) -> list[Project
             raise SmacError(f"--overlay {run}: no checkpoints/step_<N> in that run directory")
         for step, path in series:
             theta, ckpt = policy_vector(path)
-            with warnings.catch_warnings():
-                # only the architecture and env matter for a projection, not the normalisation
-                warnings.simplefilter("ignore")
-                check_compatible([plane.template, ckpt])
+            # only the architecture and env matter for a projection, not the normalisation
+            check_compatible([plane.template, ckpt], same_normalisation=False)
             offset = (theta - plane.origin).double()  # theta_k - theta_0
             coords = torch.linalg.lstsq(basis, offset[:, None]).solution[:, 0]  # (2,)
             residual = (offset - basis @ coords).norm() / offset.norm().clamp_min(1e-30)
@@ -192,11 +192,11 @@ def results_csv(coords: np.ndarray, mean: np.ndarray, se: np.ndarray,
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = EvalSettings.from_args(args)
     default_range = (-1.0, 1.0) if args.random_directions else (-0.25, 1.25)
     xs = _axis(args.x_range, default_range, args.x_points, "x")
     ys = _axis(args.y_range, default_range, args.y_points, "y")
     plane = _plane_from_args(args)
+    settings = EvalSettings.from_args(args).for_checkpoint(plane.template)
     overlay = project_series(plane, args.overlay)
     env = plane.template.env_name
     fingerprint = {"command": "surface", "env": env, **plane.identity, "xs": xs.tolist(),

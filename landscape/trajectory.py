@@ -3,13 +3,15 @@
     python -m landscape.trajectory runs/calql runs/calql-sac runs/calql-td3bc
 
 Takes each run's checkpoint series (``checkpoints/step_<N>``, in step order; give the offline
-run first, then the online runs started from it), evaluates every checkpoint with the engine
-(each run with its own observation normalisation, i.e. every checkpoint as it was trained), and
-embeds the policy parameter vectors in 2-D by PCA and by t-SNE (scikit-learn; t-SNE is run on
-the vectors themselves, initialised by PCA, with ``--embedding-seed``). Points are coloured by
-evaluated reward and grouped by run (with its phase, offline or online), as the paper's
-trajectory figure. Writes trajectory.json / .csv, trajectory.html and trajectory.png to
-``--out``; evaluations resume when rerun.
+run first, then the online runs started from it), evaluates every checkpoint with the engine,
+and embeds the policy parameter vectors in 2-D by PCA and by t-SNE (scikit-learn; t-SNE is run
+on the vectors themselves, initialised by PCA, with ``--embedding-seed``). Each run is evaluated
+with its own observation normalisation, i.e. every checkpoint as it was trained (a run whose
+checkpoints normalise differently is refused), on the episodes of its own evaluations (its run
+seed, unless ``--seed`` is given), so every point reproduces that checkpoint's evaluation in
+metrics.jsonl. Points are coloured by evaluated reward and grouped by run (with its phase,
+offline or online), as the paper's trajectory figure. Writes trajectory.json / .csv,
+trajectory.html and trajectory.png to ``--out``; evaluations resume when rerun.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import argparse
 import csv
 import io
 import json
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,8 @@ def load_series(run: str | Path) -> RunSeries:
 
 def evaluate_run(series: RunSeries, store: PointStore, settings: EvalSettings
                  ) -> EvaluationResult:
-    """Evaluate every checkpoint of a run (with the run's first checkpoint's normalisation)."""
+    """Evaluate every checkpoint of a run (with the run's first checkpoint's normalisation;
+    ``settings`` with a resolved seed)."""
     return evaluate_points(store, series.checkpoints[0].policy, lambda idx: series.vectors[idx],
                            series.checkpoints[0].env_name, settings, desc=series.run.name)
 
@@ -131,20 +133,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = EvalSettings.from_args(args)
     series = [load_series(run) for run in args.runs]
-    with warnings.catch_warnings():
-        # each run is evaluated with its own normalisation: only architecture and env must agree
-        warnings.simplefilter("ignore")
-        check_compatible([s.checkpoints[0] for s in series])
+    # each run is evaluated with its own normalisation: only architecture and env must agree
+    check_compatible([s.checkpoints[0] for s in series], same_normalisation=False)
+    run_settings = [settings.for_checkpoint(s.checkpoints[0]) for s in series]
     total = sum(len(s.steps) for s in series)
     if total < MIN_CHECKPOINTS:
         raise SmacError(f"the runs hold {total} checkpoints; an embedding needs at least "
                         f"{MIN_CHECKPOINTS}")
     fingerprints = [{"command": "trajectory", "env": s.checkpoints[0].env_name,
                      "checkpoints": [checkpoint_sha256(c) for c in s.checkpoints],
-                     **settings.fingerprint()} for s in series]
+                     **run_settings[k].fingerprint()} for k, s in enumerate(series)]
     out = output_dir(args.out, "trajectory", {"runs": fingerprints})
     results = [evaluate_run(s, PointStore(out / "points" / f"run_{k}", fingerprint,
-                                          len(s.steps), settings.episodes), settings)
+                                          len(s.steps), settings.episodes), run_settings[k])
                for k, (s, fingerprint) in enumerate(zip(series, fingerprints, strict=True))]
     units = {result_unit(r) for r in results}
     if len(units) > 1:
@@ -162,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{label:<40} {m:18.4g} {e:10.3g}")
     title = f"Training trajectories coloured by {unit}"
     summary = {"command": "trajectory", "unit": unit, "episodes": settings.episodes,
-               "seed": settings.seed, "runs": [str(s.run) for s in series],
+               "seed": settings.seed, "run_seeds": [r.seed for r in run_settings],
+               "runs": [str(s.run) for s in series],
                "checkpoints": [{"run": str(s.run), "step": step, "path": str(c.path),
                                 "phase": c.metadata.get("phase"), "sha256": checkpoint_sha256(c)}
                                for s in series for step, c in zip(s.steps, s.checkpoints,

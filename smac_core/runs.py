@@ -28,7 +28,9 @@ Evaluation schedule (``eval_steps``): offline runs evaluate every ``eval_every``
 runs at step 0 (the handed-over policy), then every ``early_eval_every`` steps up to
 ``early_eval_until`` (the transfer drop happens in the first thousands of steps), then every
 ``eval_every`` steps; every run also evaluates at its last step. Evaluation episode ``i`` of
-every evaluation resets with the same seed, so points of a curve are comparable.
+every evaluation resets with the same seed, ``rollout.eval_episode_seed(run seed, i)``, so points
+of a curve are comparable; evaluations follow ``smac_core.rollout``'s convention, which the
+landscape engine shares (its point at a checkpoint reproduces the checkpoint's evaluation).
 """
 
 from __future__ import annotations
@@ -60,19 +62,14 @@ from smac_core.checkpoint import (
 )
 from smac_core.data.buffers import MixedReplayBuffer, ObsNormalizer, ReplayBuffer
 from smac_core.errors import SmacError
+from smac_core.nets import DeterministicPolicy
+from smac_core.rollout import EXPLORATION_STREAM, TRAIN_EPISODE_STREAM, derived_seed, rollout
 from smac_core.tasks import episode_score, make_env
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
-# seed streams: SeedSequence([seed, stream, index]) gives independent, reproducible env seeds
-TRAIN_EPISODE_STREAM, EVAL_EPISODE_STREAM, EXPLORATION_STREAM = 1, 2, 3
 # config fields that must agree between a run directory and the command that resumes it
 RESUME_MUST_MATCH = ("phase", "algorithm", "env", "dataset_id", "seed", "agent_config", "from")
-
-
-def derived_seed(seed: int, stream: int, index: int) -> int:
-    """A reproducible 32-bit seed for item ``index`` of a named stream of a run."""
-    return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0])
 
 
 def seed_everything(seed: int) -> None:
@@ -157,11 +154,10 @@ class ActionScaler:
         return np.clip(scaled, -1.0, 1.0).astype(np.float32)
 
 
-def _policy_action(agent: Agent, normalizer: ObsNormalizer, obs: np.ndarray,
-                   deterministic: bool) -> np.ndarray:
-    """The agent's action in [-1, 1] for one raw observation."""
+def _policy_action(agent: Agent, normalizer: ObsNormalizer, obs: np.ndarray) -> np.ndarray:
+    """The agent's stochastic (exploration) action in [-1, 1] for one raw observation."""
     obs_t = torch.as_tensor(normalizer(obs)[None], device=agent.device)
-    return agent.act(obs_t, deterministic=deterministic)[0].cpu().numpy()
+    return agent.act(obs_t, deterministic=False)[0].cpu().numpy()
 
 
 class EnvCollector:
@@ -191,7 +187,7 @@ class EnvCollector:
         if random_action:
             action = self.rng.uniform(-1.0, 1.0, self.scaler.low.shape).astype(np.float32)
         else:
-            action = _policy_action(agent, self.normalizer, self.obs, deterministic=False)
+            action = _policy_action(agent, self.normalizer, self.obs)
         env_action = self.scaler.to_env(action)
         next_obs, reward, terminated, truncated, _ = self.env.step(env_action)
         self.buffer.add(self.normalizer(self.obs), action, float(reward),
@@ -228,27 +224,21 @@ class EnvCollector:
         self.rng.bit_generator.state = state["rng"]
 
 
-def evaluate(agent: Agent, env: gym.Env, env_name: str, normalizer: ObsNormalizer,
-             scaler: ActionScaler, episodes: int, seed: int) -> dict[str, Any]:
-    """Roll out the deterministic policy for ``episodes`` episodes of ``env`` (made from task or
-    env id ``env_name``); the body of a metrics.jsonl evaluation row.
+def evaluate(agent: Agent, envs: list[gym.Env], env_name: str, normalizer: ObsNormalizer,
+             scaler: ActionScaler, seed: int) -> dict[str, Any]:
+    """Roll out the agent's deterministic policy for one episode in each of ``envs`` (made from
+    task or env id ``env_name``); the body of a metrics.jsonl evaluation row.
 
-    Episode ``i`` resets with ``derived_seed(seed, EVAL_EPISODE_STREAM, i)``. An episode's
-    success is ``info["success"]`` at any step (False when the env has no such key); its score
-    is ``tasks.episode_score`` (None for envs without reference returns).
+    ``smac_core.rollout.rollout`` of the ``DeterministicPolicy`` of the agent's actor with this
+    run's normalisation and action bounds (what a checkpoint's policy is): episode ``i`` resets
+    with ``eval_episode_seed(seed, i)``. An episode's success is ``info["success"]`` at any step
+    (False when the env has no such key); its score is ``tasks.episode_score`` (None for envs
+    without reference returns).
     """
-    returns, successes = [], []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=derived_seed(seed, EVAL_EPISODE_STREAM, i))
-        total, success, done = 0.0, False, False
-        while not done:
-            action = _policy_action(agent, normalizer, obs, deterministic=True)
-            obs, reward, terminated, truncated, info = env.step(scaler.to_env(action))
-            total += float(reward)
-            success = success or bool(info.get("success", False))
-            done = terminated or truncated
-        returns.append(total)
-        successes.append(success)
+    policy = DeterministicPolicy.from_actor(agent.actor, normalizer.mean, normalizer.std,
+                                            scaler.low, scaler.high).to(agent.device)
+    returns, successes, _ = rollout(policy, envs, seed, device=agent.device)
+    returns, successes = returns.tolist(), successes.tolist()
     scores = [episode_score(env_name, r, s) for r, s in zip(returns, successes, strict=True)]
     has_scores = all(s is not None for s in scores)
     return {"eval_returns": returns, "eval_successes": successes,
@@ -370,7 +360,7 @@ class Trainer:
         self.spec, self.run_dir, self.agent, self.sampler = spec, run_dir, agent, sampler
         self.generator, self.normalizer, self.scaler = generator, normalizer, scaler
         self.metadata, self.collector, self.on_eval = metadata, collector, on_eval
-        self.eval_env = make_env(spec.env)
+        self.eval_envs = [make_env(spec.env) for _ in range(spec.eval_episodes)]
         self.log = MetricsLog(run_dir / METRICS_FILE)
         self.eval_at = eval_steps(spec)
         self.step = 0
@@ -433,8 +423,8 @@ class Trainer:
 
     def _evaluate(self, bar: tqdm | None) -> None:
         row = {"step": self.step, "phase": self.spec.phase, "wall_time": self.wall_time(),
-               **evaluate(self.agent, self.eval_env, self.spec.env, self.normalizer,
-                          self.scaler, self.spec.eval_episodes, self.spec.seed)}
+               **evaluate(self.agent, self.eval_envs, self.spec.env, self.normalizer,
+                          self.scaler, self.spec.seed)}
         self.log.append(row)
         self._report(bar, f"eval return {row['eval_return']:.1f}"
                      + (f" score {row['eval_score']:.1f}" if row["eval_score"] is not None else ""))

@@ -109,8 +109,10 @@ def test_check_compatible_names_the_first_differing_parameter(tmp_path):
     with pytest.raises(SmacError, match="different envs"):
         check_compatible([a, other_env])
     shifted = load_checkpoint(write_checkpoint(tmp_path / "d", obs_mean=(0.5, 0.0, 0.0)))
-    with pytest.warns(UserWarning, match="normalise observations differently.*obs_mean"):
+    with pytest.raises(SmacError, match=r"normalise observations differently \(max \|obs_mean "
+                                        r"difference\| = 0.5 \(dimension 0\)"):
         check_compatible([a, shifted])
+    check_compatible([a, shifted], same_normalisation=False)  # e.g. for a projection
 
 
 def test_nan_weights_are_refused():

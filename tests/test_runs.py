@@ -121,9 +121,9 @@ def test_checkpoint_round_trip_gives_the_trained_policy(tmp_path):
     torch.testing.assert_close(ckpt.policy(obs), expected, rtol=0, atol=1e-6)
     # the last evaluation in metrics.jsonl is reproduced by rolling out the loaded policy
     env = ckpt.make_env()
-    from smac_core.runs import EVAL_EPISODE_STREAM, derived_seed
+    from smac_core.rollout import eval_episode_seed
 
-    obs_np, _ = env.reset(seed=derived_seed(0, EVAL_EPISODE_STREAM, 0))
+    obs_np, _ = env.reset(seed=eval_episode_seed(0, 0))
     total, done = 0.0, False
     while not done:
         with torch.no_grad():
