@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
 
 
 def orthogonal_init_(layer: nn.Linear, gain: float = math.sqrt(2)) -> nn.Linear:
@@ -27,14 +28,15 @@ def orthogonal_init_(layer: nn.Linear, gain: float = math.sqrt(2)) -> nn.Linear:
 
 
 class MLP(nn.Module):
-    """``in_dim -> hidden... -> out_dim`` with ReLU (optionally LayerNorm) between layers.
+    """``in_dim -> hidden... -> out_dim`` with ReLU (or ``activation="gelu"``; optionally
+    LayerNorm) between layers.
 
     Parameters are named ``layers.<k>.weight``/``bias``; ``out_dim=None`` leaves the output at
     the last hidden width (a trunk).
     """
 
     def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int | None = None,
-                 layer_norm: bool = False) -> None:
+                 layer_norm: bool = False, activation: str = "relu") -> None:
         super().__init__()
         dims = [in_dim, *hidden]
         layers: list[nn.Module] = []
@@ -42,7 +44,7 @@ class MLP(nn.Module):
             layers.append(orthogonal_init_(nn.Linear(a, b)))
             if layer_norm:
                 layers.append(nn.LayerNorm(b))
-            layers.append(nn.ReLU())
+            layers.append(ACTIVATIONS[activation]())
         if out_dim is not None:
             layers.append(orthogonal_init_(nn.Linear(dims[-1], out_dim), gain=1e-2))
         self.layers = nn.Sequential(*layers)
@@ -80,11 +82,13 @@ class CriticEnsemble(nn.Module):
     """N Q-functions Q_i(s, a) evaluated in one batched pass.
 
     ``forward(obs (B, obs_dim), actions (B, act_dim)) -> (N, B)``. Also accepts inputs with a
-    leading ensemble dimension (N, B, .), e.g. a different action per member.
+    leading ensemble dimension (N, B, .), e.g. a different action per member. ``activation``:
+    "relu" or "gelu" (QAM/TRQAM's critics: GELU with LayerNorm).
     """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256),
-                 ensemble_size: int = 2, layer_norm: bool = False) -> None:
+                 ensemble_size: int = 2, layer_norm: bool = False,
+                 activation: str = "relu") -> None:
         super().__init__()
         dims = [obs_dim + act_dim, *hidden]
         layers: list[nn.Module] = []
@@ -92,7 +96,7 @@ class CriticEnsemble(nn.Module):
             layers.append(VectorizedLinear(a, b, ensemble_size))
             if layer_norm:
                 layers.append(nn.LayerNorm(b))
-            layers.append(nn.ReLU())
+            layers.append(ACTIVATIONS[activation]())
         layers.append(VectorizedLinear(dims[-1], 1, ensemble_size))
         self.layers = nn.Sequential(*layers)
         self.ensemble_size = ensemble_size
