@@ -62,7 +62,6 @@ from smac_core.checkpoint import (
 )
 from smac_core.data.buffers import MixedReplayBuffer, ObsNormalizer, ReplayBuffer
 from smac_core.errors import SmacError
-from smac_core.nets import DeterministicPolicy
 from smac_core.rollout import EXPLORATION_STREAM, TRAIN_EPISODE_STREAM, derived_seed, rollout
 from smac_core.tasks import episode_score, make_env
 
@@ -229,14 +228,14 @@ def evaluate(agent: Agent, envs: list[gym.Env], env_name: str, normalizer: ObsNo
     """Roll out the agent's deterministic policy for one episode in each of ``envs`` (made from
     task or env id ``env_name``); the body of a metrics.jsonl evaluation row.
 
-    ``smac_core.rollout.rollout`` of the ``DeterministicPolicy`` of the agent's actor with this
-    run's normalisation and action bounds (what a checkpoint's policy is): episode ``i`` resets
+    ``smac_core.rollout.rollout`` of ``agent.evaluation_policy`` (the ``DeterministicPolicy`` of
+    the agent's actor, a flow agent's ``FlowPolicy``) with this run's normalisation and action
+    bounds (what a checkpoint's policy is): episode ``i`` resets
     with ``eval_episode_seed(seed, i)``. An episode's success is ``info["success"]`` at any step
     (False when the env has no such key); its score is ``tasks.episode_score`` (None for envs
     without reference returns).
     """
-    policy = DeterministicPolicy.from_actor(agent.actor, normalizer.mean, normalizer.std,
-                                            scaler.low, scaler.high).to(agent.device)
+    policy = agent.evaluation_policy(normalizer.mean, normalizer.std, scaler.low, scaler.high)
     returns, successes, _ = rollout(policy, envs, seed, device=agent.device)
     returns, successes = returns.tolist(), successes.tolist()
     scores = [episode_score(env_name, r, s) for r, s in zip(returns, successes, strict=True)]

@@ -52,8 +52,8 @@ from smac_core.runs import (
 )
 from smac_core.tasks import TASKS, make_env
 
-ONLINE_ALGORITHMS = ("sac", "td3", "td3bc", "awr")
-OFFLINE_ALGORITHMS = ("smac", "calql", "cql", "iql", "td3bc")
+ONLINE_ALGORITHMS = ("sac", "td3", "td3bc", "awr", "qam", "trqam")
+OFFLINE_ALGORITHMS = ("smac", "calql", "cql", "iql", "td3bc", "qam", "trqam")
 DEFAULT_START_STEPS = 5_000  # CleanRL's SAC learning_starts; 0 when fine-tuning (--from)
 
 

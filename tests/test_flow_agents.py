@@ -194,3 +194,81 @@ def test_dual_update_drives_the_kl_to_epsilon():
             dual.update(torch.tensor(kl(dual.lam.item())) * noise)
         assert kl(dual.lam.item()) == pytest.approx(1.0, rel=0.05)
         assert dual.kl_average.item() == pytest.approx(1.0, rel=0.1)
+
+
+# ---------------------------------------------------------------------------------------- agents
+FLOW_TINY = ["--eval-episodes", "1", "--log-every", "4", "--set", "actor_hidden=[16,16]",
+             "--set", "critic_hidden=[16,16]", "--set", "batch_size=16",
+             "--set", "num_critics=3", "--set", "flow_steps=4"]
+
+
+@pytest.fixture(scope="module")
+def door_dataset(tmp_path_factory) -> str:
+    """The real door demonstrations (binary reward) imported into a private Minari store."""
+    from conftest import DOOR_HUMAN
+
+    from smac_core.data.__main__ import main as data_main
+
+    root = tmp_path_factory.mktemp("flow-minari")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINARI_DATASETS_PATH", str(root))
+        assert data_main(["import", str(DOOR_HUMAN / "door-v0_demos_clipped.hdf5"),
+                          "--id", "test/door-binary-v0", "--env", "AdroitHandDoor-v1",
+                          "--reward", "binary", "--ignore-timeouts"]) == 0
+    return str(root)
+
+
+def _final_tensors(run) -> dict[str, torch.Tensor]:
+    from smac_core.checkpoint import load_tensors
+
+    return load_tensors(run / "checkpoints" / "final")[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["qam", "trqam"])
+def test_flow_agent_trains_offline_then_online_through_the_cli_and_resumes_exactly(
+        algo, door_dataset, tmp_path, monkeypatch):
+    """Offline 8 updates on door-binary, then online 8 env steps from that checkpoint (the
+    handoff copies every network: at step 0 the online policy is the offline one), and an
+    online run stopped at step 4 and resumed ends with bit-identical networks."""
+    from smac_core.runs import read_metrics
+    from smac_core.train import main
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", door_dataset)
+    offline = tmp_path / "offline"
+    assert main(["offline", "--algo", algo, "--dataset", "test/door-binary-v0", "--steps", "8",
+                 "--eval-every", "8", "--checkpoint-every", "8", "--env", "door-binary",
+                 "--out", str(offline), *FLOW_TINY]) == 0
+    rows = read_metrics(offline)
+    train_row = next(r for r in rows if "train/adjoint_matching_loss" in r)
+    assert all(math.isfinite(v) for k, v in train_row.items() if k.startswith("train/"))
+    if algo == "trqam":
+        assert train_row["train/lambda"] != 1.0        # the dual variable moved
+    offline_eval = next(r for r in rows if r["step"] == 8 and "eval_returns" in r)
+
+    online = ["online", "--algo", algo, "--from", str(offline), "--steps", "8",
+              "--early-eval-every", "8", "--eval-every", "8", *FLOW_TINY]
+    assert main([*online, "--checkpoint-every", "8", "--out", str(tmp_path / "full")]) == 0
+    step0 = next(r for r in read_metrics(tmp_path / "full") if r["step"] == 0)
+    assert step0["eval_returns"] == offline_eval["eval_returns"]   # the handed-over policy
+
+    # stop at step 4 (its checkpoint), then resume to 8
+    assert main([*online, "--checkpoint-every", "4", "--out", str(tmp_path / "resumed")]) == 0
+    import shutil
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "final")
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step_8")
+    assert main([*online, "--checkpoint-every", "4", "--out", str(tmp_path / "resumed"),
+                 "--resume"]) == 0
+    full, resumed = _final_tensors(tmp_path / "full"), _final_tensors(tmp_path / "resumed")
+    assert full.keys() == resumed.keys()
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key
+
+
+def test_flow_agents_refuse_gaussian_checkpoints():
+    from smac_core.algos import make_agent
+    from smac_core.errors import SmacError
+
+    agent = make_agent("qam", 3, 2, {"actor_hidden": [8], "critic_hidden": [8]})
+    with pytest.raises(SmacError, match="flow-policy checkpoint"):
+        agent.load_pretrained({}, {"algorithm": "smac"})

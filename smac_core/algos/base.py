@@ -128,6 +128,15 @@ class Agent(ABC):
         out = self.actor(obs)
         return out[0] if isinstance(out, tuple) else out
 
+    def evaluation_policy(self, obs_mean, obs_std, action_low, action_high) -> nn.Module:
+        """The deterministic policy that evaluations roll out (``smac_core.rollout``): raw
+        observation -> env action, on the agent's device. The actor's ``DeterministicPolicy``
+        by default; flow agents return their flow (``smac_core.algos.qam.FlowPolicy``)."""
+        from smac_core.nets import DeterministicPolicy
+
+        return DeterministicPolicy.from_actor(self.actor, obs_mean, obs_std, action_low,
+                                              action_high).to(self.device)
+
     def state_dict(self) -> dict[str, Any]:
         """Optimizer states and counters (networks are saved separately, to safetensors)."""
         return {"optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},

@@ -1,0 +1,247 @@
+"""Q-learning with Adjoint Matching (QAM; Li et al. 2026, arXiv 2601.14234).
+
+A flow policy fine-tuned towards the behaviour-regularised optimum
+pi*(a|s) ~ pi_base(a|s) exp(beta Q(s, a)) by adjoint matching (``smac_core.algos.flow``):
+
+- base policy: a velocity field trained by flow-matching BC on the data, its EMA copy
+  (``actor_base_target``, Polyak tau) the frozen base of adjoint matching;
+- fine-tuned policy (``actor``): a velocity field, initialised as a copy of the base, that acts
+  (10 Euler steps from x_0 ~ N(0, I), clipped to [-1, 1]) and is trained by adjoint matching
+  with terminal adjoint -beta grad_a mean_i Q_target_i(s, clip(x_K)) and sigma_k = g_k;
+- critic: an ensemble (10 members, 4x512 GELU + LayerNorm), TD target
+  r + gamma (1 - d) (mean_i - rho std_i) Q_target_i(s', a'), a' from the fine-tuned flow.
+
+Every update takes one step of each of the three objectives on the same batch, then moves the
+target critic and the EMA base. Defaults are QAM's (its ``agents/qam.py`` config and Table 5);
+``inverse_temperature`` (beta) is tuned per task in the paper. Action chunks (H > 1) are not in
+the trainer yet: its replay buffers sample single transitions, so H = 1 here.
+
+Evaluation acts with the deterministic flow from x_0 = 0 (``FlowPolicy``); exploration with
+x_0 ~ N(0, I).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from smac_core.algos.base import (
+    ActorCriticConfig,
+    Agent,
+    check_config,
+    polyak_update,
+    reduce_ensemble,
+    scalar_metrics,
+)
+from smac_core.algos.flow import (
+    FLOW_STEPS,
+    AdjointPath,
+    VelocityField,
+    adjoint_matching_loss,
+    adjoint_path,
+    euler_sample,
+    flow_matching_loss,
+    path_kl,
+)
+from smac_core.data.buffers import Batch
+from smac_core.errors import SmacError
+from smac_core.nets import CriticEnsemble
+
+FLOW_ALGORITHMS = ("qam", "trqam")  # checkpoints a flow agent can start from (load_pretrained)
+
+
+@dataclass
+class QAMConfig(ActorCriticConfig):
+    """QAM hyperparameters (its reference config: lr 3e-4, batch 256, 4x512 actor and critic,
+    critic LayerNorm, 10 critics, rho 0.5, tau 0.005, 10 flow steps, inverse temperature 0.3,
+    gradients clipped to norm 1)."""
+
+    actor_hidden: tuple[int, ...] = (512, 512, 512, 512)
+    critic_hidden: tuple[int, ...] = (512, 512, 512, 512)
+    num_critics: int = 10
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    flow_steps: int = FLOW_STEPS
+    rho: float = 0.5                  # pessimism of the TD target: mean - rho * std
+    inverse_temperature: float = 0.3  # beta on grad Q in the terminal adjoint (per-task in QAM)
+    grad_clip: float = 1.0            # max gradient norm of each network's step
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_config(self.num_critics >= 2, self,
+                     f"num_critics must be >= 2 (for the std); got {self.num_critics}")
+        check_config(self.flow_steps >= 2, self,
+                     f"flow_steps must be >= 2; got {self.flow_steps}")
+        check_config(self.rho >= 0.0, self, f"rho must be >= 0; got {self.rho}")
+        check_config(self.inverse_temperature >= 0.0, self,
+                     f"inverse_temperature must be >= 0; got {self.inverse_temperature}")
+        check_config(self.grad_clip > 0.0, self, f"grad_clip must be > 0; got {self.grad_clip}")
+
+
+class FlowPolicy(nn.Module):
+    """A flow policy as the evaluation kernel sees it: raw observation -> env action.
+
+    a = low + (clip(x_1, -1, 1) + 1) / 2 (high - low), x_1 the Euler flow of ``field`` from
+    x_0 = 0 for the normalised observation: deterministic, a function of the observation only.
+    Its parameters are the field's (``field.*``). ``(B, obs_dim) -> (B, act_dim)``.
+    """
+
+    def __init__(self, field: VelocityField, steps: int, obs_mean, obs_std, action_low,
+                 action_high) -> None:
+        super().__init__()
+        self.field, self.steps = field, steps
+        t = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
+        self.register_buffer("obs_mean", t(obs_mean))
+        self.register_buffer("obs_std", t(obs_std))
+        self.register_buffer("action_low", t(action_low))
+        self.register_buffer("action_high", t(action_high))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = (obs - self.obs_mean) / self.obs_std
+        noise = torch.zeros_like(x[..., :1]).expand(*x.shape[:-1], self.field.chunk_dim)
+        chunk = euler_sample(self.field, x, noise, self.steps).clamp(-1.0, 1.0)
+        action = chunk[..., : self.field.act_dim]
+        return self.action_low + (action + 1.0) * 0.5 * (self.action_high - self.action_low)
+
+
+class QAM(Agent):
+    """QAM: flow-matching base, adjoint-matching fine-tuned flow, pessimistic critic ensemble."""
+
+    name = "qam"
+    config_class = QAMConfig
+    phases = frozenset({"offline", "online"})
+    config: QAMConfig
+
+    def __init__(self, obs_dim: int, act_dim: int, config: QAMConfig,
+                 device: str | torch.device = "cpu") -> None:
+        super().__init__(obs_dim, act_dim, config, device)
+        base = VelocityField(obs_dim, act_dim, config.actor_hidden)
+        critic = CriticEnsemble(obs_dim, act_dim, config.critic_hidden, config.num_critics,
+                                layer_norm=True, activation="gelu")
+        self.networks = {
+            "actor": copy.deepcopy(base),                                  # fine-tuned, acts
+            "actor_base": base,                                            # flow-matching BC
+            "actor_base_target": copy.deepcopy(base).requires_grad_(False),  # EMA: frozen base
+            "critic": critic,
+            "critic_target": copy.deepcopy(critic).requires_grad_(False),
+        }
+        for module in self.networks.values():
+            module.to(self.device)
+        self.optimizers = {
+            "actor": self.make_optimizer([self.actor], config.actor_lr),
+            "actor_base": self.make_optimizer([self.networks["actor_base"]], config.actor_lr),
+            "critic": self.make_optimizer([self.networks["critic"]], config.critic_lr),
+        }
+
+    # ------------------------------------------------------------------ acting
+    def sample(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Actions of the fine-tuned flow in [-1, 1]: (B, obs_dim) -> (B, act_dim); noise
+        x_0 ~ N(0, I), or 0 when ``deterministic``."""
+        shape = (obs.shape[0], self.actor.chunk_dim)
+        noise = (torch.zeros(shape, device=obs.device) if deterministic
+                 else torch.randn(shape, device=obs.device))
+        chunk = euler_sample(self.actor, obs, noise, self.config.flow_steps).clamp(-1.0, 1.0)
+        return chunk[:, : self.act_dim]
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        return self.sample(obs, deterministic)
+
+    def evaluation_policy(self, obs_mean, obs_std, action_low, action_high) -> nn.Module:
+        return FlowPolicy(self.actor, self.config.flow_steps, obs_mean, obs_std, action_low,
+                          action_high).to(self.device)
+
+    # ------------------------------------------------------------------ the update
+    def adjoint_scale(self) -> float:
+        """The factor on -grad Q in the terminal adjoint: QAM's inverse temperature beta."""
+        return self.config.inverse_temperature
+
+    def matching_sigmas(self, noise_scales: torch.Tensor) -> torch.Tensor:
+        """sigma_k of the adjoint-matching loss: QAM's sigma_k = g_k."""
+        return noise_scales
+
+    def after_actor_step(self, kl: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Hook after the fine-tuned field's step (TRQAM's dual update); extra metrics."""
+        return {}
+
+    def terminal_adjoint(self, obs: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
+        """adj_K = -scale * grad_a mean_i Q_target_i(s, clip(x_K)): (B, D) (QAM's code clips
+        inside the gradient and uses the target critic)."""
+        chunk = chunk.detach().requires_grad_(True)
+        with torch.enable_grad():
+            q = self.networks["critic_target"](obs, chunk.clamp(-1.0, 1.0)).mean(dim=0)
+            (grad,) = torch.autograd.grad(q.sum(), chunk)
+        return -self.adjoint_scale() * grad
+
+    def _step(self, name: str, loss: torch.Tensor) -> None:
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.networks[name].parameters(), self.config.grad_clip)
+        optimizer.step()
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        cfg, obs = self.config, batch.observations
+        self.updates += 1
+
+        # critic: y = r + gamma (1 - d) [mean_i - rho std_i] Q_target_i(s', a'), a' ~ pi_ft(.|s')
+        with torch.no_grad():
+            next_q = self.networks["critic_target"](batch.next_observations,
+                                                    self.sample(batch.next_observations))
+            next_v = reduce_ensemble(next_q, "mean_minus_std", cfg.rho)
+            target = self.learning_rewards(batch) + cfg.gamma * (1.0 - batch.dones) * next_v
+        q = self.networks["critic"](obs, batch.actions)                       # (N, B)
+        critic_loss = ((q - target) ** 2).mean()          # mean over members and batch (QAM)
+        self._step("critic", critic_loss)
+
+        # base: flow-matching BC, E ||v_base(s, x_t, t) - (a - x_0)||^2
+        bc_loss = flow_matching_loss(self.networks["actor_base"], obs, batch.actions)
+        self._step("actor_base", bc_loss)
+
+        # fine-tuned: adjoint matching against the EMA base,
+        #   sum_k ||2 (v_ft - v_base) / sigma_k + sigma_k adj_k||^2
+        path: AdjointPath = adjoint_path(
+            self.actor, self.networks["actor_base_target"], obs,
+            torch.randn(obs.shape[0], self.actor.chunk_dim, device=obs.device),
+            lambda chunk: self.terminal_adjoint(obs, chunk), cfg.flow_steps)
+        matching_loss, gap = adjoint_matching_loss(self.actor, obs, path,
+                                                   self.matching_sigmas(path.noise_scales))
+        self._step("actor", matching_loss)
+        kl = path_kl(gap.detach(), path.noise_scales, self.actor.horizon)
+        extra = self.after_actor_step(kl)
+
+        polyak_update(self.networks["critic_target"], self.networks["critic"], cfg.tau)
+        polyak_update(self.networks["actor_base_target"], self.networks["actor_base"], cfg.tau)
+        return scalar_metrics({"critic_loss": critic_loss, "q_mean": q.mean(),
+                               "target_mean": target.mean(), "bc_flow_loss": bc_loss,
+                               "adjoint_matching_loss": matching_loss, "path_kl": kl,
+                               "adjoint_norm": path.adjoints[-1].norm(dim=-1).mean(), **extra})
+
+    # ------------------------------------------------------------------ handoff
+    def load_pretrained(self, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+        """Start from a QAM or TRQAM checkpoint: every network both agents have is copied whole
+        (fine-tuned and base flows, EMA base, critics; TRQAM's lambda from TRQAM), the reward
+        units kept. Gaussian actors (SAC, SMAC, CalQL, IQL, TD3+BC) are refused: a velocity
+        field cannot be made from a mean and a std, and a flow re-trained from their samples
+        would not be the policy that was handed over."""
+        from smac_core.checkpoint import sub_state_dict
+
+        source = metadata.get("algorithm", "checkpoint")
+        if source not in FLOW_ALGORITHMS:
+            raise SmacError(f"{self.name} starts only from a flow-policy checkpoint "
+                            f"({', '.join(FLOW_ALGORITHMS)}); this one is {source}")
+        self.reward_scale = float(metadata.get("reward_scale", 1.0))
+        self.reward_bias = float(metadata.get("reward_bias", 0.0))
+        for name, module in self.networks.items():
+            state = sub_state_dict(tensors, name)
+            if not state:
+                continue
+            try:
+                module.load_state_dict(state)
+            except RuntimeError as exc:
+                raise SmacError(f"cannot start {self.name} from the {source} checkpoint: network "
+                                f"'{name}' differs (sizes must match): {exc}") from exc
