@@ -272,3 +272,50 @@ def test_flow_agents_refuse_gaussian_checkpoints():
     agent = make_agent("qam", 3, 2, {"actor_hidden": [8], "critic_hidden": [8]})
     with pytest.raises(SmacError, match="flow-policy checkpoint"):
         agent.load_pretrained({}, {"algorithm": "smac"})
+
+
+@pytest.mark.parametrize(("source", "target"), [("qam", "trqam"), ("trqam", "qam"),
+                                                ("trqam", "trqam")])
+def test_flow_agents_hand_over_among_themselves(source, target):
+    """Every network both have is copied: same actions (deterministic and, with the same noise,
+    stochastic), same critic, same reward units; TRQAM's lambda comes along from TRQAM."""
+    from smac_core.algos import make_agent
+    from smac_core.checkpoint import network_tensors
+
+    small = {"actor_hidden": [16], "critic_hidden": [16], "num_critics": 3}
+    offline = make_agent(source, 5, 2, small)
+    offline.update(_random_batch(32, 5, 2))
+    online = make_agent(target, 5, 2, small)
+    online.load_pretrained(network_tensors(offline.networks),
+                           {"algorithm": source, "reward_scale": 10.0, "reward_bias": 5.0})
+    obs, actions = torch.randn(20, 5), torch.rand(20, 2) * 2 - 1
+    assert torch.equal(online.act(obs, True), offline.act(obs, True))
+    torch.manual_seed(1)
+    sampled = offline.act(obs, False)
+    torch.manual_seed(1)
+    assert torch.equal(online.act(obs, False), sampled)
+    assert torch.equal(online.networks["critic"](obs, actions),
+                       offline.networks["critic"](obs, actions))
+    assert (online.reward_scale, online.reward_bias) == (10.0, 5.0)
+    if source == target == "trqam":
+        assert torch.equal(online.trust_region.lam, offline.trust_region.lam)
+
+
+def _random_batch(size: int, obs_dim: int, act_dim: int):
+    from smac_core.data.buffers import Batch
+
+    return Batch(observations=torch.randn(size, obs_dim), actions=torch.rand(size, act_dim) * 2 - 1,
+                 rewards=torch.randn(size), next_observations=torch.randn(size, obs_dim),
+                 dones=torch.zeros(size), returns_to_go=torch.randn(size))
+
+
+def test_trqam_update_moves_lambda_by_the_dual_step():
+    """One update: lambda = clip(lambda_0 + 0.01 (KL_hat_clipped - epsilon)) with the first
+    clipped estimate as the average (logged as path_kl)."""
+    from smac_core.algos import make_agent
+
+    agent = make_agent("trqam", 5, 2, {"actor_hidden": [16], "critic_hidden": [16],
+                                       "num_critics": 3, "initial_lambda": 2.0, "epsilon": 0.5})
+    metrics = agent.update(_random_batch(32, 5, 2))
+    expected = 2.0 + 0.01 * (min(metrics["path_kl"], 1.0) - 0.5)
+    assert metrics["lambda"] == pytest.approx(expected, rel=1e-6)
