@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from smac_core import optim
+from smac_core.configs import build_config
 from smac_core.data.buffers import BUFFER_FIELDS, Batch, ReplayBuffer
 from smac_core.data.dataset import TransitionDataset
 from smac_core.errors import SmacError
@@ -38,15 +39,23 @@ class AgentConfig:
     batch_size: int = 256
     optimizer: str = "adam"  # "adam" | "muon": the kind given to smac_core.optim.make_optimizer
 
+    def __post_init__(self) -> None:
+        for name in ("actor_hidden", "critic_hidden"):
+            sizes = getattr(self, name)
+            check_config(len(sizes) >= 1 and min(sizes) >= 1, self,
+                         f"{name} must be a non-empty list of layer sizes >= 1; got {list(sizes)}")
+        check_config(0.0 <= self.gamma <= 1.0, self, f"gamma must be in [0, 1]; got {self.gamma}")
+        check_config(self.batch_size >= 1, self, f"batch_size must be >= 1; got {self.batch_size}")
+        for f in fields(self):  # every learning rate (0 freezes a network)
+            if f.name.endswith("_lr"):
+                check_config(getattr(self, f.name) >= 0.0, self,
+                             f"{f.name} must be >= 0; got {getattr(self, f.name)}")
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AgentConfig:
-        """Build from a dict, rejecting unknown keys with a message that lists the valid ones."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise SmacError(f"unknown {cls.__name__} option(s) {unknown}; valid: {sorted(names)}")
-        cooked = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        return cls(**cooked)
+        """Build from a dict of user values: unknown keys and values of the wrong type or range
+        are refused (``smac_core.configs.build_config``)."""
+        return build_config(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +69,7 @@ class ActorCriticConfig(AgentConfig):
     num_critics: int = 2   # critic ensemble size
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_config(self.num_critics >= 1, self,
                      f"num_critics must be >= 1; got {self.num_critics}")
         check_config(0.0 < self.tau <= 1.0, self, f"tau must be in (0, 1]; got {self.tau}")

@@ -64,6 +64,8 @@ class SACConfig(ActorCriticConfig):
         check_config(self.target_reduction == "min" or self.num_critics >= 2, self,
                      "target_reduction 'mean_minus_std' needs num_critics >= 2")
         check_config(self.utd >= 1, self, f"utd must be >= 1; got {self.utd}")
+        check_config(self.target_std_weight >= 0.0, self,
+                     f"target_std_weight must be >= 0; got {self.target_std_weight}")
         check_config(self.initial_alpha > 0.0, self,
                      f"initial_alpha must be positive; got {self.initial_alpha}")
 
