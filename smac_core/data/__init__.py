@@ -26,5 +26,6 @@ def load_dataset(name: str, download: bool = False) -> TransitionDataset:
     if path.is_file():
         return read_file(path)
     if path.suffix in FILE_SUFFIXES:
-        raise SmacError(f"no such file: {path}")
+        raise SmacError(f"{path} is a directory, not a data file" if path.is_dir()
+                        else f"no such file: {path}")
     return read_minari(tasks.TASKS[name].dataset_id if name in tasks.TASKS else name, download)

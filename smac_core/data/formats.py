@@ -24,6 +24,7 @@ from the real one. ``metadata["placeholder_next_observations"]`` counts the plac
 from __future__ import annotations
 
 import io
+import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,6 +41,7 @@ NPY_MAGIC = b"\x93NUMPY"
 FORMATS = ("d4rl_hdf5", "awac_npy", "dapg_pickle")
 EPISODE_ENDS = ("terminal", "truncation")
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals")
+FLAT_KEYS = ("rewards", "terminals", "timeouts")  # one value per row: (N,) or (N, 1)
 OBSERVATION_DICT_KEYS = ("observation", "state_observation")
 
 
@@ -126,6 +128,8 @@ def read_file(path: str | Path, ignore_timeouts: bool = False,
     to a ``terminals`` row. ``episode_ends``: one of ``EPISODE_ENDS`` (module docstring).
     """
     path = Path(path)
+    if path.is_dir():
+        raise SmacError(f"{path} is a directory, not a data file")
     if not path.is_file():
         raise SmacError(f"no such file: {path}")
     if episode_ends not in EPISODE_ENDS:
@@ -154,18 +158,18 @@ def read_d4rl_hdf5(path: Path, ignore_timeouts: bool = False) -> list[dict[str, 
     ``next_observations`` when present, else the following row within the same episode (never
     the first row of the next episode). ``infos/*`` (simulator states) are not read.
     """
-    with h5py.File(path, "r") as file:
-        missing = [key for key in D4RL_KEYS if key not in file]
-        if missing:
-            raise SmacError(f"{path}: an HDF5 file without the D4RL keys {missing} "
-                            f"(top-level keys: {sorted(file.keys())})")
-        arrays = {key: file[key][()] for key in (*D4RL_KEYS, "timeouts", "next_observations")
-                  if key in file}
-    n = len(arrays["observations"])
-    lengths = {key: len(value) for key, value in arrays.items()}
-    if set(lengths.values()) != {n}:
-        raise SmacError(f"{path}: arrays of inconsistent lengths: "
-                        + ", ".join(f"{k}={v}" for k, v in lengths.items()))
+    try:
+        with h5py.File(path, "r") as file:
+            missing = [key for key in D4RL_KEYS if key not in file]
+            if missing:
+                raise SmacError(f"{path}: an HDF5 file without the D4RL keys {missing} "
+                                f"(top-level keys: {sorted(file.keys())})")
+            keys = [key for key in (*D4RL_KEYS, "timeouts", "next_observations") if key in file]
+            _check_hdf5_layout(path, {key: file[key] for key in keys})
+            arrays = {key: file[key][()] for key in keys}
+    except OSError as exc:  # h5py's error for truncated or corrupted files
+        raise SmacError(f"{path}: cannot read it as HDF5 ({exc}); the file is truncated or "
+                        "corrupted") from None
     for key in ("observations", "actions", "rewards", "next_observations"):
         if key in arrays:
             _check_finite(arrays[key], f"{path}: '{key}'", "row")
@@ -190,6 +194,36 @@ def read_d4rl_hdf5(path: Path, ignore_timeouts: bool = False) -> list[dict[str, 
     return episodes
 
 
+def _check_hdf5_layout(path: Path, items: dict[str, Any]) -> None:
+    """``SmacError`` unless every D4RL item is a numeric dataset of the same N > 0 rows,
+    (N, dim) for observations and actions, (N,) or (N, 1) for rewards, terminals and timeouts,
+    that fits in memory: checked from the file's header, before any data is read."""
+    rows = {}
+    for key, item in items.items():
+        where = f"{path}: '{key}'"
+        if not isinstance(item, h5py.Dataset):
+            raise SmacError(f"{where} is an HDF5 {type(item).__name__.lower()}, not a dataset")
+        if item.dtype.kind not in "biuf":
+            raise SmacError(f"{where} holds {item.dtype} data, not numbers")
+        flat = key in FLAT_KEYS
+        if item.ndim == 0 or (flat and item.shape[1:] not in ((), (1,))) \
+                or (not flat and (item.ndim != 2 or item.shape[1] == 0)):
+            wanted = "(N,) or (N, 1)" if flat else "(N, dim)"
+            raise SmacError(f"{where} has shape {item.shape}; D4RL files have {wanted}")
+        rows[key] = item.shape[0]
+    if len(set(rows.values())) != 1:
+        raise SmacError(f"{path}: arrays of inconsistent lengths: "
+                        + ", ".join(f"{k}={v}" for k, v in rows.items()))
+    if rows["observations"] == 0:
+        raise SmacError(f"{path}: the D4RL arrays hold no rows")
+    claimed = sum(item.size * item.dtype.itemsize for item in items.values())
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    if claimed > available:
+        raise SmacError(f"{path}: its arrays claim {rows['observations']} rows "
+                        f"({claimed / 2**30:.1f} GiB), more than the {available / 2**30:.1f} GiB "
+                        "of memory available")
+
+
 # ---------------------------------------------------------------------------------- DAPG / AWAC
 def read_dapg_pickle(path: Path) -> list[dict[str, np.ndarray]]:
     """The episodes of a DAPG demonstration pickle: a list of per-episode dicts with
@@ -210,10 +244,13 @@ def read_awac_npy(path: Path) -> list[dict[str, np.ndarray]]:
     the ``.npy`` header is read with ``RestrictedUnpickler`` instead.
     """
     with open(path, "rb") as file:
-        version = np.lib.format.read_magic(file)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, _, dtype = read_header(file)
+        try:
+            version = np.lib.format.read_magic(file)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(file)
+        except (ValueError, EOFError, SyntaxError) as exc:
+            raise SmacError(f"{path}: unreadable .npy header ({exc})") from None
         if dtype != np.dtype(object):
             raise SmacError(f"{path}: a .npy file of {dtype} with shape {shape}; a demonstration "
                             f"file is an object array of episode dicts")

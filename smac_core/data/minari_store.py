@@ -26,6 +26,7 @@ from smac_core import tasks
 from smac_core.data.dataset import TransitionDataset
 from smac_core.data.rewards import BinaryReward
 from smac_core.errors import SmacError
+from smac_core.files import locked, sweep_stale_temporaries
 
 DATASET_ID_RE = re.compile(r"^[-\w]+(/[-\w]+)*/[-\w]+-v\d+$")
 EMBEDDED_DOOR_HUMAN = Path(__file__).resolve().parent / "embedded" / "door-v0_demos_clipped.hdf5"
@@ -134,13 +135,28 @@ def write_minari(dataset: TransitionDataset, dataset_id: str, env: gym.Env,
     """Store ``dataset`` as Minari dataset ``dataset_id`` recorded with ``env``'s spec (so that
     ``recover_environment`` rebuilds it, wrappers included); returns the dataset's directory.
 
-    Refuses an existing id unless ``overwrite``; the replacement is swapped in by renames.
+    Refuses an existing id unless ``overwrite``; the replacement is swapped in by renames,
+    with the store locked (``smac_core.files``): the staging and retired copies a killed import
+    left behind are removed by the next one.
     """
     if not DATASET_ID_RE.fullmatch(dataset_id):
         raise SmacError(f"malformed dataset id '{dataset_id}': expected NAMESPACE/NAME-vN, "
                         f"e.g. local/door/human-binary-v0")
     check_spaces(dataset, env)
-    root = store_root()
+    try:
+        root = store_root()
+        with locked(root, flag="dataset store"):
+            sweep_stale_temporaries(root, recursive=False)
+            return _write_locked(dataset, dataset_id, env, root, overwrite)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise SmacError(f"cannot write dataset '{dataset_id}' to the store: "
+                        f"{exc.strerror or exc}{where}; is $MINARI_DATASETS_PATH a writable "
+                        "directory?") from exc
+
+
+def _write_locked(dataset: TransitionDataset, dataset_id: str, env: gym.Env, root: Path,
+                  overwrite: bool) -> Path:
     target = root / dataset_id
     if target.exists() and not overwrite:
         raise SmacError(f"dataset '{dataset_id}' already exists in {root}; pass --overwrite to "
