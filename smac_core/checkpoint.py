@@ -12,8 +12,12 @@ Layout of one checkpoint directory::
 ``exported_from``): what ``load_checkpoint`` and ``landscape`` need, a fifth of the size; it
 cannot be fine-tuned from (no critic).
 
-A checkpoint is written to a temporary sibling directory and renamed into place, so a reader
-never sees a half-written one. Loading never unpickles code. A run directory holds
+A checkpoint is written to a temporary sibling directory and renamed into place, with SIGINT and
+SIGTERM held back until it is in place, so a reader never sees a half-written one. Loading never
+unpickles code and checks the metadata before anything uses it (``check_metadata``): its own
+sha256 (``metadata_sha256``, format 2; format 1 checkpoints predate it), the sha256 of the other
+files, and for a policy checkpoint the keys ``build_policy`` and the trainer read, with
+consistent lengths, finite values and observation stds > 0. A run directory holds
 ``checkpoints/step_<N>/`` and ``checkpoints/final/``; every loader accepts a run directory and
 then uses its final checkpoint (or the latest step when there is no final yet).
 """
@@ -22,9 +26,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import pickle
 import platform
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -39,7 +46,12 @@ from torch import nn
 from smac_core.errors import SmacError
 from smac_core.nets import MLP, DeterministicPolicy
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: metadata_sha256 covers the metadata itself
+READABLE_VERSIONS = (1, 2)
+METADATA_DIGEST = "metadata_sha256"
+# what a policy checkpoint (one without a "kind", which marks other artifacts) must record
+POLICY_KEYS = ("algorithm", "step", "env", "obs_dim", "act_dim", "actor_hidden", "obs_mean",
+               "obs_std", "action_low", "action_high")
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "metadata.json"
 TRAIN_STATE_FILE = "train_state.pt"
@@ -99,12 +111,30 @@ def export_policy(source: str | Path, path: str | Path) -> Path:
     tensors, meta = load_tensors(ckpt)
     actor = {name: t for name, t in tensors.items() if name.startswith("actor.")}
     provenance = {"checkpoint": str(ckpt), "sha256": meta["sha256"], "kept": "actor.*"}
-    meta = {k: v for k, v in meta.items() if k not in ("sha256", "format_version")}
+    meta = {k: v for k, v in meta.items()
+            if k not in ("sha256", "format_version", METADATA_DIGEST)}
     return _write_checkpoint(Path(path), actor, {**meta, "exported_from": provenance}, None)
+
+
+def metadata_digest(meta: dict[str, Any]) -> str:
+    """sha256 of the metadata without its ``metadata_sha256`` (canonical JSON)."""
+    body = {k: v for k, v in meta.items() if k != METADATA_DIGEST}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"))
+                          .encode()).hexdigest()
 
 
 def _write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any],
                       train_state: dict[str, Any] | None) -> Path:
+    """Write in a temporary sibling, then rename; SIGINT/SIGTERM wait until it is done."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        return _write_checkpoint_files(path, tensors, metadata, train_state)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _write_checkpoint_files(path: Path, tensors: dict[str, torch.Tensor],
+                            metadata: dict[str, Any], train_state: dict[str, Any] | None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
@@ -115,6 +145,7 @@ def _write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], metadata: di
             files.append(TRAIN_STATE_FILE)
         meta = {"format_version": FORMAT_VERSION, **metadata,
                 "sha256": {f: _sha256(tmp / f) for f in files}}
+        meta[METADATA_DIGEST] = metadata_digest(meta)
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
         for f in (*files, METADATA_FILE):
             with open(tmp / f, "rb") as fh:
@@ -160,24 +191,89 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata of a checkpoint or run directory, as stored (``check_metadata`` checks it)."""
     ckpt = resolve_checkpoint(path)
     try:
         meta = json.loads((ckpt / METADATA_FILE).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SmacError(f"{ckpt / METADATA_FILE} is not valid JSON ({exc}); "
                         "the checkpoint is corrupted") from exc
+    except OSError as exc:
+        raise SmacError(f"cannot read {ckpt / METADATA_FILE}: {exc.strerror or exc}") from exc
     version = meta.get("format_version") if isinstance(meta, dict) else None
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise SmacError(f"{ckpt} has metadata of an unknown format "
-                        f"(format_version {version}, expected {FORMAT_VERSION})")
+                        f"(format_version {version}, expected one of {list(READABLE_VERSIONS)})")
     return meta
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def check_metadata(ckpt: Path, meta: dict[str, Any]) -> None:
+    """``SmacError`` naming the file and the problem unless the metadata is intact (module
+    docstring) and, for a policy checkpoint, complete and consistent."""
+    where = ckpt / METADATA_FILE
+    if meta["format_version"] >= 2 and meta.get(METADATA_DIGEST) != metadata_digest(meta):
+        raise SmacError(f"{where} does not match the sha256 recorded in it "
+                        f"({METADATA_DIGEST}): the metadata was edited or corrupted")
+    hashes = meta.get("sha256")
+    if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):
+        raise SmacError(f"{where}: 'sha256' must map file names to their sha256")
+    if "kind" in meta:  # another artifact (the score model): its loader checks the rest
+        return
+    missing = [key for key in POLICY_KEYS if key not in meta]
+    if missing:
+        raise SmacError(f"{where} lacks {missing}: not a complete policy checkpoint")
+    problems = []
+    for key in ("algorithm", "env"):
+        if not isinstance(meta[key], str) or not meta[key]:
+            problems.append(f"{key} must be a non-empty string, got {meta[key]!r}")
+    if not _is_count(meta["step"], 0):
+        problems.append(f"step must be an integer >= 0, got {meta['step']!r}")
+    for key in ("obs_dim", "act_dim"):
+        if not _is_count(meta[key], 1):
+            problems.append(f"{key} must be an integer >= 1, got {meta[key]!r}")
+    hidden = meta["actor_hidden"]
+    if not (isinstance(hidden, list) and hidden and all(_is_count(h, 1) for h in hidden)):
+        problems.append(f"actor_hidden must be a non-empty list of integers >= 1, got {hidden!r}")
+    for key, size in (("obs_mean", "obs_dim"), ("obs_std", "obs_dim"), ("action_low", "act_dim"),
+                      ("action_high", "act_dim")):
+        value = meta[key]
+        if not (isinstance(value, list) and all(_is_number(v) for v in value)):
+            problems.append(f"{key} must be a list of finite numbers")
+        elif _is_count(meta[size], 1) and len(value) != meta[size]:
+            problems.append(f"{key} has {len(value)} entries, {size} is {meta[size]}")
+    if not problems:
+        if min(meta["obs_std"]) <= 0:
+            problems.append(f"obs_std must be > 0 everywhere, got {min(meta['obs_std'])}")
+        if any(lo >= hi for lo, hi in zip(meta["action_low"], meta["action_high"], strict=True)):
+            problems.append("action_low must be below action_high everywhere")
+    for key in ("reward_scale", "reward_bias"):
+        if key in meta and not _is_number(meta[key]):
+            problems.append(f"{key} must be a finite number, got {meta[key]!r}")
+    if problems:
+        raise SmacError(f"{where}: " + "; ".join(problems))
+
+
+def verified_metadata(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint directory of ``path`` and its metadata, checked (``check_metadata``)."""
+    ckpt = resolve_checkpoint(path)
+    meta = read_metadata(ckpt)
+    check_metadata(ckpt, meta)
+    return ckpt, meta
 
 
 def _verified(ckpt: Path, meta: dict[str, Any], name: str) -> Path:
     file = ckpt / name
     if not file.is_file():
         raise SmacError(f"checkpoint {ckpt} lacks {name}")
-    expected = meta.get("sha256", {}).get(name)
+    expected = meta["sha256"].get(name)
     if expected is None:
         raise SmacError(f"{ckpt / METADATA_FILE} records no sha256 for {name}: the checkpoint "
                         "was not written by smac_core.checkpoint or its metadata was altered")
@@ -189,8 +285,7 @@ def _verified(ckpt: Path, meta: dict[str, Any], name: str) -> Path:
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """All network tensors ("<network>.<tensor>") and the metadata of a checkpoint or run dir."""
-    ckpt = resolve_checkpoint(path)
-    meta = read_metadata(ckpt)
+    ckpt, meta = verified_metadata(path)
     try:
         tensors = load_file(str(_verified(ckpt, meta, WEIGHTS_FILE)))
     except SafetensorError as exc:
@@ -203,13 +298,15 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
 
 def load_train_state(path: str | Path) -> dict[str, Any]:
     """The resume state of a checkpoint (weights-only unpickling: tensors and containers only)."""
-    ckpt = resolve_checkpoint(path)
-    meta = read_metadata(ckpt)
+    ckpt, meta = verified_metadata(path)
+    file = _verified(ckpt, meta, TRAIN_STATE_FILE)
     try:
-        return torch.load(_verified(ckpt, meta, TRAIN_STATE_FILE), weights_only=True,
-                          map_location="cpu")
-    except (RuntimeError, EOFError, ValueError) as exc:
-        raise SmacError(f"cannot read the resume state of {ckpt}: {exc}") from exc
+        return torch.load(file, weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        # not torch's message: it suggests unsafe loading, which must never be done here
+        raise SmacError(f"cannot read {file} ({type(exc).__name__}): it is truncated, or holds "
+                        "objects other than tensors and plain containers; resume from "
+                        "another checkpoint of the run") from None
 
 
 def sub_state_dict(tensors: dict[str, torch.Tensor], network: str) -> dict[str, torch.Tensor]:
