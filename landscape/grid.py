@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,9 @@ from tqdm import tqdm
 from landscape.evaluate import EvaluationResult, evaluate_vectors
 from smac_core.checkpoint import METADATA_FILE, WEIGHTS_FILE, Checkpoint
 from smac_core.errors import SmacError
+from smac_core.files import atomic_write_text, output_directory
 from smac_core.nets import DeterministicPolicy
+from smac_core.rollout import MAX_SEED
 
 STORE_VERSION = 2  # 2: episode e resets with eval_episode_seed(seed, e) (1: with seed + e)
 HEADER_FILE = "store.json"
@@ -62,6 +65,15 @@ class EvalSettings:
             raise SmacError(f"--max-episode-steps must be >= 1, got {self.max_episode_steps}")
         if self.workers is not None and self.workers < 0:
             raise SmacError(f"--workers must be >= 0, got {self.workers}")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise SmacError(f"--seed must be in [0, {MAX_SEED}], got {self.seed}")
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
+            raise SmacError(f"--device {self.device!r} is not a torch device (cpu, cuda, "
+                            "cuda:1, ...)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise SmacError(f"--device {self.device} was requested but CUDA is not available")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EvalSettings:
@@ -120,23 +132,13 @@ def output_dir(out: Path | None, command: str, fingerprint: dict[str, Any]) -> P
     return DEFAULT_RESULTS_ROOT / f"{command}-{digest.hexdigest()[:12]}"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a fsynced temporary sibling and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+def landscape_output(out: Path, command: str, argv: Sequence[str] | None
+                     ) -> AbstractContextManager[Path]:
+    """``out`` owned by ``landscape.<command>`` and locked while it is written
+    (``smac_core.files.output_directory``): a non-empty directory that another command, or no
+    command, created is refused."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return output_directory(out, f"landscape.{command}", [f"python -m landscape.{command}", *argv])
 
 
 def checkpoint_sha256(checkpoint: Checkpoint) -> str:

@@ -23,6 +23,7 @@ import argparse
 import csv
 import io
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +36,9 @@ from landscape.grid import (
     EvalSettings,
     PointStore,
     add_evaluation_args,
-    atomic_write_text,
     checkpoint_sha256,
     evaluate_points,
+    landscape_output,
     output_dir,
     result_unit,
 )
@@ -47,6 +48,7 @@ from landscape.plot import interpolation_figure, save_interpolation_png, write_h
 from landscape.valley import DEFAULT_Z, ENDPOINT_ATOL, Curve, valley_verdict
 from smac_core.checkpoint import Checkpoint, load_checkpoint
 from smac_core.errors import SmacError, cli_entry
+from smac_core.files import atomic_write_text
 
 
 @dataclass
@@ -60,16 +62,21 @@ class PairResult:
 
 
 def interpolation_ts(points: int, low: float, high: float) -> np.ndarray:
-    """``points`` evenly spaced t in [low, high], plus 0 and 1, sorted and unique: (T,)."""
-    if points < 2 or not low < high:
-        raise SmacError(f"need --points >= 2 and --range LOW HIGH with LOW < HIGH, got "
+    """``points`` evenly spaced t in [low, high], plus 0 and 1, sorted and unique: (T,), with
+    at least one t strictly between 0 and 1 (the verdict compares it with the checkpoints)."""
+    if points < 2 or not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise SmacError(f"need --points >= 2 and a finite --range LOW HIGH with LOW < HIGH, got "
                         f"{points} points in [{low}, {high}]")
     if low > 0 or high < 1:
         raise SmacError(f"--range [{low}, {high}] must contain [0, 1], the two checkpoints")
     ts = np.linspace(low, high, points)
     for checkpoint_t in (0.0, 1.0):  # snap rounding errors such as 1.0000000000000002
         ts[np.isclose(ts, checkpoint_t, rtol=0.0, atol=ENDPOINT_ATOL)] = checkpoint_t
-    return np.unique(np.concatenate([ts, [0.0, 1.0]]))
+    ts = np.unique(np.concatenate([ts, [0.0, 1.0]]))
+    if not ((ts > 0) & (ts < 1)).any():
+        raise SmacError(f"--points {points} in --range [{low}, {high}] puts no t between 0 and "
+                        "1, where the valley verdict looks: use more points")
+    return ts
 
 
 def evaluate_pair(source_a: str | Path | Checkpoint, source_b: str | Path | Checkpoint,
@@ -178,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = EvalSettings.from_args(args)
     if settings.episodes < 2:
         raise SmacError("the valley verdict needs standard errors: use --episodes 2 or more")
+    if not (math.isfinite(args.z) and args.z > 0):
+        raise SmacError(f"--z must be a finite number > 0, got {args.z}")
     ts = interpolation_ts(args.points, *args.range)
     pairs = _pairs_and_labels(args)
     out = output_dir(args.out, "interpolate",
@@ -187,7 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     loaded = [(load_checkpoint(a), load_checkpoint(b), label) for a, b, label in pairs]
     for ckpt_a, ckpt_b, _ in loaded:  # every pair is checked before anything is written
         check_compatible([ckpt_a, ckpt_b])
-    results = [evaluate_pair(a, b, ts, label, settings, out / "points" / f"pair_{k}", args.z)
+    with landscape_output(out, "interpolate", argv):
+        return _evaluate_and_write(loaded, ts, settings, out, args.z)
+
+
+def _evaluate_and_write(loaded: Sequence[tuple[Checkpoint, Checkpoint, str]], ts: np.ndarray,
+                        settings: EvalSettings, out: Path, z: float) -> int:
+    results = [evaluate_pair(a, b, ts, label, settings, out / "points" / f"pair_{k}", z)
                for k, (a, b, label) in enumerate(loaded)]
     units = {result_unit(r.result) for r in results}
     if len(units) > 1:

@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from landscape.grid import atomic_write_bytes, atomic_write_text
 from landscape.valley import Curve
+from smac_core.files import atomic_write_bytes, atomic_write_text
 
 COLORS = qualitative.Plotly
 PNG_DPI = 120

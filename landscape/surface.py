@@ -23,6 +23,7 @@ import argparse
 import csv
 import io
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,10 +37,10 @@ from landscape.grid import (
     EvalSettings,
     PointStore,
     add_evaluation_args,
-    atomic_write_text,
     checkpoint_sha256,
     evaluate_points,
     json_floats,
+    landscape_output,
     output_dir,
     plane_coordinates,
     result_unit,
@@ -49,6 +50,7 @@ from landscape.paths import plane_points
 from landscape.plot import PlanePoint, save_surface_png, surface_figure, write_html
 from smac_core.checkpoint import Checkpoint, checkpoint_series
 from smac_core.errors import SmacError, cli_entry
+from smac_core.files import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -127,8 +129,8 @@ def project_series(plane: Plane, run_dirs: Sequence[str | Path]) -> list[Project
 def _axis(values: Sequence[float] | None, default: tuple[float, float], points: int,
           flag: str) -> np.ndarray:
     low, high = default if values is None else values
-    if points < 2 or not low < high:
-        raise SmacError(f"--{flag}-range needs LOW < HIGH and --{flag}-points >= 2, got "
+    if points < 2 or not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise SmacError(f"--{flag}-range needs finite LOW < HIGH and --{flag}-points >= 2, got "
                         f"[{low}, {high}] with {points} points")
     return np.linspace(low, high, points)
 
@@ -202,46 +204,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     fingerprint = {"command": "surface", "env": env, **plane.identity, "xs": xs.tolist(),
                    "ys": ys.tolist(), **settings.fingerprint()}
     out = output_dir(args.out, "surface", fingerprint)
-    coords = plane_coordinates(xs, ys)
-    store = PointStore(out / "points", fingerprint, len(coords), settings.episodes)
-    result = evaluate_points(
-        store, plane.template.policy,
-        lambda idx: plane_points(plane.origin, plane.d1, plane.d2, coords[idx, 0], coords[idx, 1]),
-        env, settings, desc="plane")
-    unit = result_unit(result)
-    mean, se = result.mean(), result.stderr()
-    grid_shape = (len(ys), len(xs))
-    best, worst = int(np.argmax(mean)), int(np.argmin(mean))
-    print(f"{unit} over the plane ({len(ys)} x {len(xs)} points, {settings.episodes} episodes): "
-          f"max {mean[best]:.4g} at (x={coords[best, 0]:.3g}, y={coords[best, 1]:.3g}), "
-          f"min {mean[worst]:.4g} at (x={coords[worst, 0]:.3g}, y={coords[worst, 1]:.3g})")
-    for p in overlay:
-        print(f"overlay {p.run} step {p.step} ({p.phase}): x={p.x:.3f} y={p.y:.3f} "
-              f"off-plane {p.off_plane:.1%}")
+    with landscape_output(out, "surface", argv):
+        coords = plane_coordinates(xs, ys)
+        store = PointStore(out / "points", fingerprint, len(coords), settings.episodes)
+        result = evaluate_points(
+            store, plane.template.policy,
+            lambda idx: plane_points(plane.origin, plane.d1, plane.d2, coords[idx, 0],
+                                     coords[idx, 1]),
+            env, settings, desc="plane")
+        unit = result_unit(result)
+        mean, se = result.mean(), result.stderr()
+        grid_shape = (len(ys), len(xs))
+        best, worst = int(np.argmax(mean)), int(np.argmin(mean))
+        print(f"{unit} over the plane ({len(ys)} x {len(xs)} points, {settings.episodes} "
+              f"episodes): max {mean[best]:.4g} at (x={coords[best, 0]:.3g}, "
+              f"y={coords[best, 1]:.3g}), min {mean[worst]:.4g} at (x={coords[worst, 0]:.3g}, "
+              f"y={coords[worst, 1]:.3g})")
+        for p in overlay:
+            print(f"overlay {p.run} step {p.step} ({p.phase}): x={p.x:.3f} y={p.y:.3f} "
+                  f"off-plane {p.off_plane:.1%}")
 
-    marks = list(plane.anchors) + [
-        PlanePoint(p.x, p.y, f"{p.run} step {p.step} ({p.phase}), off-plane {p.off_plane:.0%}",
-                   p.phase) for p in overlay]
-    axis_labels = (("x (θ1 − θ0)", "y (θ2 − θ0)") if plane.identity["plane"] == "checkpoints"
-                   else ("x (direction 1)", "y (direction 2)"))
-    title = f"{unit} on a plane through {plane.template.path} ({env})"
-    summary = {"command": "surface", "unit": unit, "env": env, "plane": plane.identity,
-               "checkpoints": [str(c) for c in args.checkpoints], "x": xs.tolist(),
-               "y": ys.tolist(), "episodes": settings.episodes, "seed": settings.seed,
-               "mean": mean.reshape(grid_shape).tolist(),
-               "se": json_floats(se.reshape(grid_shape)),
-               "returns": result.returns.tolist(), "successes": result.successes.tolist(),
-               "scores": None if result.scores is None else result.scores.tolist(),
-               "overlay": [asdict(p) for p in overlay]}
-    atomic_write_text(out / "surface.json", json.dumps(summary, indent=1))
-    atomic_write_text(out / "surface.csv",
-                      results_csv(coords, mean, se, result.successes.mean(axis=1)))
-    write_html(surface_figure(xs, ys, mean.reshape(grid_shape), se.reshape(grid_shape), unit,
-                              marks, title, axis_labels), out / "surface.html")
-    save_surface_png(xs, ys, mean.reshape(grid_shape), unit, marks, title, axis_labels,
-                     out / "surface.png")
-    print(f"wrote {out}/surface.{{json,csv,html,png}}")
-    return 0
+        marks = list(plane.anchors) + [
+            PlanePoint(p.x, p.y, f"{p.run} step {p.step} ({p.phase}), off-plane {p.off_plane:.0%}",
+                       p.phase) for p in overlay]
+        axis_labels = (("x (θ1 − θ0)", "y (θ2 − θ0)") if plane.identity["plane"] == "checkpoints"
+                       else ("x (direction 1)", "y (direction 2)"))
+        title = f"{unit} on a plane through {plane.template.path} ({env})"
+        summary = {"command": "surface", "unit": unit, "env": env, "plane": plane.identity,
+                   "checkpoints": [str(c) for c in args.checkpoints], "x": xs.tolist(),
+                   "y": ys.tolist(), "episodes": settings.episodes, "seed": settings.seed,
+                   "mean": mean.reshape(grid_shape).tolist(),
+                   "se": json_floats(se.reshape(grid_shape)),
+                   "returns": result.returns.tolist(), "successes": result.successes.tolist(),
+                   "scores": None if result.scores is None else result.scores.tolist(),
+                   "overlay": [asdict(p) for p in overlay]}
+        atomic_write_text(out / "surface.json", json.dumps(summary, indent=1))
+        atomic_write_text(out / "surface.csv",
+                          results_csv(coords, mean, se, result.successes.mean(axis=1)))
+        write_html(surface_figure(xs, ys, mean.reshape(grid_shape), se.reshape(grid_shape), unit,
+                                  marks, title, axis_labels), out / "surface.html")
+        save_surface_png(xs, ys, mean.reshape(grid_shape), unit, marks, title, axis_labels,
+                         out / "surface.png")
+        print(f"wrote {out}/surface.{{json,csv,html,png}}")
+        return 0
 
 
 if __name__ == "__main__":

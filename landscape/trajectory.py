@@ -20,6 +20,7 @@ import argparse
 import csv
 import io
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +35,10 @@ from landscape.grid import (
     EvalSettings,
     PointStore,
     add_evaluation_args,
-    atomic_write_text,
     checkpoint_sha256,
     evaluate_points,
     json_floats,
+    landscape_output,
     output_dir,
     result_unit,
 )
@@ -45,6 +46,7 @@ from landscape.params import check_compatible, policy_vector
 from landscape.plot import save_trajectory_png, trajectory_figure, write_html
 from smac_core.checkpoint import Checkpoint, checkpoint_series
 from smac_core.errors import SmacError, cli_entry
+from smac_core.files import atomic_write_text
 
 MIN_CHECKPOINTS = 3  # fewer points than this have no meaningful 2-D embedding
 
@@ -131,6 +133,8 @@ def results_csv(series: Sequence[RunSeries], embeddings: dict[str, np.ndarray],
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not (math.isfinite(args.perplexity) and args.perplexity > 0):
+        raise SmacError(f"--perplexity must be a finite number > 0, got {args.perplexity}")
     settings = EvalSettings.from_args(args)
     series = [load_series(run) for run in args.runs]
     # each run is evaluated with its own normalisation: only architecture and env must agree
@@ -144,40 +148,42 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "checkpoints": [checkpoint_sha256(c) for c in s.checkpoints],
                      **run_settings[k].fingerprint()} for k, s in enumerate(series)]
     out = output_dir(args.out, "trajectory", {"runs": fingerprints})
-    results = [evaluate_run(s, PointStore(out / "points" / f"run_{k}", fingerprint,
-                                          len(s.steps), settings.episodes), run_settings[k])
-               for k, (s, fingerprint) in enumerate(zip(series, fingerprints, strict=True))]
-    units = {result_unit(r) for r in results}
-    if len(units) > 1:
-        raise SmacError("the runs mix envs with and without normalised scores")
-    unit = units.pop()
-    mean = np.concatenate([r.mean() for r in results])
-    se = np.concatenate([r.stderr() for r in results])
-    vectors = torch.cat([s.vectors for s in series]).double().numpy()
-    embeddings = embed(vectors, args.perplexity, args.embedding_seed)
+    with landscape_output(out, "trajectory", argv):
+        results = [evaluate_run(s, PointStore(out / "points" / f"run_{k}", fingerprint,
+                                              len(s.steps), settings.episodes), run_settings[k])
+                   for k, (s, fingerprint) in enumerate(zip(series, fingerprints, strict=True))]
+        units = {result_unit(r) for r in results}
+        if len(units) > 1:
+            raise SmacError("the runs mix envs with and without normalised scores")
+        unit = units.pop()
+        mean = np.concatenate([r.mean() for r in results])
+        se = np.concatenate([r.stderr() for r in results])
+        vectors = torch.cat([s.vectors for s in series]).double().numpy()
+        embeddings = embed(vectors, args.perplexity, args.embedding_seed)
 
-    labels = [f"{s.run.name} step {step}" for s in series for step in s.steps]
-    groups = [s.group for s in series for _ in s.steps]
-    print(f"{'checkpoint':<40} {unit:>18} {'s.e.':>10}")
-    for label, m, e in zip(labels, mean, se, strict=True):
-        print(f"{label:<40} {m:18.4g} {e:10.3g}")
-    title = f"Training trajectories coloured by {unit}"
-    summary = {"command": "trajectory", "unit": unit, "episodes": settings.episodes,
-               "seed": settings.seed, "run_seeds": [r.seed for r in run_settings],
-               "runs": [str(s.run) for s in series],
-               "checkpoints": [{"run": str(s.run), "step": step, "path": str(c.path),
-                                "phase": c.metadata.get("phase"), "sha256": checkpoint_sha256(c)}
-                               for s in series for step, c in zip(s.steps, s.checkpoints,
-                                                                  strict=True)],
-               "mean": mean.tolist(), "se": json_floats(se),
-               "embeddings": {name: points.tolist() for name, points in embeddings.items()}}
-    atomic_write_text(out / "trajectory.json", json.dumps(summary, indent=1))
-    atomic_write_text(out / "trajectory.csv", results_csv(series, embeddings, mean, se))
-    write_html(trajectory_figure(embeddings, mean, labels, groups, unit, title),
-               out / "trajectory.html")
-    save_trajectory_png(embeddings, mean, groups, unit, title, out / "trajectory.png")
-    print(f"wrote {out}/trajectory.{{json,csv,html,png}}")
-    return 0
+        labels = [f"{s.run.name} step {step}" for s in series for step in s.steps]
+        groups = [s.group for s in series for _ in s.steps]
+        print(f"{'checkpoint':<40} {unit:>18} {'s.e.':>10}")
+        for label, m, e in zip(labels, mean, se, strict=True):
+            print(f"{label:<40} {m:18.4g} {e:10.3g}")
+        title = f"Training trajectories coloured by {unit}"
+        summary = {"command": "trajectory", "unit": unit, "episodes": settings.episodes,
+                   "seed": settings.seed, "run_seeds": [r.seed for r in run_settings],
+                   "runs": [str(s.run) for s in series],
+                   "checkpoints": [{"run": str(s.run), "step": step, "path": str(c.path),
+                                    "phase": c.metadata.get("phase"),
+                                    "sha256": checkpoint_sha256(c)}
+                                   for s in series for step, c in zip(s.steps, s.checkpoints,
+                                                                      strict=True)],
+                   "mean": mean.tolist(), "se": json_floats(se),
+                   "embeddings": {name: points.tolist() for name, points in embeddings.items()}}
+        atomic_write_text(out / "trajectory.json", json.dumps(summary, indent=1))
+        atomic_write_text(out / "trajectory.csv", results_csv(series, embeddings, mean, se))
+        write_html(trajectory_figure(embeddings, mean, labels, groups, unit, title),
+                   out / "trajectory.html")
+        save_trajectory_png(embeddings, mean, groups, unit, title, out / "trajectory.png")
+        print(f"wrote {out}/trajectory.{{json,csv,html,png}}")
+        return 0
 
 
 if __name__ == "__main__":
