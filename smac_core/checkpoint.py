@@ -15,8 +15,8 @@ cannot be fine-tuned from (no critic).
 A checkpoint is written to a temporary sibling directory and renamed into place, with SIGINT and
 SIGTERM held back until it is in place, so a reader never sees a half-written one. Loading never
 unpickles code and checks the metadata before anything uses it (``check_metadata``): its own
-sha256 (``metadata_sha256``, format 2; format 1 checkpoints predate it), the sha256 of the other
-files, and for a policy checkpoint the keys ``build_policy`` and the trainer read, with
+sha256 (``metadata_sha256``; checkpoints written before it existed have none), the sha256 of the
+other files, and for a policy checkpoint the keys ``build_policy`` and the trainer read, with
 consistent lengths, finite values and observation stds > 0. A run directory holds
 ``checkpoints/step_<N>/`` and ``checkpoints/final/``; every loader accepts a run directory and
 then uses its final checkpoint (or the latest step when there is no final yet).
@@ -46,9 +46,9 @@ from torch import nn
 from smac_core.errors import SmacError
 from smac_core.nets import MLP, DeterministicPolicy
 
-FORMAT_VERSION = 2  # 2: metadata_sha256 covers the metadata itself
-READABLE_VERSIONS = (1, 2)
-METADATA_DIGEST = "metadata_sha256"
+FORMAT_VERSION = 1
+METADATA_DIGEST = "metadata_sha256"  # covers the metadata itself; an added key, so readers of
+# this format that predate it (processes still running older code) read new checkpoints too
 # what a policy checkpoint (one without a "kind", which marks other artifacts) must record
 POLICY_KEYS = ("algorithm", "step", "env", "obs_dim", "act_dim", "actor_hidden", "obs_mean",
                "obs_std", "action_low", "action_high")
@@ -201,9 +201,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise SmacError(f"cannot read {ckpt / METADATA_FILE}: {exc.strerror or exc}") from exc
     version = meta.get("format_version") if isinstance(meta, dict) else None
-    if version not in READABLE_VERSIONS:
+    if version != FORMAT_VERSION:
         raise SmacError(f"{ckpt} has metadata of an unknown format "
-                        f"(format_version {version}, expected one of {list(READABLE_VERSIONS)})")
+                        f"(format_version {version}, expected {FORMAT_VERSION})")
     return meta
 
 
@@ -219,7 +219,7 @@ def check_metadata(ckpt: Path, meta: dict[str, Any]) -> None:
     """``SmacError`` naming the file and the problem unless the metadata is intact (module
     docstring) and, for a policy checkpoint, complete and consistent."""
     where = ckpt / METADATA_FILE
-    if meta["format_version"] >= 2 and meta.get(METADATA_DIGEST) != metadata_digest(meta):
+    if METADATA_DIGEST in meta and meta[METADATA_DIGEST] != metadata_digest(meta):
         raise SmacError(f"{where} does not match the sha256 recorded in it "
                         f"({METADATA_DIGEST}): the metadata was edited or corrupted")
     hashes = meta.get("sha256")
