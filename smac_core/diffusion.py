@@ -36,9 +36,13 @@ the weights (``ema_decay``), which makes the small-noise predictions far less no
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
+import signal
 from collections import deque
-from dataclasses import asdict, dataclass, fields
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -47,12 +51,14 @@ from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from smac_core.checkpoint import load_tensors, save_checkpoint, sub_state_dict
-from smac_core.errors import SmacError
+from smac_core.checkpoint import load_tensors, load_train_state, save_checkpoint, sub_state_dict
+from smac_core.configs import build_config
+from smac_core.errors import Interrupted, SmacError, signals_as_requests
 from smac_core.optim import make_optimizer
 
 SCHEDULES = ("cosine", "vp")
 ARTIFACT_KIND = "dataset_score"
+PARTIAL_KIND = "dataset_score_training"  # an interrupted training (train_score_model)
 NETWORK_NAME = "score_network"
 
 
@@ -97,11 +103,8 @@ class DiffusionConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> DiffusionConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise SmacError(f"unknown DiffusionConfig option(s) {unknown}; valid: {sorted(names)}")
-        config = cls(**values)
+        """Build from user values, type- and range-checked (``smac_core.configs``)."""
+        config = build_config(cls, values)
         config.validate()
         return config
 
@@ -233,7 +236,10 @@ class DatasetScore:
             raise SmacError(f"{directory} is not a saved dataset score model "
                             f"(metadata kind {meta.get('kind')!r}, expected {ARTIFACT_KIND!r})")
         config = DiffusionConfig.from_dict(meta["config"])
-        network = NoisePredictor(meta["obs_dim"], meta["act_dim"], config)
+        # the initialisation is overwritten: draw it without moving the global RNG, so that a
+        # run that loads its cached score model draws what a run that trained it draws
+        with torch.random.fork_rng(devices=[]):
+            network = NoisePredictor(meta["obs_dim"], meta["act_dim"], config)
         try:
             network.load_state_dict(sub_state_dict(tensors, NETWORK_NAME))
         except RuntimeError as exc:
@@ -265,14 +271,18 @@ def _check_inputs(observations: Tensor, actions: Tensor, condition: Tensor) -> N
 def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
                       config: DiffusionConfig, device: str | torch.device,
                       generator: torch.Generator | None, progress: bool = False,
-                      condition_value: float | None = None) -> DatasetScore:
+                      condition_value: float | None = None,
+                      checkpoint: Path | None = None) -> DatasetScore:
     """Fit eps_omega on (s, a, w) triples and return the frozen score at w*.
 
     ``observations`` (N, obs_dim), already normalised; ``actions`` (N, act_dim) in [-1, 1];
     ``condition`` (N,) the return signal w (e.g. the trajectory's normalised return, in [0, 1]).
     ``condition_value`` is w* (default: the ``w_quantile`` quantile of ``condition``).
     ``generator`` seeds everything (initialisation, minibatches, noise, dropout); None uses the
-    global RNG. ``progress`` shows a progress bar with the running loss.
+    global RNG. ``progress`` shows a progress bar with the running loss. ``checkpoint`` (with a
+    ``generator``): SIGINT and SIGTERM stop training after the current step, save its exact
+    state there and raise ``Interrupted``; a later call with the same inputs continues from it
+    bit for bit, and removes it when done.
     """
     config.validate()
     _check_inputs(observations, actions, condition)
@@ -287,15 +297,23 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
     n, (obs_dim, act_dim) = len(obs_all), (obs_all.shape[1], actions_all.shape[1])
 
     seed = None if generator is None else int(torch.randint(2**62, (1,), generator=generator))
+    resumable = checkpoint is not None and seed is not None
     fork_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices, enabled=seed is not None):
+    with torch.random.fork_rng(devices=fork_devices, enabled=seed is not None), \
+            signals_as_requests() if resumable else nullcontext([]) as stop:
         if seed is not None:
             torch.manual_seed(seed)
         network = NoisePredictor(obs_dim, act_dim, config).to(device)
         optimizer = make_optimizer(network, config.lr, "adam")
         ema = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
         recent_losses: deque[Tensor] = deque(maxlen=100)
-        bar = tqdm(range(config.steps), desc="dataset score model", disable=not progress)
+        identity = {"config": asdict(config), "seed": seed, "num_samples": n}
+        start = 0
+        if resumable and (checkpoint / "metadata.json").is_file():
+            start = _restore_partial(checkpoint, identity, network, optimizer, ema,
+                                     recent_losses, device)
+        bar = tqdm(range(start, config.steps), desc="dataset score model",
+                   disable=not progress)
         for step in bar:
             idx = torch.randint(n, (config.batch_size,), device=device)
             obs, a0, w = obs_all[idx], actions_all[idx], condition_all[idx]
@@ -315,6 +333,56 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
             recent_losses.append(loss.detach())
             if progress and step % 100 == 0:
                 bar.set_postfix(loss=f"{float(torch.stack(list(recent_losses)).mean()):.4f}")
+            if stop and step + 1 < config.steps:
+                _save_partial(checkpoint, identity, step + 1, network, optimizer, ema,
+                              recent_losses, device)
+                signum = stop[0]
+                raise Interrupted(signum, f"stopped by {signal.Signals(signum).name} at step "
+                                  f"{step + 1} of {config.steps} of the dataset score model; "
+                                  f"its state is saved in {checkpoint} (continue with the same "
+                                  "command and --resume)")
+    if resumable:
+        shutil.rmtree(checkpoint, ignore_errors=True)
     train_info = {"final_loss": float(torch.stack(list(recent_losses)).mean()), "num_samples": n,
                   "condition_min": float(condition.min()), "condition_max": float(condition.max())}
     return DatasetScore(ema.module, config, obs_dim, act_dim, condition_value, train_info)
+
+
+def _rng_states(device: torch.device) -> dict[str, Tensor]:
+    states = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _save_partial(path: Path, identity: dict, step: int, network: NoisePredictor,
+                  optimizer: torch.optim.Optimizer, ema: AveragedModel,
+                  recent_losses: deque[Tensor], device: torch.device) -> None:
+    save_checkpoint(path, {NETWORK_NAME: network, "ema": ema},
+                    {"kind": PARTIAL_KIND, "step": step, **identity},
+                    {"optimizer": optimizer.state_dict(), "rng": _rng_states(device),
+                     "recent_losses": torch.stack(list(recent_losses)).cpu()})
+
+
+def _restore_partial(path: Path, identity: dict, network: NoisePredictor,
+                     optimizer: torch.optim.Optimizer, ema: AveragedModel,
+                     recent_losses: deque[Tensor], device: torch.device) -> int:
+    """Load an interrupted training's state (``_save_partial``); the step to continue at."""
+    tensors, meta = load_tensors(path)
+    stored = {key: meta.get(key) for key in identity}
+    if meta.get("kind") != PARTIAL_KIND or stored != json.loads(json.dumps(identity)):
+        raise SmacError(f"{path} holds an interrupted score-model training of other settings "
+                        "or data; delete it to train afresh")
+    state = load_train_state(path)
+    try:
+        network.load_state_dict(sub_state_dict(tensors, NETWORK_NAME))
+        ema.load_state_dict(sub_state_dict(tensors, "ema"))
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        recent_losses.extend(state["recent_losses"].to(device))
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise SmacError(f"cannot continue the score-model training saved in {path} "
+                        f"({type(exc).__name__}: {exc}); delete it to train afresh") from exc
+    return int(meta["step"])

@@ -36,9 +36,11 @@ command again.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import fnmatch
 import hashlib
 import json
+import math
 import os
 import re
 import shlex
@@ -63,15 +65,26 @@ from smac_core.checkpoint import (
     read_metadata,
 )
 from smac_core.errors import SmacError, cli_entry
+from smac_core.files import atomic_write_text, claim, output_directory
+from smac_core.rollout import MAX_SEED
+from smac_core.runs import (
+    METRICS_FILE,
+    RUN_DIR_MARKERS,
+    RUN_LOG,
+    RUN_OWNER,
+    RUN_RECORD,
+    read_metrics,
+)
 
 RUNNER_DIR = "runner"
-RUN_LOG = "runner.log"
-RUN_RECORD = "runner.json"
 LANDSCAPE_RECORD = "command.json"
 DEFAULT_GRACE_SECONDS = 60.0
 POLL_SECONDS = 1.0
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 TRAIN_MODULE = "smac_core.train"
+EXPORT_TOOL = "smac_core.experiments export"
+PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies
+MAX_SPEC_NODES = 100_000
 
 # spec keys of each phase that become ``smac_core.train`` flags (key -> --key-with-dashes)
 OFFLINE_FLAGS = ("eval_every", "eval_episodes", "checkpoint_every", "log_every")
@@ -205,9 +218,10 @@ class _Reader:
     def interval(self, key: str, default: tuple[float, float]) -> tuple[float, float]:
         value = self.value.get(key, list(default))
         if not (isinstance(value, list) and len(value) == 2
-                and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+                and all(isinstance(v, int | float) and not isinstance(v, bool)
+                        and math.isfinite(v) for v in value)
                 and value[0] < value[1]):
-            self.fail(f"must be [LOW, HIGH] with LOW < HIGH, got {value!r}", key)
+            self.fail(f"must be [LOW, HIGH], finite, with LOW < HIGH, got {value!r}", key)
         return float(value[0]), float(value[1])
 
     def mapping(self, key: str) -> dict[str, Any]:
@@ -218,17 +232,49 @@ class _Reader:
 
 
 def _read_spec_file(path: Path) -> tuple[str, Any]:
+    if path.is_dir():
+        raise SmacError(f"{path} is a directory, not a spec file")
     if not path.is_file():
         raise SmacError(f"no such spec file: {path}")
-    text = path.read_text()
+    if path.suffix not in (".json", ".yaml", ".yml"):
+        raise SmacError(f"{path}: a spec must be a .yaml, .yml or .json file")
     try:
-        if path.suffix == ".json":
-            return text, json.loads(text)
-        if path.suffix in (".yaml", ".yml"):
-            return text, yaml.safe_load(text)
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SmacError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise SmacError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        return text, json.loads(text) if path.suffix == ".json" else _load_yaml(text, path)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise SmacError(f"{path} is not valid {path.suffix[1:].upper()}: {exc}") from exc
-    raise SmacError(f"{path}: a spec must be a .yaml, .yml or .json file")
+    except RecursionError:
+        raise SmacError(f"{path} is nested too deeply to be a spec") from None
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    """``yaml.safe_load``, refusing documents whose aliases expand to more than
+    ``MAX_SPEC_NODES`` nodes (a few lines of nested aliases can stand for billions)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded_nodes(node, {}) > MAX_SPEC_NODES:
+            raise SmacError(f"{path}: its aliases (*name) expand to more than {MAX_SPEC_NODES:,} "
+                            "values; a spec is far smaller")
+        return None if node is None else loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_nodes(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many nodes ``node`` stands for with every alias expanded (memoised by node, so
+    linear in the document; a node that contains itself counts as infinitely many)."""
+    if id(node) not in sizes:
+        sizes[id(node)] = MAX_SPEC_NODES + 1  # while being counted: a cycle is too large
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else node.value if isinstance(node, yaml.SequenceNode) else [])
+        sizes[id(node)] = 1 + sum(_expanded_nodes(child, sizes) for child in children)
+    return sizes[id(node)]
 
 
 def _label(reader: _Reader, label: Any) -> str:
@@ -362,8 +408,10 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     tasks = tuple(datasets)
     seeds = top.value["seeds"]
     if not (isinstance(seeds, list) and seeds and len(set(seeds)) == len(seeds)
-            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-        top.fail(f"must be a list of distinct integers >= 0, got {seeds!r}", "seeds")
+            and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED
+                    for s in seeds)):
+        top.fail(f"must be a list of distinct integers in [0, {MAX_SEED}], got {seeds!r}",
+                 "seeds")
     online_value = top.value.get("online")
     online_labels = [str(label) for label in (online_value.get("algorithms") or {})] \
         if isinstance(online_value, dict) else []
@@ -466,20 +514,29 @@ class RunState:
 
 
 def _last_evaluation(run_dir: Path) -> tuple[int | None, float | None]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
+    if not (run_dir / METRICS_FILE).is_file():
         return None, None
-    for line in reversed(path.read_text().splitlines()):
-        if '"eval_return"' in line:
-            row = json.loads(line)
+    for row in reversed(read_metrics(run_dir)):
+        if "eval_return" in row:
             value = row["eval_score"] if row.get("eval_score") is not None else row["eval_return"]
             return int(row["step"]), float(value)
     return None, None
 
 
-def _last_attempt(run_dir: Path) -> dict[str, Any] | None:
+def _attempts(run_dir: Path) -> list[dict[str, Any]]:
+    """The runner's record of a run's attempts (``runner.json``), oldest first."""
     path = run_dir / RUN_RECORD
-    attempts = json.loads(path.read_text())["attempts"] if path.is_file() else []
+    if not path.is_file():
+        return []
+    try:
+        return list(json.loads(path.read_text())["attempts"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise SmacError(f"{path} is not a runner record ({type(exc).__name__}: {exc}); "
+                        "delete it to start the record afresh") from exc
+
+
+def _last_attempt(run_dir: Path) -> dict[str, Any] | None:
+    attempts = _attempts(run_dir)
     return attempts[-1] if attempts else None
 
 
@@ -519,11 +576,7 @@ def _git_dirty() -> bool | None:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    """Write JSON through a temporary sibling and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(value, indent=1))
 
 
 def source_record() -> dict[str, Any]:
@@ -536,8 +589,7 @@ def record_invocation(spec: ExperimentSpec, argv: Sequence[str], summary: dict[s
     runner_dir = spec.root / RUNNER_DIR
     copy = runner_dir / f"spec-{spec.sha256[:12]}{spec.path.suffix}"
     if not copy.is_file():
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        copy.write_text(spec.text)
+        atomic_write_text(copy, spec.text)
     row = {"time": _now(), "command": ["python -m smac_core.experiments", *argv],
            "cwd": str(Path.cwd()), "spec": str(spec.path), "spec_copy": copy.name,
            "spec_sha256": spec.sha256, **source_record(), **summary}
@@ -563,20 +615,32 @@ def train_command(plan: RunPlan) -> list[str]:
     return [sys.executable, "-m", TRAIN_MODULE, *plan.args]
 
 
+def _die_with_parent() -> None:
+    """In a run's process, before it starts: have the kernel send it SIGTERM (it checkpoints
+    and exits) when the runner dies, even by SIGKILL, so no run outlives its runner."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def launch_subprocess(plan: RunPlan, root: Path, env: dict[str, str]) -> Process:
     """Start ``python -m smac_core.train`` in ``root``, output appended to RUN/runner.log.
 
-    The process gets its own session: a Ctrl-C at the terminal reaches only the runner, which
-    then sends each run exactly one SIGTERM (a second signal makes a run skip its checkpoint).
+    The run directory is claimed for the training command first (``smac_core.files.claim``:
+    a directory that is not a run's is refused). The process gets its own session: a Ctrl-C at
+    the terminal reaches only the runner, which then sends each run exactly one SIGTERM (a
+    second signal makes a run skip its checkpoint); on Linux it gets SIGTERM as well when the
+    runner dies. A run directory is locked by its process, so a second runner's process for the
+    same run is refused.
     """
     run_dir = root / plan.run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    claim(run_dir, RUN_OWNER, ["python -m smac_core.train", *plan.args],
+          flag="run directory", legacy=RUN_DIR_MARKERS)
     with open(run_dir / RUN_LOG, "a") as log:
         log.write(f"\n=== {_now()} {shlex.join(train_command(plan))}\n")
         log.flush()
         return subprocess.Popen(train_command(plan), cwd=root, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True,
+                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
 
 def child_environment(jobs: int) -> dict[str, str]:
@@ -650,7 +714,12 @@ class Runner:
     def _start(self, plan: RunPlan) -> None:
         attempt = {"started": _now(), "cwd": str(self.root),
                    "command": ["python -m smac_core.train", *plan.args], **source_record()}
-        process = self.launcher(plan, self.root, self.env)
+        try:
+            process = self.launcher(plan, self.root, self.env)
+        except (SmacError, OSError) as exc:  # e.g. a directory in the way that is not a run's
+            self.summary.failed.append(plan.run_id)
+            print(f"failed {plan.run_id} (not started: {exc})", flush=True)
+            return
         self.running[plan.run_id] = (plan, process, attempt)
         print(f"start  {plan.run_id}", flush=True)
 
@@ -666,8 +735,7 @@ class Runner:
             outcome = "failed"
             self.summary.failed.append(plan.run_id)
         record_path = self.root / plan.run_id / RUN_RECORD
-        attempts = json.loads(record_path.read_text())["attempts"] if record_path.is_file() \
-            else []
+        attempts = _attempts(self.root / plan.run_id)
         _write_json(record_path, {"attempts": [*attempts, {**attempt, "ended": _now(),
                                                            "exit_code": exit_code,
                                                            "outcome": outcome}]})
@@ -875,11 +943,22 @@ def export_results(spec: ExperimentSpec, dest: Path, invocation: Sequence[str] =
     final checkpoint (``checkpoint.export_policy``); per finished landscape its JSON/CSV and
     command record; the runner's spec copies and invocation log. Left out, as recomputable or
     only needed to resume: checkpoint series, critics, optimizer states, replay buffers, score
-    models, landscape point stores, HTML pages. Files already in ``dest`` are replaced."""
+    models, landscape point stores, HTML pages. ``dest`` must be new, empty or an earlier
+    export (``smac_core.files``); the files it holds are replaced."""
     root, dest = spec.root.resolve(), dest.resolve()
     if dest == root or root in dest.parents or dest in root.parents:
         raise SmacError(f"the export destination {dest} must lie outside the runs' root {root} "
                         "(and not contain it)")
+    with output_directory(dest, EXPORT_TOOL, ["python -m smac_core.experiments", *invocation],
+                          flag="--to", legacy=("export.json",)):
+        try:
+            return _copy_results(spec, dest, invocation)
+        except OSError as exc:
+            raise SmacError(f"export to --to {dest} failed: {exc.strerror or exc}"
+                            + (f": {exc.filename}" if exc.filename else "")) from exc
+
+
+def _copy_results(spec: ExperimentSpec, dest: Path, invocation: Sequence[str]) -> ExportSummary:
     summary = ExportSummary()
     for plan in expand_grid(spec):
         run_dir = spec.root / plan.run_id
@@ -1019,7 +1098,11 @@ def command_run(args: argparse.Namespace, argv: list[str]) -> int:
     spec = load_spec(args.spec)
     device = args.device or _default_device()
     plans = select(expand_grid(spec, device), args.only)
-    spec.root.mkdir(parents=True, exist_ok=True)
+    try:
+        spec.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SmacError(f"{spec.path}: cannot create its root {spec.root}: "
+                        f"{exc.strerror or exc}") from exc
     deadline = None if args.max_minutes is None else time.monotonic() + 60 * args.max_minutes
     runner = Runner(spec.root, plans, args.jobs, child_environment(args.jobs), deadline,
                     args.grace_seconds)

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -62,11 +61,16 @@ from smac_core.checkpoint import (
 )
 from smac_core.data.buffers import MixedReplayBuffer, ObsNormalizer, ReplayBuffer
 from smac_core.errors import SmacError
+from smac_core.files import atomic_write_text
 from smac_core.rollout import EXPLORATION_STREAM, TRAIN_EPISODE_STREAM, derived_seed, rollout
 from smac_core.tasks import episode_score, make_env
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+RUN_LOG, RUN_RECORD = "runner.log", "runner.json"  # the experiment runner's files of a run
+RUN_OWNER = "smac_core.train"  # the owner of run directories (smac_core.files)
+# files that mark a run directory written before owner records existed
+RUN_DIR_MARKERS = (CONFIG_FILE, RUN_LOG, RUN_RECORD)
 # config fields that must agree between a run directory and the command that resumes it
 RESUME_MUST_MATCH = ("phase", "algorithm", "env", "dataset_id", "seed", "agent_config", "from")
 
@@ -260,20 +264,33 @@ class MetricsLog:
             f.write(json.dumps(row) + "\n")
 
     def truncate_after(self, step: int) -> None:
-        """Drop rows logged after ``step`` (written after the checkpoint a run resumes from)."""
-        if not self.path.exists():
-            return
-        kept = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= step]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, self.path)
+        """Keep only the rows of steps <= ``step`` (what the checkpoint a run resumes from had
+        logged; -1: none); a partial last line, from a process killed while writing it, goes."""
+        if self.path.exists():
+            kept = [row for row in read_metrics(self.path.parent) if row["step"] <= step]
+            atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in kept))
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """All rows of a run's metrics.jsonl."""
+    """All rows of a run's metrics.jsonl, without a partial last line (a process killed while
+    writing it); ``SmacError`` naming the line when another line is not a JSON row."""
     path = Path(run_dir) / METRICS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = path.read_text().split("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SmacError(f"cannot read {path}: {exc}") from exc
+    rows = []
+    for number, line in enumerate(lines[:-1], start=1):  # lines[-1] follows the last newline
+        try:
+            row = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            row = {}
+        if row is not None and not (isinstance(row, dict) and isinstance(row.get("step"), int)):
+            raise SmacError(f"{path}, line {number}, is not a metrics row with a step; the log "
+                            "is corrupted")
+        if row is not None:
+            rows.append(row)
+    return rows
 
 
 def _difference(stored: Any, wanted: Any) -> str:
@@ -284,12 +301,18 @@ def _difference(stored: Any, wanted: Any) -> str:
     return f"{stored!r}, this command asks for {wanted!r}"
 
 
+def write_config(run_dir: Path, spec: RunSpec) -> None:
+    atomic_write_text(run_dir / CONFIG_FILE, json.dumps(spec.to_json(), indent=2))
+
+
 def prepare_run_dir(run_dir: Path, spec: RunSpec, resume: bool) -> Path | None:
-    """Create or check ``run_dir``; the checkpoint to resume from (None: start afresh).
+    """Check ``run_dir`` (owned and locked by the caller) and write its config.json if it has
+    none; the checkpoint to resume from (None: start afresh).
 
     Without ``resume`` the directory must not hold a run already. With ``resume`` the stored
-    config must agree with ``spec`` on ``RESUME_MUST_MATCH``; the latest ``step_<N>``
-    checkpoint is returned (None when the run never wrote one).
+    config must agree with ``spec`` on ``RESUME_MUST_MATCH`` (it is rewritten with ``spec``
+    once the run has resumed, ``Trainer.run``); the latest ``step_<N>`` checkpoint is returned
+    (None when the run never wrote one).
     """
     config_path = run_dir / CONFIG_FILE
     if config_path.exists() and not resume:
@@ -298,17 +321,17 @@ def prepare_run_dir(run_dir: Path, spec: RunSpec, resume: bool) -> Path | None:
     if resume and config_path.exists():
         try:
             stored = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise SmacError(f"{config_path} is not valid JSON: {exc}") from exc
+        if not isinstance(stored, dict):
+            raise SmacError(f"{config_path} is not a run's config (a JSON object)")
         wanted = json.loads(json.dumps(spec.to_json()))  # tuples -> lists, as stored
         for key in RESUME_MUST_MATCH:
             if stored.get(key) != wanted[key]:
                 raise SmacError(f"cannot resume {run_dir}: its {key} is "
                                 f"{_difference(stored.get(key), wanted[key])}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = config_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(spec.to_json(), indent=2))
-    os.replace(tmp, config_path)
+    else:
+        write_config(run_dir, spec)
     if not resume:
         return None
     final = run_dir / "checkpoints" / "final"
@@ -405,7 +428,6 @@ class Trainer:
         except (KeyError, ValueError, RuntimeError, TypeError) as exc:
             raise SmacError(f"the resume state in {checkpoint} does not fit this run "
                             f"({type(exc).__name__}: {exc})") from exc
-        self.log.truncate_after(self.step)
 
     # ------------------------------------------------------------------ loop
     def wall_time(self) -> float:
@@ -416,9 +438,10 @@ class Trainer:
         self.stop_requested = True
 
     def _handle_signal(self, signum: int, frame: object) -> None:
-        if self.stop_signal is not None:  # a second Ctrl-C: give up on the checkpoint
-            raise KeyboardInterrupt
+        stopping = self.stop_signal is not None
         self.stop_signal = signal.Signals(signum).name
+        if stopping:  # a second signal: stop now (a checkpoint being written is finished
+            raise KeyboardInterrupt  # first, see smac_core.checkpoint)
 
     def _evaluate(self, bar: tqdm | None) -> None:
         row = {"step": self.step, "phase": self.spec.phase, "wall_time": self.wall_time(),
@@ -464,13 +487,20 @@ class Trainer:
         self.step += 1
 
     def run(self, resume_from: Path | None = None) -> int:
-        """Train to ``spec.steps``; 0 when finished or asked to stop, 128+signal when signalled."""
+        """Train to ``spec.steps``; 0 when finished or asked to stop, 128+signal when signalled.
+
+        Metrics rows logged after the checkpoint resumed from (all rows, when there is none)
+        are dropped first: they are logged again, once. config.json is rewritten with this
+        command's spec once the resume state has loaded.
+        """
         if resume_from is not None:
             self.restore(resume_from)
             if self.step >= self.spec.steps and resume_from.name == "final":
                 print(f"{self.run_dir} already finished at step {self.step}; nothing to do "
                       "(a larger --steps continues it)", file=sys.stderr)
                 return 0
+        self.log.truncate_after(self.step if resume_from is not None else -1)
+        write_config(self.run_dir, self.spec)
         self._session_start, self._session_first_step = time.monotonic(), self.step
         previous = {s: signal.signal(s, self._handle_signal)
                     for s in (signal.SIGINT, signal.SIGTERM)}
@@ -498,6 +528,11 @@ class Trainer:
                 if self.step % self.spec.checkpoint_every == 0:
                     self.save(f"step_{self.step}")
             self.save("final")
+        except KeyboardInterrupt:
+            name = self.stop_signal or "SIGINT"
+            print(f"stopped by a second signal ({name}) at step {self.step} (continue with the "
+                  "same command and --resume, from the latest checkpoint)", file=sys.stderr)
+            return 128 + signal.Signals[name]
         finally:
             if bar is not None:
                 bar.close()

@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 import textwrap
+from contextlib import AbstractContextManager
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,12 @@ from smac_core.data import load_dataset
 from smac_core.data.buffers import MixedReplayBuffer, ObsNormalizer, ReplayBuffer
 from smac_core.data.dataset import TransitionDataset
 from smac_core.errors import SmacError, cli_entry
+from smac_core.files import output_directory
 from smac_core.handoff import HANDOFF_RULES, hand_over
+from smac_core.rollout import MAX_SEED
 from smac_core.runs import (
+    RUN_DIR_MARKERS,
+    RUN_OWNER,
     ActionScaler,
     EnvCollector,
     RunSpec,
@@ -54,6 +59,7 @@ from smac_core.tasks import TASKS, make_env
 
 ONLINE_ALGORITHMS = ("sac", "td3", "td3bc", "awr", "qam", "trqam")
 OFFLINE_ALGORITHMS = ("smac", "calql", "cql", "iql", "td3bc", "qam", "trqam")
+TRAIN_COMMAND = f"python -m {RUN_OWNER}"
 DEFAULT_START_STEPS = 5_000  # CleanRL's SAC learning_starts; 0 when fine-tuning (--from)
 
 
@@ -189,6 +195,8 @@ def check_flags(args: argparse.Namespace) -> None:
     for flag, value in positive.items():
         if value < 1:
             raise SmacError(f"{flag} must be a positive integer; got {value}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise SmacError(f"--seed must be in [0, {MAX_SEED}]; got {args.seed}")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SmacError("--device cuda was requested but no CUDA device is available")
 
@@ -261,7 +269,7 @@ def _spec(args: argparse.Namespace, agent: Agent, env: str, dataset_id: str | No
                    env=env, dataset_id=dataset_id, seed=args.seed, steps=args.steps,
                    device=args.device, eval_every=args.eval_every,
                    eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
-                   log_every=args.log_every, command=["python -m smac_core.train", *argv],
+                   log_every=args.log_every, command=[TRAIN_COMMAND, *argv],
                    **extra)
 
 
@@ -349,8 +357,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_flags(args)
     build = build_online if args.phase == "online" else build_offline
-    trainer, resume_from = build(args, argv)
-    return trainer.run(resume_from)
+    with run_directory(args.out, [TRAIN_COMMAND, *argv]):
+        trainer, resume_from = build(args, argv)
+        return trainer.run(resume_from)
+
+
+def run_directory(out: Path, command: list[str]) -> AbstractContextManager[Path]:
+    """``--out`` owned by this command (a run directory, or a new or empty one), locked for
+    the run (``smac_core.files.output_directory``); a run directory from before owner records
+    is recognised by its config.json or the experiment runner's files."""
+    return output_directory(out, RUN_OWNER, command, legacy=RUN_DIR_MARKERS)
 
 
 if __name__ == "__main__":

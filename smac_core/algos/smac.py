@@ -61,6 +61,7 @@ from smac_core.errors import SmacError
 from smac_core.nets import MLP, CriticEnsemble
 
 SCORE_MODEL_DIR = "score_model"
+SCORE_MODEL_TRAINING_DIR = "score_model_training"  # an interrupted training, continued on resume
 ALPHA_PSI_MODES = ("temperature", "temperature_floor", "learned")
 CONDITION_KIND = "trajectory_return"
 SCORE_MODEL_STREAM = 7  # SeedSequence stream of the score model's seed
@@ -165,7 +166,9 @@ class SMAC(SAC):
     def prepare_offline(self, dataset: TransitionDataset, buffer: ReplayBuffer,
                         workdir: Path) -> None:
         """Load the score model from ``workdir/score_model/``, or train it on ``dataset`` (the
-        agent's view: normalised observations, actions in [-1, 1]) and save it there.
+        agent's view: normalised observations, actions in [-1, 1]) and save it there. A training
+        stopped by SIGINT/SIGTERM is saved in ``workdir/score_model_training/`` and continued,
+        exactly, by the next call.
 
         Condition w: the return of the transition's trajectory (``trajectory_return_condition``);
         the score is taken at w* = the config's top quantile (``w_quantile``) of the
@@ -194,7 +197,8 @@ class SMAC(SAC):
                 torch.as_tensor(dataset.observations), torch.as_tensor(dataset.actions),
                 torch.as_tensor(condition), config, self.device,
                 torch.Generator().manual_seed(seed),
-                condition_value=float(np.quantile(per_trajectory, config.w_quantile)))
+                condition_value=float(np.quantile(per_trajectory, config.w_quantile)),
+                checkpoint=Path(workdir) / SCORE_MODEL_TRAINING_DIR)
             score.train_info["condition"] = CONDITION_KIND
             score.save(directory)
         self.dataset_score = score

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,8 +44,9 @@ from smac_core.data.buffers import ObsNormalizer
 from smac_core.data.dataset import TransitionDataset
 from smac_core.data.minari_store import store_root, write_minari
 from smac_core.errors import SmacError
+from smac_core.files import atomic_write_text
 from smac_core.runs import ActionScaler, derived_seed
-from smac_core.train import build_online, build_parser, check_flags
+from smac_core.train import TRAIN_COMMAND, build_online, build_parser, check_flags, run_directory
 
 VARIANTS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 GENERATION_FILE = "generation.json"
@@ -174,23 +174,22 @@ def train_generator(env: str, task: tasks.Task, args: argparse.Namespace,
             *(f"--set={item}" for item in args.overrides)]
     train_args = build_parser().parse_args(argv)
     check_flags(train_args)
-    trainer, resume_from = build_online(train_args, argv)
+    with run_directory(run_dir, [TRAIN_COMMAND, *argv]):
+        trainer, resume_from = build_online(train_args, argv)
 
-    def on_eval(step: int, row: dict[str, Any]) -> None:
-        if "medium_step" in record or step == 0 or row["eval_return"] < threshold:
-            return
-        save_checkpoint(run_dir / "checkpoints" / "medium", trainer.agent.networks,
-                        trainer.checkpoint_metadata())
-        record.update(medium_step=step, medium_eval_return=row["eval_return"],
-                      medium_threshold=threshold)
-        tmp = record_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, record_path)
-        if not needs_expert:
-            trainer.request_stop()
+        def on_eval(step: int, row: dict[str, Any]) -> None:
+            if "medium_step" in record or step == 0 or row["eval_return"] < threshold:
+                return
+            save_checkpoint(run_dir / "checkpoints" / "medium", trainer.agent.networks,
+                            trainer.checkpoint_metadata())
+            record.update(medium_step=step, medium_eval_return=row["eval_return"],
+                          medium_threshold=threshold)
+            atomic_write_text(record_path, json.dumps(record, indent=2))
+            if not needs_expert:
+                trainer.request_stop()
 
-    trainer.on_eval = on_eval
-    status = trainer.run(resume_from)
+        trainer.on_eval = on_eval
+        status = trainer.run(resume_from)
     if status != 0:
         raise SmacError(f"the generating SAC run in {run_dir} was interrupted; run the same "
                         "command again to continue it")
