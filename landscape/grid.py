@@ -265,8 +265,10 @@ def evaluate_points(store: PointStore, template: DeterministicPolicy,
 
     ``vectors_of(indices (P,)) -> (P, D)`` builds the parameter vectors of the given points, so
     a large grid is never held in memory at once. Interrupting (Ctrl-C) keeps every finished
-    chunk and says how to continue.
+    chunk and says how to continue. ``settings.seed`` must be resolved (``for_checkpoint``).
     """
+    if settings.seed is None:
+        raise ValueError("evaluate_points needs a resolved seed: EvalSettings.for_checkpoint")
     missing = store.missing()
     with tqdm(total=store.n_points, initial=store.n_points - len(missing), desc=desc,
               unit="point", dynamic_ncols=True) as bar:

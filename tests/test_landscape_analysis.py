@@ -24,7 +24,8 @@ from smac_core.errors import SmacError
 from smac_core.nets import CriticEnsemble, DeterministicPolicy, TanhGaussianActor
 
 # the analytic env has no time limit of its own; one episode suffices where it is noise-free
-SETTINGS = EvalSettings(episodes=1, max_episode_steps=HORIZON, workers=0, chunk_size=4)
+SETTINGS = EvalSettings(episodes=1, seed=0, max_episode_steps=HORIZON, workers=0,
+                        chunk_size=4)
 
 
 def tiny_policy(seed: int, hidden: tuple[int, ...] = (8, 8)) -> DeterministicPolicy:
@@ -283,7 +284,8 @@ def test_store_interrupted_midway_resumes_with_identical_values(tmp_path, monkey
     import landscape.grid
 
     env = register_analytic_env(obs_noise=0.1)  # episodes differ: per-episode values matter
-    settings = EvalSettings(episodes=3, max_episode_steps=HORIZON, workers=0, chunk_size=4)
+    settings = EvalSettings(episodes=3, seed=0, max_episode_steps=HORIZON, workers=0,
+                            chunk_size=4)
     template = tiny_policy(0)
     vectors = interpolate_linear(flatten_params(template), flatten_params(tiny_policy(1)),
                                  np.linspace(0, 1, 10))
