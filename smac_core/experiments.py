@@ -64,6 +64,7 @@ from smac_core.checkpoint import (
     git_commit,
     read_metadata,
 )
+from smac_core.cli import command_line
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text, claim, output_directory
 from smac_core.rollout import MAX_SEED
@@ -579,6 +580,12 @@ def _write_json(path: Path, value: Any) -> None:
     atomic_write_text(path, json.dumps(value, indent=1))
 
 
+def command_record(module: str, argv: Sequence[str]) -> dict[str, Any]:
+    """A command as the records hold it: the argument list and a line to paste into a shell."""
+    command = [f"python -m {module}", *argv]
+    return {"command": command, "command_line": command_line(command)}
+
+
 def source_record() -> dict[str, Any]:
     """Where the code comes from: git commit and whether the tree had uncommitted changes."""
     return {"git_commit": git_commit(), "git_dirty": _git_dirty()}
@@ -590,7 +597,7 @@ def record_invocation(spec: ExperimentSpec, argv: Sequence[str], summary: dict[s
     copy = runner_dir / f"spec-{spec.sha256[:12]}{spec.path.suffix}"
     if not copy.is_file():
         atomic_write_text(copy, spec.text)
-    row = {"time": _now(), "command": ["python -m smac_core.experiments", *argv],
+    row = {"time": _now(), **command_record("smac_core.experiments", argv),
            "cwd": str(Path.cwd()), "spec": str(spec.path), "spec_copy": copy.name,
            "spec_sha256": spec.sha256, **source_record(), **summary}
     with open(runner_dir / "invocations.jsonl", "a") as f:
@@ -713,7 +720,7 @@ class Runner:
 
     def _start(self, plan: RunPlan) -> None:
         attempt = {"started": _now(), "cwd": str(self.root),
-                   "command": ["python -m smac_core.train", *plan.args], **source_record()}
+                   **command_record(TRAIN_MODULE, plan.args), **source_record()}
         try:
             process = self.launcher(plan, self.root, self.env)
         except (SmacError, OSError) as exc:  # e.g. a directory in the way that is not a run's
@@ -906,7 +913,7 @@ def run_landscapes(spec: ExperimentSpec, device: str, max_minutes: float | None,
                 continue
             argv = job.argv(spec.root, device, workers)
             print(f"landscape {job.out}", flush=True)
-            record = {"command": [f"python -m {job.module}", *argv], "cwd": str(Path.cwd()),
+            record = {**command_record(job.module, argv), "cwd": str(Path.cwd()),
                       "started": _now(), **source_record(), "spec_sha256": spec.sha256,
                       "via": ["python -m smac_core.experiments", *invocation]}
             exit_code = _landscape_main(job.module)(argv)
@@ -983,8 +990,7 @@ def _copy_results(spec: ExperimentSpec, dest: Path, invocation: Sequence[str]) -
     shutil.copytree(spec.root / "runner", dest / "runner", dirs_exist_ok=True)
     _write_json(dest / "export.json", {"spec": str(spec.path), "spec_sha256": spec.sha256,
                                        "root": str(spec.root), "exported": _now(),
-                                       "command": ["python -m smac_core.experiments",
-                                                   *invocation],
+                                       **command_record("smac_core.experiments", invocation),
                                        **source_record(), "datasets": _dataset_summaries(spec),
                                        "summary": {k: len(v) for k, v in vars(summary).items()}})
     return summary

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from smac_core.cli import command_line
 from smac_core.errors import SmacError
 
 OWNER_FILE = ".owner.json"
@@ -91,7 +92,7 @@ def claim(path: Path, tool: str, command: Sequence[str], flag: str = "--out",
         if not isinstance(owner, dict) or owner.get("tool") != tool:
             made_by = owner.get("command") if isinstance(owner, dict) else None
             raise SmacError(f"{flag} {path} belongs to another command "
-                            f"({' '.join(made_by) if isinstance(made_by, list) else owner}); "
+                            f"({command_line(made_by) if isinstance(made_by, list) else owner}); "
                             f"{tool} does not write there: choose another directory")
         return False
     created = not path.exists()

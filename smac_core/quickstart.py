@@ -21,6 +21,7 @@ from pathlib import Path
 
 from landscape import interpolate
 from smac_core import metrics, train
+from smac_core.cli import command_line
 from smac_core.data import __main__ as data_cli
 from smac_core.data.minari_store import local_dataset_ids
 from smac_core.errors import cli_entry
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_step(title: str, main, argv: list[str]) -> None:
     """Run one command's ``main(argv)``; stop the quick start with its status if it fails."""
-    print(f"\n== {title}\n$ {' '.join(argv)}", flush=True)
+    print(f"\n== {title}\n$ {command_line(argv)}", flush=True)
     status = main(argv[3:])
     if status:
         raise SystemExit(status)

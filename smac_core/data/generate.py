@@ -40,6 +40,7 @@ from minari.dataset.minari_storage import MinariStorage
 from smac_core import tasks
 from smac_core.algos import make_agent
 from smac_core.checkpoint import load_tensors, load_train_state, save_checkpoint
+from smac_core.cli import module_command
 from smac_core.data.buffers import ObsNormalizer
 from smac_core.data.dataset import TransitionDataset
 from smac_core.data.minari_store import store_root, write_minari
@@ -174,6 +175,7 @@ def train_generator(env: str, task: tasks.Task, args: argparse.Namespace,
             *(f"--set={item}" for item in args.overrides)]
     train_args = build_parser().parse_args(argv)
     check_flags(train_args)
+    print(f"the generating SAC run: {module_command('smac_core.train', argv)}", flush=True)
     with run_directory(run_dir, [TRAIN_COMMAND, *argv]):
         trainer, resume_from = build_online(train_args, argv)
 

@@ -23,6 +23,7 @@ from minari.namespace import create_namespace, list_local_namespaces
 from minari.storage import get_dataset_path
 
 from smac_core import tasks
+from smac_core.cli import module_command
 from smac_core.data.dataset import TransitionDataset
 from smac_core.data.rewards import BinaryReward
 from smac_core.errors import SmacError
@@ -47,22 +48,28 @@ def local_dataset_ids() -> list[str]:
 
 
 def creation_command(dataset_id: str) -> str:
-    """The command that puts ``dataset_id`` into the local store."""
+    """The command that puts ``dataset_id`` into the local store, quoted so that it can be
+    pasted into a shell (PATH and ENV_ID stand for what the user supplies)."""
     task = next((t for t in tasks.TASKS.values() if t.dataset_id == dataset_id), None)
     if task is None:
-        return (f"python -m smac_core.data import PATH --id {dataset_id} --env ENV_ID, or for a "
-                f"dataset published on Minari's servers: python -m smac_core.data show "
-                f"{dataset_id} --download")
+        return (f"{data_command('import', 'PATH', '--id', dataset_id, '--env', 'ENV_ID')}, or "
+                "for a dataset published on Minari's servers: "
+                f"{data_command('show', dataset_id, '--download')}")
     if task.family == "mujoco":
-        return f"python -m smac_core.data generate {task.name}"
+        return data_command("generate", task.name)
     if task.family == "kitchen":
-        return f"python -m smac_core.data show {dataset_id} --download"
+        return data_command("show", dataset_id, "--download")
     if task.name == "door-binary":
-        return (f"python -m smac_core.data import {EMBEDDED_DOOR_HUMAN} --id {dataset_id} "
-                f"--env {task.env_id} --reward binary --ignore-timeouts")
-    return (f"python -m smac_core.data import PATH/TO/{task.name.split('-')[0]}-human.hdf5 "
-            f"--id {dataset_id} --env {task.env_id} --reward binary  (a D4RL hdf5, DAPG pickle "
-            f"or AWAC .npy file of {task.name.split('-')[0]} demonstrations)")
+        return data_command("import", str(EMBEDDED_DOOR_HUMAN), "--id", dataset_id, "--env",
+                            task.env_id, "--reward", "binary", "--ignore-timeouts")
+    demos = task.name.split("-")[0]
+    return (data_command("import", f"PATH/TO/{demos}-human.hdf5", "--id", dataset_id,
+                         "--env", task.env_id, "--reward", "binary")
+            + f"  (a D4RL hdf5, DAPG pickle or AWAC .npy file of {demos} demonstrations)")
+
+
+def data_command(*argv: str) -> str:
+    return module_command("smac_core.data", argv)
 
 
 def missing_dataset_message(dataset_id: str) -> str:
