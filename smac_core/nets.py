@@ -77,6 +77,10 @@ class VectorizedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.baddbmm(self.bias, x, self.weight)
 
+    def member(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Member ``i`` alone: (B, in) -> (B, out), one ordinary matmul."""
+        return torch.addmm(self.bias[i], x, self.weight[i])
+
 
 class CriticEnsemble(nn.Module):
     """N Q-functions Q_i(s, a) evaluated in one batched pass.
@@ -84,7 +88,13 @@ class CriticEnsemble(nn.Module):
     ``forward(obs (B, obs_dim), actions (B, act_dim)) -> (N, B)``. Also accepts inputs with a
     leading ensemble dimension (N, B, .), e.g. a different action per member. ``activation``:
     "relu" or "gelu" (QAM/TRQAM's critics: GELU with LayerNorm).
+
+    Shared inputs of at least ``MEMBER_LOOP_ROWS`` rows (CalQL's 7,680 sampled actions) run each
+    member as its own matmul chain instead of one (N, B, .) batched call: same values, but the
+    (N, B, 256) activations of the batched call cost page faults and slower kernels on CPU.
     """
+
+    MEMBER_LOOP_ROWS = 2048
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256),
                  ensemble_size: int = 2, layer_norm: bool = False,
@@ -103,9 +113,20 @@ class CriticEnsemble(nn.Module):
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs, actions], dim=-1)
+        if x.dim() == 2 and x.shape[0] >= self.MEMBER_LOOP_ROWS:
+            return torch.stack([self._member(i, x) for i in range(self.ensemble_size)])
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(self.ensemble_size, -1, -1)
         return self.layers(x).squeeze(-1)
+
+    def member(self, i: int, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q_i(s, a) of member ``i`` alone, (B,): TD3's actor step needs Q_1 only."""
+        return self._member(i, torch.cat([obs, actions], dim=-1))
+
+    def _member(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer.member(i, x) if isinstance(layer, VectorizedLinear) else layer(x)
+        return x.squeeze(-1)
 
 
 class ValueNetwork(nn.Module):

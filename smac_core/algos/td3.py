@@ -106,7 +106,7 @@ class TD3(Agent):
 
     def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Deterministic policy gradient objective: -E_s[Q_1(s, mu(s))]."""
-        q = self.critic(batch.observations, self.actor(batch.observations))[0]
+        q = self.critic.member(0, batch.observations, self.actor(batch.observations))
         loss = -q.mean()
         return loss, {"actor_loss": loss}
 

@@ -43,7 +43,7 @@ class TD3BC(TD3):
     def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """-lambda E[Q_1(s, pi(s))] + E[(pi(s) - a)^2], lambda = alpha / E|Q_1| (detached)."""
         actions = self.actor(batch.observations)
-        q = self.critic(batch.observations, actions)[0]
+        q = self.critic.member(0, batch.observations, actions)
         # lambda = alpha / ((1/N) sum |Q(s_i, a_i)|), a constant for the gradient
         lmbda = self.config.alpha / q.abs().mean().detach()
         bc_loss = ((actions - batch.actions) ** 2).mean()
