@@ -179,3 +179,26 @@ def test_state_dict_round_trip_resumes_exactly():
             o.step()
     for a, b in zip(critic.parameters(), resumed.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("ns_dtype", ["float32", "bfloat16"])
+def test_same_shape_matrices_batched_equal_one_optimizer_each(ns_dtype):
+    # two 2-D (48, 16) weights and a (3, 16, 48) stack (members (48, 16) in nn.Linear layout)
+    # share one Newton-Schulz call; a (16, 48) weight and a (24, 24) one get their own
+    gen = torch.Generator().manual_seed(5)
+    shapes = [(48, 16), (3, 16, 48), (48, 16), (16, 48), (24, 24)]
+    weights0 = [torch.randn(*shape, generator=gen) for shape in shapes]
+    grads = [[torch.randn(*shape, generator=gen) for shape in shapes] for _ in range(STEPS)]
+    together = [nn.Parameter(w.clone()) for w in weights0]
+    alone = [nn.Parameter(w.clone()) for w in weights0]
+    opt_together = Muon(together, lr=0.05, weight_decay=0.1, ns_dtype=ns_dtype)
+    opts_alone = [Muon([p], lr=0.05, weight_decay=0.1, ns_dtype=ns_dtype) for p in alone]
+    for step_grads in grads:
+        for a, b, g in zip(together, alone, step_grads, strict=True):
+            a.grad, b.grad = g.clone(), g.clone()
+        opt_together.step()
+        for opt in opts_alone:
+            opt.step()
+    for w0, a, b in zip(weights0, together, alone, strict=True):
+        assert (b.detach() - w0).abs().max() > 1e-3
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)

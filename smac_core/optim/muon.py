@@ -15,8 +15,9 @@ source is the reference; https://kellerjordan.github.io/posts/muon/):
 Orientation: rows/cols are those of the matrix in ``nn.Linear`` layout (out_features,
 in_features), the layout ``torch.optim.Muon`` sees. A 2-D parameter is read as one such matrix;
 a 3-D parameter as a stack of N matrices in ``nets.VectorizedLinear`` layout (N, in, out), i.e.
-each member transposed, so it gets the same update as N separate ``nn.Linear`` weights would,
-computed in one batched Newton-Schulz iteration.
+each member transposed, so it gets the same update as N separate ``nn.Linear`` weights would.
+All same-shape matrices of a parameter group (the members of stacks and 2-D weights alike) are
+orthogonalised together, in one batched Newton-Schulz iteration per shape.
 """
 
 from __future__ import annotations
@@ -110,7 +111,10 @@ class Muon(torch.optim.Optimizer):
         return loss
 
     def _muon_step(self, group: dict[str, Any]) -> None:
+        """Momentum per parameter, then one batched Newton-Schulz per (rows, cols) shape: every
+        same-shape matrix of the group (2-D weights and members of 3-D stacks) in one bmm chain."""
         lr, momentum = group["lr"], group["momentum"]
+        by_shape: dict[tuple[int, int, torch.device], list[tuple[Tensor, Tensor]]] = {}
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -121,12 +125,17 @@ class Muon(torch.optim.Optimizer):
             buf.lerp_(p.grad, 1 - momentum)                          # B = mu B + (1 - mu) G
             update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf  # (1-mu) G + mu B
             stack = _as_linear_stack(update)                         # (N, out, in)
-            ortho = newton_schulz(stack, group["ns_coefficients"], group["ns_steps"],
-                                  group["eps"], _ns_dtype(group["ns_dtype"], p.device))
-            rows, cols = stack.shape[-2:]
-            p.mul_(1 - lr * group["weight_decay"])                   # decoupled weight decay
-            p.add_(_from_linear_stack(ortho, p).to(p.dtype),
-                   alpha=-lr * math.sqrt(max(1.0, rows / cols)))
+            by_shape.setdefault((*stack.shape[-2:], p.device), []).append((p, stack))
+        for (rows, cols, device), members in by_shape.items():
+            stacks = [stack for _, stack in members]
+            ortho = newton_schulz(torch.cat(stacks) if len(stacks) > 1 else stacks[0],
+                                  group["ns_coefficients"], group["ns_steps"], group["eps"],
+                                  _ns_dtype(group["ns_dtype"], device))
+            pieces = ortho.split([stack.shape[0] for stack in stacks])
+            for (p, _), piece in zip(members, pieces, strict=True):
+                p.mul_(1 - lr * group["weight_decay"])               # decoupled weight decay
+                p.add_(_from_linear_stack(piece, p).to(p.dtype),
+                       alpha=-lr * math.sqrt(max(1.0, rows / cols)))
 
     def _adamw_step(self, group: dict[str, Any]) -> None:
         params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
