@@ -55,6 +55,7 @@ import numpy as np
 from scipy import stats
 
 from smac_core.errors import SmacError, cli_entry
+from smac_core.tasks import dataset_label
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -168,7 +169,7 @@ class Run:
     path: Path
     offline_algorithm: str
     online_algorithm: str
-    task: str
+    task: str  # the task's name on its own dataset, else the dataset id (tasks.dataset_label)
     seed: int | None
     curve: EvalCurve
     baseline: np.ndarray
@@ -195,7 +196,9 @@ def load_run(run_dir: str | Path) -> Run:
         raise SmacError(f"{run_dir} is not an online run ({CONFIG_FILE} has no 'from'); the "
                         f"transfer metrics need online runs started from an offline checkpoint")
     missing = [key for key in ("algorithm", "from_algorithm") if key not in config]
-    task = config.get("task", config.get("env"))
+    task = config.get("task")
+    if task is None and "env" in config:  # runs from before config.json recorded the label
+        task = dataset_label(config.get("dataset_id"), config["env"])
     if task is None:
         missing.append("task (or env)")
     if missing:

@@ -105,6 +105,7 @@ class RunSpec:
     from_algorithm: str | None = None
     handoff: dict[str, Any] | None = None  # online --from: rule and step-0 values (handoff.py)
     obs_normalization: bool = False
+    task: str | None = None       # what it is labelled with: the task or dataset id (train.py)
     command: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:

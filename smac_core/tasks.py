@@ -100,6 +100,35 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
+def task_of_dataset(dataset_id: str | None) -> Task | None:
+    """The task whose own dataset ``dataset_id`` is; None for any other dataset."""
+    return next((task for task in TASKS.values() if task.dataset_id == dataset_id), None)
+
+
+def dataset_label(dataset_id: str | None, env: str) -> str:
+    """What results on ``dataset_id``, evaluated in ``env``, are labelled with: the task's name
+    for the task's own dataset, any other dataset by its id (a random hopper dataset evaluated in
+    the hopper-medium-replay task's env is not hopper-medium-replay); ``env`` without a dataset."""
+    if dataset_id is None:
+        return env
+    task = task_of_dataset(dataset_id)
+    return dataset_id if task is None else task.name
+
+
+def describe_env(name: str | None) -> str:
+    """An env as ``data show`` prints it: a task's env (the key datasets record it by) as its
+    env id, reward, time limit and score, without the task's name, which labels only the task's
+    own dataset; any other env id as is."""
+    if name not in TASKS:
+        return str(name)
+    task = TASKS[name]
+    score = ("the success rate" if task.reward == "binary" else
+             f"D4RL's reference returns {task.ref_min_score:g} (0) and {task.ref_max_score:g} "
+             "(100)")
+    return (f"{task.env_id} ({task.reward} reward, {task.max_episode_steps} steps, scored by "
+            f"{score})")
+
+
 def make_env(name: str, seed: int | None = None, **kwargs: Any) -> gym.Env:
     """A task's env (see ``Task.make_env``) or any registered gymnasium id, made and seeded."""
     if name in TASKS:

@@ -55,7 +55,7 @@ from smac_core.runs import (
     prepare_run_dir,
     seed_everything,
 )
-from smac_core.tasks import TASKS, make_env
+from smac_core.tasks import TASKS, dataset_label, make_env, task_of_dataset
 
 ONLINE_ALGORITHMS = ("sac", "td3", "td3bc", "awr", "qam", "trqam")
 OFFLINE_ALGORITHMS = ("smac", "calql", "cql", "iql", "td3bc", "qam", "trqam")
@@ -236,9 +236,9 @@ def offline_env(dataset_arg: str, dataset: TransitionDataset, env: str | None) -
         return env
     if dataset_arg in TASKS:
         return dataset_arg
-    for name, task in TASKS.items():
-        if dataset.dataset_id is not None and task.dataset_id == dataset.dataset_id:
-            return name
+    task = task_of_dataset(dataset.dataset_id)
+    if task is not None:
+        return task.name
     if dataset.env_id is None:
         raise SmacError(f"dataset {dataset_arg} does not record its env; pass --env")
     return dataset.env_id
@@ -270,7 +270,7 @@ def _spec(args: argparse.Namespace, agent: Agent, env: str, dataset_id: str | No
                    device=args.device, eval_every=args.eval_every,
                    eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
                    log_every=args.log_every, command=[TRAIN_COMMAND, *argv],
-                   **extra)
+                   task=dataset_label(dataset_id, env), **extra)
 
 
 def build_online(args: argparse.Namespace, argv: list[str]) -> tuple[Trainer, Path | None]:

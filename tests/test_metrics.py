@@ -25,6 +25,7 @@ from smac_core.metrics import (
     transfer_drop,
     transfer_drop_over_seeds,
 )
+from smac_core.tasks import TASKS
 
 # Ten episodes per evaluation with a fixed spread: mean exactly m, sample std ~3.36 * spread.
 # The same offsets at every evaluation: paired episode by episode, every episode moves by the
@@ -239,7 +240,8 @@ def write_online_run(path: Path, means: list[float], steps: list[int], offline: 
     """Evaluations ``mean + OFFSETS`` (+ ``noise[k]`` (10,) at evaluation k when given)."""
     # the keys smac_core.runs.RunSpec.to_json writes
     config = {"phase": "online", "algorithm": online, "env": task, "seed": seed,
-              "steps": steps[-1], "dataset_id": "local/door/human-binary-v0", "command": [],
+              "steps": steps[-1], "command": [],
+              "dataset_id": TASKS[task].dataset_id if task in TASKS else f"test/{task}-v0",
               "from": str(from_dir or path.parent / "offline" / "checkpoints" / "final"),
               "from_algorithm": offline}
     rows = [{"step": 0, "phase": "online", "wall_time": 0.0, "train/critic_loss": 1.0}]

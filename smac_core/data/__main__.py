@@ -115,8 +115,14 @@ def run_list(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.id, download=args.download)
     summary = dataset.summary()
-    summary.update(observation_space=dataset.metadata.get("observation_space"),
-                   action_space=dataset.metadata.get("action_space"))
+    dataset_id = summary.pop("dataset_id") or args.id
+    label = tasks.dataset_label(dataset_id, str(dataset.env_id))
+    label += (" (its id: not the dataset of a task)" if label == dataset_id
+              else " (the task whose dataset this is)")
+    summary = {"dataset_id": dataset_id, "label": label,
+               **summary, "env_id": tasks.describe_env(dataset.env_id),
+               "observation_space": dataset.metadata.get("observation_space"),
+               "action_space": dataset.metadata.get("action_space")}
     for key, value in summary.items():
         print(f"{key:18s}{_format(value)}")
     return 0

@@ -50,7 +50,7 @@ def local_dataset_ids() -> list[str]:
 def creation_command(dataset_id: str) -> str:
     """The command that puts ``dataset_id`` into the local store, quoted so that it can be
     pasted into a shell (PATH and ENV_ID stand for what the user supplies)."""
-    task = next((t for t in tasks.TASKS.values() if t.dataset_id == dataset_id), None)
+    task = tasks.task_of_dataset(dataset_id)
     if task is None:
         return (f"{data_command('import', 'PATH', '--id', dataset_id, '--env', 'ENV_ID')}, or "
                 "for a dataset published on Minari's servers: "
