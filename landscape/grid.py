@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from landscape.evaluate import EvaluationResult, evaluate_vectors
-from smac_core.checkpoint import METADATA_FILE, WEIGHTS_FILE, Checkpoint
+from smac_core.checkpoint import METADATA_FILE, WEIGHTS_FILE, Checkpoint, checkpoint_series
 from smac_core.errors import SmacError
 from smac_core.files import atomic_write_text, output_directory
 from smac_core.nets import DeterministicPolicy
@@ -139,6 +139,18 @@ def landscape_output(out: Path, command: str, argv: Sequence[str] | None
     command, created is refused."""
     argv = list(sys.argv[1:] if argv is None else argv)
     return output_directory(out, f"landscape.{command}", [f"python -m landscape.{command}", *argv])
+
+
+def periodic_checkpoints(run: str | Path, what: str) -> list[tuple[int, Path]]:
+    """A run's ``checkpoints/step_<N>`` in step order; ``SmacError`` naming ``what`` (a flag)
+    and how to train a run that saves them when it has none."""
+    series = checkpoint_series(run)
+    if not series:
+        raise SmacError(f"{what} {run} has no periodic checkpoints (checkpoints/step_<N>): "
+                        "train the run with --checkpoint-every N, N below its --steps, to save "
+                        "one every N steps (e.g. python -m smac_core.train ... "
+                        "--checkpoint-every 1000)")
+    return series
 
 
 def checkpoint_sha256(checkpoint: Checkpoint) -> str:

@@ -42,13 +42,14 @@ from landscape.grid import (
     json_floats,
     landscape_output,
     output_dir,
+    periodic_checkpoints,
     plane_coordinates,
     result_unit,
 )
 from landscape.params import check_compatible, param_spec, policy_vector
 from landscape.paths import plane_points
 from landscape.plot import PlanePoint, save_surface_png, surface_figure, write_html
-from smac_core.checkpoint import Checkpoint, checkpoint_series
+from smac_core.checkpoint import Checkpoint
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
 
@@ -109,10 +110,7 @@ def project_series(plane: Plane, run_dirs: Sequence[str | Path]) -> list[Project
     basis = torch.stack([plane.d1, plane.d2], dim=1).double()  # (D, 2)
     projected = []
     for run in run_dirs:
-        series = checkpoint_series(run)
-        if not series:
-            raise SmacError(f"--overlay {run}: no checkpoints/step_<N> in that run directory")
-        for step, path in series:
+        for step, path in periodic_checkpoints(run, "--overlay"):
             theta, ckpt = policy_vector(path)
             # only the architecture and env matter for a projection, not the normalisation
             check_compatible([plane.template, ckpt], same_normalisation=False)

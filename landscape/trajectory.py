@@ -40,11 +40,12 @@ from landscape.grid import (
     json_floats,
     landscape_output,
     output_dir,
+    periodic_checkpoints,
     result_unit,
 )
 from landscape.params import check_compatible, policy_vector
 from landscape.plot import save_trajectory_png, trajectory_figure, write_html
-from smac_core.checkpoint import Checkpoint, checkpoint_series
+from smac_core.checkpoint import Checkpoint
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
 
@@ -68,10 +69,7 @@ class RunSeries:
 
 def load_series(run: str | Path) -> RunSeries:
     """The ``checkpoints/step_<N>`` of a run directory as parameter vectors."""
-    series = checkpoint_series(run)
-    if not series:
-        raise SmacError(f"{run}: no checkpoints/step_<N> directories; give run directories "
-                        "written by python -m smac_core.train")
+    series = periodic_checkpoints(run, "run")
     loaded = [policy_vector(path) for _, path in series]
     checkpoints = [ckpt for _, ckpt in loaded]
     check_compatible(checkpoints)
@@ -143,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = sum(len(s.steps) for s in series)
     if total < MIN_CHECKPOINTS:
         raise SmacError(f"the runs hold {total} checkpoints; an embedding needs at least "
-                        f"{MIN_CHECKPOINTS}")
+                        f"{MIN_CHECKPOINTS}: train them with a smaller --checkpoint-every")
     fingerprints = [{"command": "trajectory", "env": s.checkpoints[0].env_name,
                      "checkpoints": [checkpoint_sha256(c) for c in s.checkpoints],
                      **run_settings[k].fingerprint()} for k, s in enumerate(series)]

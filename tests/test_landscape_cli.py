@@ -212,6 +212,22 @@ def test_mismatched_checkpoints_and_changed_settings_give_clear_errors(tmp_path,
     assert "no such checkpoint or run directory" in capsys.readouterr().err
 
 
+def test_runs_without_periodic_checkpoints_are_refused_with_the_flag_that_makes_them(
+        tmp_path, capsys):
+    """A run trained with --checkpoint-every at or above its --steps has only checkpoints/final:
+    trajectory and surface --overlay say how to train one they can use."""
+    run = tmp_path / "final-only"
+    write_checkpoint(run / "checkpoints" / "final", seed=0)
+    thetas = [str(write_checkpoint(tmp_path / f"theta{k}", seed=k)) for k in range(3)]
+    for main, argv in ((trajectory.main, [str(run)]),
+                       (surface.main, [*thetas, "--overlay", str(run)])):
+        assert main([*argv, "--out", str(tmp_path / "out"), *FAST]) == 2
+        error = capsys.readouterr().err
+        assert f"{run} has no periodic checkpoints (checkpoints/step_<N>)" in error
+        assert "train the run with --checkpoint-every N" in error
+        assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_surface_killed_with_sigkill_resumes_to_the_same_values(tmp_path):
     """A real kill (no Python unwinding): whatever the moment, the store holds only whole
