@@ -1100,10 +1100,26 @@ def _stop_on_signal(runner: Runner) -> dict[int, Any]:
     return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
 
+def check_datasets(spec: ExperimentSpec, plans: Sequence[RunPlan]) -> None:
+    """``SmacError`` listing every dataset that ``plans`` train on and that is missing, with the
+    command that makes each, so that no run starts only to fail on it."""
+    from smac_core.data import missing_dataset
+    from smac_core.data.minari_store import store_root
+
+    tasks = dict.fromkeys(plan.task for plan in plans)
+    missing = {task: problem for task in tasks
+               if (problem := missing_dataset(spec.datasets[task])) is not None}
+    if missing:
+        raise SmacError(f"{spec.path}: {len(missing)} of its datasets are missing, no run was "
+                        f"started (Minari store: {store_root()}, $MINARI_DATASETS_PATH):\n"
+                        + "\n".join(f"  {task}: {problem}" for task, problem in missing.items()))
+
+
 def command_run(args: argparse.Namespace, argv: list[str]) -> int:
     spec = load_spec(args.spec)
     device = args.device or _default_device()
     plans = select(expand_grid(spec, device), args.only)
+    check_datasets(spec, [plan for plan in plans if run_state(spec.root, plan).state != "done"])
     try:
         spec.root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -483,6 +483,20 @@ def test_smoke_spec_end_to_end(tmp_path, minari_root, capsys):
     assert not (tmp_path / "from-export").exists()
 
 
+def test_missing_datasets_are_listed_before_any_run_starts(tmp_path, minari_root, capsys):
+    spec_dict = smoke_dict(tmp_path / "out")
+    spec_dict["tasks"] = ["door-binary", "hopper-medium-replay"]
+    spec = write_spec(tmp_path, spec_dict)
+    assert main(["run", str(spec), "--max-minutes", "1"]) == 2
+    error = capsys.readouterr().err
+    assert "2 of its datasets are missing, no run was started" in error
+    assert ("  door-binary: local/door/human-binary-v0 is not in the local store; make it with: "
+            "python -m smac_core.data import ") in error
+    assert ("  hopper-medium-replay: local/hopper/medium-replay-v0 is not in the local store; "
+            "make it with: python -m smac_core.data generate hopper-medium-replay") in error
+    assert not (tmp_path / "out").exists()
+
+
 def test_offline_only_spec_plans_offline_runs_only():
     """notebooks/specs/alpha-psi.yaml has no online phase: three SMAC score-scale modes on two
     tasks, each with its mode in --set."""

@@ -11,12 +11,12 @@ from pathlib import Path
 from smac_core import tasks
 from smac_core.data.dataset import TransitionDataset
 from smac_core.data.formats import read_file
-from smac_core.data.minari_store import read_minari
+from smac_core.data.minari_store import creation_command, local_dataset_ids, read_minari
 from smac_core.errors import SmacError
 
 FILE_SUFFIXES = (".hdf5", ".h5", ".pickle", ".pkl", ".npy")
 
-__all__ = ["TransitionDataset", "load_dataset"]
+__all__ = ["TransitionDataset", "load_dataset", "missing_dataset"]
 
 
 def load_dataset(name: str, download: bool = False) -> TransitionDataset:
@@ -29,3 +29,17 @@ def load_dataset(name: str, download: bool = False) -> TransitionDataset:
         raise SmacError(f"{path} is a directory, not a data file" if path.is_dir()
                         else f"no such file: {path}")
     return read_minari(tasks.TASKS[name].dataset_id if name in tasks.TASKS else name, download)
+
+
+def missing_dataset(name: str) -> str | None:
+    """Why ``load_dataset(name)`` would find no data, with the command that makes it (None when
+    the file, or the id in the local store, is there)."""
+    path = Path(name)
+    if path.is_file():
+        return None
+    if path.suffix in FILE_SUFFIXES:
+        return f"no such file: {path}"
+    dataset_id = tasks.TASKS[name].dataset_id if name in tasks.TASKS else name
+    if dataset_id in local_dataset_ids():
+        return None
+    return f"{dataset_id} is not in the local store; make it with: {creation_command(dataset_id)}"
