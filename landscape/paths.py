@@ -5,7 +5,7 @@
 - the plane theta(x, y) = origin + x d1 + y d2 (Li et al. 2018; the paper's plane uses raw
   differences d_i = theta_i - theta_0);
 - mode-connectivity curves with fixed ends (Garipov et al. 2018): a Bezier curve and a polygonal
-  chain through given bend points, evaluated at given t. Training the bends is not done here.
+  chain through given bend points, evaluated at given t (``landscape.path`` trains the bends).
 """
 
 from __future__ import annotations
@@ -57,9 +57,13 @@ def bezier_curve(control_points: Sequence[torch.Tensor], ts: Coordinates) -> tor
     points = torch.stack(list(control_points))
     t = _as_coordinates(ts, points)[:, None]
     degree = len(control_points) - 1
-    bernstein = torch.cat([math.comb(degree, k) * t**k * (1.0 - t) ** (degree - k)
-                           for k in range(degree + 1)], dim=1)  # (T, K+1)
-    return bernstein @ points
+    # a sum of scaled rows, not a matmul: each row's value does not depend on the other t's
+    # (a (T, K+1) @ (K+1, D) product may round differently for other T), so a point is the same
+    # vector whichever chunk of points it is built in
+    curve = torch.zeros(t.shape[0], points.shape[1], dtype=points.dtype, device=points.device)
+    for k in range(degree + 1):
+        curve = curve + math.comb(degree, k) * t**k * (1.0 - t) ** (degree - k) * points[k]
+    return curve
 
 
 def polygonal_chain(points: Sequence[torch.Tensor], ts: Coordinates) -> torch.Tensor:
