@@ -32,6 +32,14 @@ for classifier-free-guidance-style condition dropout) are concatenated, projecte
 final linear layer. Activations are SiLU (IDQL's Mish is a near-identical curve that torch
 computes 4x slower on CPU). Trained with Adam; the score uses an exponential moving average of
 the weights (``ema_decay``), which makes the small-noise predictions far less noisy.
+
+When to stop (``DiffusionConfig``): a fixed held-out split (``holdout_fraction`` of the rows, at
+most ``HOLDOUT_MAX_ROWS``, chosen by a fixed permutation; never trained on) with fixed noise
+draws (k, eps) per row, so its denoising loss is a deterministic function of the weights. Every
+``eval_every`` steps the EMA network's held-out loss L is computed; training stops once
+``patience`` evaluations in a row have not improved the best one by the relative ``tolerance``
+(L >= (1 - tolerance) L_best), and after ``steps`` steps at the latest. The held-out losses are
+printed as they are computed and kept in the model's ``train_info``.
 """
 
 from __future__ import annotations
@@ -60,6 +68,8 @@ SCHEDULES = ("cosine", "vp")
 ARTIFACT_KIND = "dataset_score"
 PARTIAL_KIND = "dataset_score_training"  # an interrupted training (train_score_model)
 NETWORK_NAME = "score_network"
+HOLDOUT_MAX_ROWS = 4096
+HOLDOUT_SEED = 20_231_101  # the held-out rows and their noise draws, the same for every run
 
 
 @dataclass
@@ -73,7 +83,11 @@ class DiffusionConfig:
     num_noise_levels: int = 50     # T; 50 puts sigma_1 at 0.042 (cosine): a negligible blur of
                                    # behaviour stds >= 0.1, yet a noise level still learnable
     schedule: str = "cosine"       # "cosine" | "vp" (module docstring)
-    steps: int = 50_000            # gradient steps
+    steps: int = 50_000            # the most gradient steps (the criterion below stops earlier)
+    eval_every: int = 1000         # steps between held-out loss evaluations
+    holdout_fraction: float = 0.05  # rows held out of training (at most HOLDOUT_MAX_ROWS)
+    patience: int = 5              # stop after this many evaluations without a gain; 0: never
+    tolerance: float = 0.01        # a gain: held-out loss < (1 - tolerance) * the best so far
     batch_size: int = 256
     lr: float = 3e-4               # Adam
     ema_decay: float = 0.999       # the score uses an exponential moving average of the weights
@@ -83,7 +97,7 @@ class DiffusionConfig:
 
     def validate(self) -> None:
         positive = ("hidden_dim", "num_blocks", "embed_dim", "num_noise_levels", "steps",
-                    "batch_size", "lr")
+                    "batch_size", "lr", "eval_every")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise SmacError(f"DiffusionConfig.{name} must be > 0, got {getattr(self, name)}")
@@ -97,6 +111,11 @@ class DiffusionConfig:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise SmacError(f"DiffusionConfig.{name} must be in [0, 1], "
                                 f"got {getattr(self, name)}")
+        if not (0.0 <= self.holdout_fraction <= 0.5 and 0.0 <= self.tolerance < 1.0
+                and self.patience >= 0):
+            raise SmacError("DiffusionConfig needs holdout_fraction in [0, 0.5], tolerance in "
+                            f"[0, 1) and patience >= 0; got {self.holdout_fraction}, "
+                            f"{self.tolerance} and {self.patience}")
         if self.guidance < 0 or (self.guidance > 0 and self.condition_dropout == 0):
             raise SmacError(f"DiffusionConfig.guidance={self.guidance} needs guidance >= 0 and, "
                             "when > 0, condition_dropout > 0 (to learn the unconditional model)")
@@ -268,6 +287,41 @@ def _check_inputs(observations: Tensor, actions: Tensor, condition: Tensor) -> N
                         f"action bounds first); max |a| = {actions.abs().max().item():.4g}")
 
 
+class HeldOut:
+    """The held-out rows of ``DiffusionConfig`` (module docstring) with fixed noise draws.
+
+    ``loss(network)``: (1/M) sum_j || eps_omega(s_j, a_kj, w_j, k_j) - eps_j ||^2 over the M
+    held-out rows, a_kj = sqrt(abar_kj) a_0j + sigma_kj eps_j; no gradients, no RNG draws.
+    """
+
+    def __init__(self, obs: Tensor, actions: Tensor, condition: Tensor, config: DiffusionConfig,
+                 sqrt_abar: Tensor, sigma: Tensor) -> None:
+        gen = torch.Generator().manual_seed(HOLDOUT_SEED)
+        k = torch.randint(1, config.num_noise_levels + 1, (len(obs),), generator=gen)
+        eps = torch.randn(actions.shape, generator=gen)
+        self.k, self.eps = k.to(obs.device), eps.to(obs.device)
+        self.obs, self.condition = obs, condition
+        self.noisy = sqrt_abar[self.k, None] * actions + sigma[self.k, None] * self.eps
+
+    @torch.no_grad()
+    def loss(self, network: NoisePredictor) -> float:
+        was_training = network.training
+        network.eval()
+        prediction = network(self.obs, self.noisy, self.condition, self.k)
+        network.train(was_training)
+        return float((prediction - self.eps).pow(2).sum(-1).mean())
+
+
+def split_holdout(n: int, fraction: float) -> tuple[Tensor, Tensor | None]:
+    """(training rows, held-out rows or None): min(HOLDOUT_MAX_ROWS, floor(fraction n)) rows of a
+    fixed permutation held out; none when that is 0 rows or all of them."""
+    held = min(HOLDOUT_MAX_ROWS, int(fraction * n))
+    if held == 0 or held == n:
+        return torch.arange(n), None
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(HOLDOUT_SEED))
+    return order[held:].sort().values, order[:held].sort().values
+
+
 def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
                       config: DiffusionConfig, device: str | torch.device,
                       generator: torch.Generator | None, progress: bool = False,
@@ -279,7 +333,9 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
     ``condition`` (N,) the return signal w (e.g. the trajectory's normalised return, in [0, 1]).
     ``condition_value`` is w* (default: the ``w_quantile`` quantile of ``condition``).
     ``generator`` seeds everything (initialisation, minibatches, noise, dropout); None uses the
-    global RNG. ``progress`` shows a progress bar with the running loss. ``checkpoint`` (with a
+    global RNG. Training stops by the held-out criterion (module docstring) or after
+    ``config.steps`` steps; each held-out loss is printed (a progress bar's postfix with
+    ``progress``). ``progress`` shows a progress bar with the running loss. ``checkpoint`` (with a
     ``generator``): SIGINT and SIGTERM stop training after the current step, save its exact
     state there and raise ``Interrupted``; a later call with the same inputs continues from it
     bit for bit, and removes it when done.
@@ -295,6 +351,11 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
     abar = alpha_bars(config).to(device, torch.float32)
     sqrt_abar, sigma = abar.sqrt(), (1 - abar).sqrt()
     n, (obs_dim, act_dim) = len(obs_all), (obs_all.shape[1], actions_all.shape[1])
+    train_rows, held_rows = split_holdout(n, config.holdout_fraction)
+    train_rows = train_rows.to(device)
+    heldout = None if held_rows is None else HeldOut(
+        obs_all[held_rows], actions_all[held_rows], condition_all[held_rows], config, sqrt_abar,
+        sigma)
 
     seed = None if generator is None else int(torch.randint(2**62, (1,), generator=generator))
     resumable = checkpoint is not None and seed is not None
@@ -307,15 +368,18 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
         optimizer = make_optimizer(network, config.lr, "adam")
         ema = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
         recent_losses: deque[Tensor] = deque(maxlen=100)
+        # held-out evaluations: [step, loss] rows, the best loss, evaluations since a gain
+        criterion: dict = {"history": [], "best": math.inf, "stale": 0}
         identity = {"config": asdict(config), "seed": seed, "num_samples": n}
         start = 0
         if resumable and (checkpoint / "metadata.json").is_file():
             start = _restore_partial(checkpoint, identity, network, optimizer, ema,
-                                     recent_losses, device)
+                                     recent_losses, criterion, device)
+        converged = False
         bar = tqdm(range(start, config.steps), desc="dataset score model",
                    disable=not progress)
         for step in bar:
-            idx = torch.randint(n, (config.batch_size,), device=device)
+            idx = train_rows[torch.randint(len(train_rows), (config.batch_size,), device=device)]
             obs, a0, w = obs_all[idx], actions_all[idx], condition_all[idx]
             k = torch.randint(1, config.num_noise_levels + 1, (len(idx),), device=device)
             eps = torch.randn_like(a0)
@@ -333,9 +397,15 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
             recent_losses.append(loss.detach())
             if progress and step % 100 == 0:
                 bar.set_postfix(loss=f"{float(torch.stack(list(recent_losses)).mean()):.4f}")
+            if heldout is not None and ((step + 1) % config.eval_every == 0
+                                        or step + 1 == config.steps):
+                converged = _evaluate(heldout, ema.module, step + 1, config, criterion,
+                                      bar if progress else None)
+                if converged:
+                    break
             if stop and step + 1 < config.steps:
                 _save_partial(checkpoint, identity, step + 1, network, optimizer, ema,
-                              recent_losses, device)
+                              recent_losses, criterion, device)
                 signum = stop[0]
                 raise Interrupted(signum, f"stopped by {signal.Signals(signum).name} at step "
                                   f"{step + 1} of {config.steps} of the dataset score model; "
@@ -343,9 +413,35 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
                                   "command and --resume)")
     if resumable:
         shutil.rmtree(checkpoint, ignore_errors=True)
+    history = criterion["history"]
     train_info = {"final_loss": float(torch.stack(list(recent_losses)).mean()), "num_samples": n,
-                  "condition_min": float(condition.min()), "condition_max": float(condition.max())}
+                  "condition_min": float(condition.min()), "condition_max": float(condition.max()),
+                  "steps_trained": history[-1][0] if history else config.steps,
+                  "stopped_by": "held-out criterion" if converged else "steps",
+                  "heldout_rows": 0 if held_rows is None else len(held_rows),
+                  "heldout_loss": history[-1][1] if history else None,
+                  "heldout_history": history}
     return DatasetScore(ema.module, config, obs_dim, act_dim, condition_value, train_info)
+
+
+def _evaluate(heldout: HeldOut, ema_network: NoisePredictor, step: int, config: DiffusionConfig,
+              criterion: dict, bar: tqdm | None) -> bool:
+    """Record the held-out loss at ``step`` in ``criterion``, print it; whether to stop."""
+    loss = heldout.loss(ema_network)
+    criterion["history"].append([step, loss])
+    if loss < (1 - config.tolerance) * criterion["best"]:
+        criterion["best"], criterion["stale"] = loss, 0
+    else:
+        criterion["stale"] += 1
+    converged = 0 < config.patience <= criterion["stale"]
+    line = (f"held-out loss {loss:.4f} (best {criterion['best']:.4f}, {criterion['stale']}/"
+            f"{config.patience} evaluations without a {config.tolerance:.0%} gain)")
+    if bar is not None:
+        bar.set_postfix_str(line)
+    else:
+        print(f"[dataset score model] step {step}/{config.steps} | {line}"
+              + (" | converged" if converged else ""), flush=True)
+    return converged
 
 
 def _rng_states(device: torch.device) -> dict[str, Tensor]:
@@ -357,16 +453,17 @@ def _rng_states(device: torch.device) -> dict[str, Tensor]:
 
 def _save_partial(path: Path, identity: dict, step: int, network: NoisePredictor,
                   optimizer: torch.optim.Optimizer, ema: AveragedModel,
-                  recent_losses: deque[Tensor], device: torch.device) -> None:
+                  recent_losses: deque[Tensor], criterion: dict, device: torch.device) -> None:
     save_checkpoint(path, {NETWORK_NAME: network, "ema": ema},
                     {"kind": PARTIAL_KIND, "step": step, **identity},
                     {"optimizer": optimizer.state_dict(), "rng": _rng_states(device),
-                     "recent_losses": torch.stack(list(recent_losses)).cpu()})
+                     "recent_losses": torch.stack(list(recent_losses)).cpu(),
+                     "criterion": criterion})
 
 
 def _restore_partial(path: Path, identity: dict, network: NoisePredictor,
                      optimizer: torch.optim.Optimizer, ema: AveragedModel,
-                     recent_losses: deque[Tensor], device: torch.device) -> int:
+                     recent_losses: deque[Tensor], criterion: dict, device: torch.device) -> int:
     """Load an interrupted training's state (``_save_partial``); the step to continue at."""
     tensors, meta = load_tensors(path)
     stored = {key: meta.get(key) for key in identity}
@@ -382,6 +479,7 @@ def _restore_partial(path: Path, identity: dict, network: NoisePredictor,
         if device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         recent_losses.extend(state["recent_losses"].to(device))
+        criterion.update(state["criterion"])
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise SmacError(f"cannot continue the score-model training saved in {path} "
                         f"({type(exc).__name__}: {exc}); delete it to train afresh") from exc

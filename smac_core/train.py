@@ -41,6 +41,7 @@ from smac_core.checkpoint import load_tensors
 from smac_core.data import load_dataset
 from smac_core.data.buffers import MixedReplayBuffer, ObsNormalizer, ReplayBuffer
 from smac_core.data.dataset import TransitionDataset
+from smac_core.diffusion import DiffusionConfig
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import output_directory
 from smac_core.handoff import HANDOFF_RULES, hand_over
@@ -92,6 +93,13 @@ def algorithm_defaults(names: tuple[str, ...]) -> str:
         values = ", ".join(f"{f.name}={getattr(config, f.name)}" for f in fields(config))
         lines.append(textwrap.fill(f"{name}: {values}", width=90, initial_indent="  ",
                                    subsequent_indent="      "))
+        if hasattr(config, "score_model"):
+            score = DiffusionConfig()
+            values = ", ".join(f"{f.name}={getattr(score, f.name)}" for f in fields(score))
+            lines.append(textwrap.fill(
+                f"{name} score_model (--set 'score_model={{\"steps\": 20000}}'; training stops "
+                f"when the held-out loss stops improving, after `steps` at most): {values}",
+                width=90, initial_indent="  ", subsequent_indent="      "))
     return "\n".join(lines)
 
 

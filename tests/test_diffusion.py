@@ -4,19 +4,21 @@ save/load, determinism and bad input."""
 from __future__ import annotations
 
 import math
+import signal
 
 import pytest
 import torch
 from torch.nn import functional as F
 
+import smac_core.diffusion
 from smac_core.diffusion import DatasetScore, DiffusionConfig, alpha_bars, train_score_model
-from smac_core.errors import SmacError
+from smac_core.errors import Interrupted, SmacError
 
 SIGMA_B = 0.1  # behaviour std; |f| <= 0.5, so actions stay 5 sigma_b inside [-1, 1] (no clipping)
 # A small network and budget that fit the one-minute limit on one core (lr 1e-3 and an EMA
 # horizon of 100 steps suit 1500 steps; the defaults are for real datasets).
 TOY = DiffusionConfig(hidden_dim=64, num_blocks=2, dropout=0.0, steps=1500, lr=1e-3,
-                      ema_decay=0.99)
+                      ema_decay=0.99, patience=0)
 
 
 def behaviour_mean(s: torch.Tensor) -> torch.Tensor:
@@ -59,6 +61,36 @@ def test_score_at_smallest_noise_level_matches_analytic_gaussian_score():
 
 
 @pytest.mark.slow
+def test_held_out_criterion_stops_early_with_the_same_score_quality(capsys):
+    # the toy of the test above, with room for 20,000 steps: the held-out criterion ends
+    # training well before, and the score is as good as after TOY's fixed 1,500 steps
+    gen = torch.Generator().manual_seed(0)
+    s = states(20_000, gen)
+    a = behaviour_mean(s) + SIGMA_B * torch.randn(20_000, 2, generator=gen)
+    w = torch.rand(20_000, generator=gen)
+    config = DiffusionConfig(**{**TOY.__dict__, "steps": 20_000, "eval_every": 250,
+                                "patience": 3, "tolerance": 0.01})
+    score = train_score_model(s, a, w, config, "cpu", torch.Generator().manual_seed(1))
+    info = score.train_info
+    assert info["stopped_by"] == "held-out criterion"
+    assert info["steps_trained"] < 5000 and info["heldout_rows"] == 1000
+    history = info["heldout_history"]
+    assert [row[0] for row in history] == list(range(250, info["steps_trained"] + 1, 250))
+    best = min(loss for _, loss in history)
+    # stopped after 3 evaluations without a 1% gain on the best
+    assert all(loss >= 0.99 * best for _, loss in history[-3:])
+    assert history[-1][1] == info["heldout_loss"]
+    out = capsys.readouterr().out
+    assert f"[dataset score model] step {info['steps_trained']}/20000 | held-out loss" in out
+    assert out.rstrip().endswith("| converged")
+
+    s_test = states(2000, gen)
+    a_test = behaviour_mean(s_test) + SIGMA_B * torch.randn(2000, 2, generator=gen)
+    estimate = score(s_test, a_test)
+    assert F.cosine_similarity(estimate, -(a_test - behaviour_mean(s_test)), dim=-1).mean() > 0.9
+
+
+@pytest.mark.slow
 def test_high_return_condition_points_towards_high_return_mode():
     # Two behaviour modes f(s) +- d, d = 1.5 sigma_b along the first action axis: the "+" mode
     # has returns w in [0.6, 1], the "-" mode w in [0, 0.4]. At w* (0.9 quantile, ~0.92) the
@@ -90,8 +122,8 @@ def test_high_return_condition_points_towards_high_return_mode():
 def _tiny_model(seed: int = 1, **overrides) -> DatasetScore:
     gen = torch.Generator().manual_seed(0)
     s, a = torch.randn(256, 3, generator=gen), torch.rand(256, 2, generator=gen) * 2 - 1
-    config = DiffusionConfig(hidden_dim=16, num_blocks=1, embed_dim=8, steps=5, batch_size=32,
-                             **overrides)
+    config = DiffusionConfig(**{"hidden_dim": 16, "num_blocks": 1, "embed_dim": 8, "steps": 5,
+                                "batch_size": 32, **overrides})
     return train_score_model(s, a, torch.rand(256, generator=gen), config, "cpu",
                              torch.Generator().manual_seed(seed))
 
@@ -125,6 +157,48 @@ def test_training_is_deterministic_given_the_generator():
     assert not torch.equal(_tiny_model(seed=1)(obs, actions), _tiny_model(seed=2)(obs, actions))
 
 
+def test_criterion_stops_after_patience_evaluations_without_a_gain():
+    # tolerance 0.9: only a 90% drop counts as a gain, so evaluations 2 and 3 are stale and
+    # training stops at the third one (step 15 of at most 40)
+    score = _tiny_model(eval_every=5, steps=40, patience=2, tolerance=0.9)
+    info = score.train_info
+    assert info["stopped_by"] == "held-out criterion" and info["steps_trained"] == 15
+    assert [row[0] for row in info["heldout_history"]] == [5, 10, 15]
+    assert info["heldout_rows"] == 12  # 5% of 256
+    unlimited = _tiny_model(eval_every=5, steps=40, patience=0).train_info
+    assert unlimited["stopped_by"] == "steps" and unlimited["steps_trained"] == 40
+    # the same losses up to step 15: evaluating never draws from the training's RNG
+    assert unlimited["heldout_history"][:3] == info["heldout_history"]
+
+
+def test_interrupted_training_resumes_exactly_with_its_held_out_record(tmp_path, monkeypatch):
+    gen = torch.Generator().manual_seed(0)
+    s, a, w = torch.randn(256, 3, generator=gen), torch.rand(256, 2, generator=gen) * 2 - 1, \
+        torch.rand(256, generator=gen)
+    config = DiffusionConfig(hidden_dim=16, num_blocks=1, embed_dim=8, steps=30, batch_size=32,
+                             eval_every=4, patience=0)
+    train = lambda: train_score_model(s, a, w, config, "cpu", torch.Generator().manual_seed(1),  # noqa: E731
+                                      checkpoint=tmp_path / "partial")
+    straight = train()
+    forward, calls = smac_core.diffusion.NoisePredictor.forward, []
+
+    def forward_then_signal(self, *args):
+        calls.append(1)
+        if len(calls) == 13:  # the 11th training step (steps 4 and 8 evaluated on the way)
+            signal.raise_signal(signal.SIGTERM)
+        return forward(self, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(smac_core.diffusion.NoisePredictor, "forward", forward_then_signal)
+        with pytest.raises(Interrupted, match="at step 11 of 30"):
+            train()
+    resumed = train()
+    assert resumed.train_info == straight.train_info
+    obs, actions = torch.randn(10, 3), torch.rand(10, 2)
+    torch.testing.assert_close(resumed(obs, actions), straight(obs, actions), rtol=0, atol=0)
+    assert not (tmp_path / "partial").exists()
+
+
 def test_bad_input_is_rejected():
     s, a, w = torch.zeros(8, 3), torch.zeros(8, 2), torch.zeros(8)
     config = DiffusionConfig(steps=1)
@@ -140,6 +214,8 @@ def test_bad_input_is_rejected():
         train_score_model(s, a, w, DiffusionConfig(guidance=1.0), "cpu", None)
     with pytest.raises(SmacError, match=r"ema_decay must be in \[0, 1\)"):
         train_score_model(s, a, w, DiffusionConfig(ema_decay=1.0), "cpu", None)
+    with pytest.raises(SmacError, match=r"holdout_fraction in \[0, 0.5\]"):
+        train_score_model(s, a, w, DiffusionConfig(holdout_fraction=0.9), "cpu", None)
     with pytest.raises(SmacError, match=r"unknown DiffusionConfig option\(s\) \['T'\]"):
         DiffusionConfig.from_dict({"T": 5})
 

@@ -59,6 +59,10 @@ def test_help_documents_every_flag_and_the_algorithm_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["online", "--help"])
     assert "sac: actor_hidden=(256, 256)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["offline", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "smac score_model" in text and "steps=50000, eval_every=1000" in text
 
 
 @pytest.mark.parametrize(("args", "message"), [
