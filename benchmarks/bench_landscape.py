@@ -1,14 +1,23 @@
-"""Landscape engine throughput: env steps/s of ``evaluate_vectors`` on Hopper-v5.
+"""Landscape engine throughput: env steps/s of ``evaluate_vectors`` on Hopper-v5, as fractions of
+the physical limit per core used and for the whole machine.
 
 For P = 1, 4, 16, 64 parameter vectors (a Hopper-sized 256x256 policy near its initialisation
 plus small per-vector perturbations, like neighbouring grid points) x E episodes each, against
 one vector at a time (what one does without the engine: the plain policy module, one env, one
-episode after another) and against the physical limit measured here: the raw
-``mujoco.mj_step`` rate of Hopper's model / frame skip x usable cores. CPU, and CUDA when
-available. Prints a markdown table.
+episode after another) and against the physical limit: the raw ``mujoco.mj_step`` rate of
+Hopper's model on one core / frame skip = env steps/s of one core. A run's per-core fraction
+divides its rate by that limit x the cores it used (1 in-process, workers + 1 with a pool, at
+most the usable cores); its total fraction by the limit x every usable core.
 
-    python benchmarks/bench_landscape.py [--quick] [--episodes E] [--max-steps T]
-        [--vectors 1 4 16 64] [--devices cpu cuda] [--workers N] [--threads N]
+Measurement: the limit and every method are timed in interleaved rounds (limit, method 1,
+method 2, ..., limit, ...; ``--rounds``), so that a loaded machine slows them alike. In-process
+runs (workers 0) and the limit are timed by thread CPU time (``time.thread_time``: other
+processes do not count); runs with worker processes, whose work is in other processes, by wall
+time (then compare them on an idle machine). ``--workers 0 2`` times each P with each count: the
+scaling from one core to all. CPU, and CUDA when available. Prints a markdown table.
+
+    python benchmarks/bench_landscape.py [--quick] [--episodes E] [--max-steps T] [--rounds R]
+        [--vectors 1 4 16 64] [--devices cpu cuda] [--workers N ...] [--threads N]
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ import argparse
 import os
 import platform
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import mujoco
 import numpy as np
@@ -34,18 +45,17 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def physical_limit(seconds: float) -> tuple[float, float]:
-    """(raw mj_step/s on one core, env steps/s of the machine = that / frame skip x cores)."""
+def mj_steps(seconds: float, clock: Callable[[], float]) -> tuple[int, float]:
+    """(raw mj_step calls, seconds on ``clock``) of about ``seconds`` of Hopper's physics."""
     env = make_env(ENV)
     env.reset(seed=0)
     model, data = env.unwrapped.model, env.unwrapped.data
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    steps, start = 0, clock()
+    while clock() - start < seconds:
         for _ in range(1000):
             mujoco.mj_step(model, data)
         steps += 1000
-    rate = steps / (time.perf_counter() - start)
-    return rate, rate / env.unwrapped.frame_skip * usable_cores()
+    return steps, clock() - start
 
 
 def grid_vectors(count: int, seed: int = 0) -> tuple[DeterministicPolicy, torch.Tensor]:
@@ -61,10 +71,10 @@ def grid_vectors(count: int, seed: int = 0) -> tuple[DeterministicPolicy, torch.
 
 @torch.no_grad()
 def one_at_a_time(policy: DeterministicPolicy, vectors: torch.Tensor, episodes: int,
-                  max_steps: int, device: str) -> tuple[int, float]:
-    """(env steps, seconds) of the plain loop: each vector loaded into the module in turn, its
-    episodes (seeds 0..E-1) run one after another in one env."""
-    start, steps = time.perf_counter(), 0
+                  max_steps: int, device: str, clock: Callable[[], float]) -> tuple[int, float]:
+    """(env steps, seconds on ``clock``) of the plain loop: each vector loaded into the module in
+    turn, its episodes (seeds 0..E-1) run one after another in one env."""
+    start, steps = clock(), 0
     env = make_env(ENV)
     module = policy.to(device)
     for vector in vectors:
@@ -77,16 +87,37 @@ def one_at_a_time(policy: DeterministicPolicy, vectors: torch.Tensor, episodes: 
                 steps += 1
                 if terminated or truncated:
                     break
-    return steps, time.perf_counter() - start
+    return steps, clock() - start
 
 
 def batched(policy: DeterministicPolicy, vectors: torch.Tensor, episodes: int, max_steps: int,
-            device: str, workers: int) -> tuple[int, float]:
-    """(env steps, seconds) of one ``evaluate_vectors`` call."""
-    start = time.perf_counter()
+            device: str, workers: int, clock: Callable[[], float]) -> tuple[int, float]:
+    """(env steps, seconds on ``clock``) of one ``evaluate_vectors`` call."""
+    start = clock()
     result = evaluate_vectors(policy, vectors, ENV, episodes, seed=0, device=device,
                               max_episode_steps=max_steps, workers=workers)
-    return int(result.lengths.sum()), time.perf_counter() - start
+    return int(result.lengths.sum()), clock() - start
+
+
+@dataclass
+class Method:
+    """One timed row: ``run()`` -> (env steps, seconds); totals over the rounds."""
+
+    device: str
+    name: str
+    vectors: int
+    workers: int
+    run: Callable[[], tuple[int, float]]
+    steps: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.steps / self.seconds
+
+    @property
+    def cores(self) -> int:
+        return 1 if self.workers == 0 else min(usable_cores(), self.workers + 1)
 
 
 def main() -> None:
@@ -101,47 +132,77 @@ def main() -> None:
                         help="vectors timed one at a time for the baseline")
     parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"],
                         help="devices to try (cuda is skipped when absent)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="env worker processes (default: the engine's choice per P)")
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="env worker process counts to time (default: the engine's choice "
+                             "per P)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--limit-seconds", type=float, default=3.0,
-                        help="how long to time raw mj_step")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--limit-seconds", type=float, default=1.0,
+                        help="how long to time raw mj_step in each round")
     args = parser.parse_args()
     if args.quick:
         args.episodes, args.max_steps = 2, 100
         args.vectors = [p for p in args.vectors if p <= 16]
-        args.reference_vectors, args.limit_seconds = 2, 1.0
+        args.reference_vectors, args.limit_seconds, args.rounds = 2, 0.5, 2
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     devices = [d for d in args.devices if d == "cpu" or torch.cuda.is_available()]
 
-    mj_rate, limit = physical_limit(args.limit_seconds)
-    print(f"{platform.node()}: {usable_cores()} usable cores, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), devices {devices}")
-    print(f"physical limit: raw mj_step {mj_rate:,.0f}/s per core -> {limit:,.0f} env steps/s "
-          f"(frame skip 4 x {usable_cores()} cores)")
-    print(f"E = {args.episodes} episodes per vector, at most {args.max_steps} steps\n")
-    print("| device | method | P | workers | env steps | seconds | env steps/s "
-          "| x one-at-a-time | fraction of limit | s per vector |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    def clock_for(workers: int) -> Callable[[], float]:
+        return time.thread_time if workers == 0 else time.perf_counter
+
+    methods: list[Method] = []
     for device in devices:
         policy, vectors = grid_vectors(args.reference_vectors)
-        steps, seconds = one_at_a_time(policy, vectors, args.episodes, args.max_steps, device)
-        baseline = steps / seconds
-        print(f"| {device} | one at a time | {args.reference_vectors} | 0 | {steps} "
-              f"| {seconds:.2f} | {baseline:,.0f} | 1.00 | {baseline / limit:.3f} "
-              f"| {seconds / args.reference_vectors:.3f} |")
+        methods.append(Method(device, "one at a time", args.reference_vectors, 0,
+                              lambda p=policy, v=vectors, d=device: one_at_a_time(
+                                  p, v, args.episodes, args.max_steps, d, time.thread_time)))
         for count in args.vectors:
             policy, vectors = grid_vectors(count)
-            workers = args.workers
-            if workers is None:
-                workers = default_workers(count * args.episodes, args.max_steps)
-            steps, seconds = batched(policy, vectors, args.episodes, args.max_steps, device,
-                                     workers)
-            rate = steps / seconds
-            print(f"| {device} | batched | {count} | {workers} | {steps} | {seconds:.2f} "
-                  f"| {rate:,.0f} | {rate / baseline:.2f} | {rate / limit:.3f} "
-                  f"| {seconds / count:.3f} |")
+            for workers in args.workers or [default_workers(count * args.episodes,
+                                                            args.max_steps)]:
+                methods.append(Method(device, "batched", count, workers,
+                                      lambda p=policy, v=vectors, d=device, w=workers: batched(
+                                          p, v, args.episodes, args.max_steps, d, w,
+                                          clock_for(w))))
+    limit_steps, limit_seconds = 0, 0.0
+    for _ in range(args.rounds):
+        steps, seconds = mj_steps(args.limit_seconds, time.thread_time)
+        limit_steps, limit_seconds = limit_steps + steps, limit_seconds + seconds
+        for method in methods:
+            steps, seconds = method.run()
+            method.steps, method.seconds = method.steps + steps, method.seconds + seconds
+
+    mj_rate = limit_steps / limit_seconds
+    per_core = mj_rate / make_env(ENV).unwrapped.frame_skip
+    cores = usable_cores()
+    print(f"{platform.node()}: {cores} usable cores, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), devices {devices}")
+    print(f"physical limit: raw mj_step {mj_rate:,.0f}/s on one core (thread CPU time) -> "
+          f"{per_core:,.0f} env steps/s per core (frame skip 4), {per_core * cores:,.0f} on "
+          f"{cores} cores")
+    print(f"E = {args.episodes} episodes per vector, at most {args.max_steps} steps; "
+          f"{args.rounds} interleaved rounds\n")
+    print("| device | method | P | workers | cores used | clock | env steps | seconds "
+          "| env steps/s | x one-at-a-time | per-core fraction of limit "
+          "| total fraction of limit |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for device in devices:
+        rows = [m for m in methods if m.device == device]
+        baseline = rows[0].rate
+        for m in rows:
+            clock = "thread CPU" if m.workers == 0 else "wall"
+            print(f"| {device} | {m.name} | {m.vectors} | {m.workers} | {m.cores} | {clock} "
+                  f"| {m.steps} | {m.seconds:.2f} | {m.rate:,.0f} | {m.rate / baseline:.2f} "
+                  f"| {m.rate / (per_core * m.cores):.3f} | {m.rate / (per_core * cores):.3f} |")
+        by_vectors: dict[int, list[Method]] = {}
+        for m in rows[1:]:
+            by_vectors.setdefault(m.vectors, []).append(m)
+        for count, group in by_vectors.items():
+            if len(group) > 1:
+                low, high = min(group, key=lambda m: m.cores), max(group, key=lambda m: m.cores)
+                print(f"\nP = {count} on {device}: {high.cores} cores / {low.cores} core(s) = "
+                      f"{high.rate / low.rate:.2f}x the env steps/s")
 
 
 if __name__ == "__main__":

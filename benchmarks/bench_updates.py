@@ -1,17 +1,27 @@
-"""Update throughput of the agents: updates/s at batch 256 with Hopper-sized networks.
+"""Update throughput of the agents: updates/s at batch 256 with Hopper-sized networks, with Adam
+and with Muon, and the ratios that issue 12 targets (SMAC/SAC per optimizer).
 
-    python benchmarks/bench_updates.py [--algos sac,td3,td3bc,awr] [--seconds 5]
-                                       [--devices cpu,cuda] [--threads N]
+    python benchmarks/bench_updates.py [--algos sac,td3,td3bc,awr,calql,iql,smac]
+                                       [--optimizers adam,muon] [--seconds 5] [--round 0.25]
+                                       [--devices cpu,cuda] [--threads 1]
                                        [--set [ALGO:]KEY=VALUE ...]
 
 Any name in the algorithm registry can be given to ``--algos`` (offline algorithms too). Each
-agent is built by ``make_agent`` with its default config (256x256 networks) plus the ``--set``
-overrides, for Hopper's sizes (obs 11, act 3). Agents that run offline first get
-``prepare_offline`` on a random 10k-transition dataset (its time is not counted; SMAC trains its
-score model there, so shorten that: ``--set 'smac:score_model={"steps": 10}'``: its quality
-does not change the cost of an update). Batches are
-sampled beforehand from a random replay buffer on the device (sampling is not counted either);
-each update ends with its metrics copied to the host, as in training. Prints a markdown table.
+agent is built by ``make_agent`` with its default config (256x256 networks), the optimizer kind
+and the ``--set`` overrides, for Hopper's sizes (obs 11, act 3). Agents that run offline first
+get ``prepare_offline`` on a random 10k-transition dataset (its time is not counted; SMAC's score
+model is trained for 10 steps unless ``--set`` says otherwise: its quality does not change the
+cost of an update). Batches are sampled beforehand from a random replay buffer on the device
+(sampling is not counted either); each update ends with its metrics copied to the host, as in
+training.
+
+Measurement: every (algorithm, optimizer) agent of a device is built first, then they take
+turns, one round of ``--round`` seconds each (A, B, C, A, B, C, ...), until each has had
+``--seconds``; on CPU with one torch thread the clock is the thread's CPU time
+(``time.thread_time``), so other processes on a loaded machine slow every agent alike and leave
+the ratios unbiased. Also compares CalQL's critic-ensemble paths: each member as its own matmul
+for the 7,680 sampled-action rows (the default) against one (N, 7680, .) batched call. Prints
+markdown tables.
 """
 
 from __future__ import annotations
@@ -22,6 +32,9 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +45,7 @@ from smac_core.algos import ALGORITHMS, make_agent
 from smac_core.data.buffers import ReplayBuffer
 from smac_core.data.dataset import TransitionDataset
 from smac_core.errors import SmacError, cli_entry
+from smac_core.nets import CriticEnsemble
 
 OBS_DIM, ACT_DIM = 11, 3  # Hopper
 BATCH_SIZE = 256
@@ -72,30 +86,75 @@ def parse_overrides(pairs: list[str], algos: list[str]) -> dict[str, dict[str, A
     return overrides
 
 
-def updates_per_second(algo: str, device: torch.device, seconds: float,
-                       overrides: dict[str, Any]) -> float:
-    """Run ``algo``'s update for about ``seconds`` on ``device``; return updates/s."""
+@dataclass
+class Contender:
+    """One agent being timed: ``step()`` runs one update; seconds and updates accumulate."""
+
+    label: tuple[str, ...]
+    step: Callable[[], None]
+    seconds: float = 0.0
+    updates: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.updates / self.seconds
+
+
+@contextmanager
+def no_member_loop() -> Iterator[None]:
+    """The critic ensemble's batched path for every row count (the path before issue 12)."""
+    rows = CriticEnsemble.MEMBER_LOOP_ROWS
+    CriticEnsemble.MEMBER_LOOP_ROWS = 2**62
+    try:
+        yield
+    finally:
+        CriticEnsemble.MEMBER_LOOP_ROWS = rows
+
+
+def contender(label: tuple[str, ...], algo: str, device: torch.device,
+              overrides: dict[str, Any], batched_ensemble: bool = False) -> Contender:
+    """Build ``algo`` (prepared offline if it runs offline), warm it up; a ``Contender``."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     dataset = random_dataset(10_000, rng)
     buffer = ReplayBuffer.from_dataset(dataset, device,
                                        generator=torch.Generator().manual_seed(0))
-    agent = make_agent(algo, OBS_DIM, ACT_DIM, {"batch_size": BATCH_SIZE, **overrides}, device)
+    config = {"batch_size": BATCH_SIZE, **overrides}
+    if "score_model" in ALGORITHMS[algo].config_class.__dataclass_fields__:
+        config["score_model"] = {"steps": 10, **config.get("score_model", {})}
+    agent = make_agent(algo, OBS_DIM, ACT_DIM, config, device)
     if "offline" in agent.phases:
         with tempfile.TemporaryDirectory() as workdir:
             agent.prepare_offline(dataset, buffer, Path(workdir))
     batches = [buffer.sample(agent.update_batch_size) for _ in range(PREPARED_BATCHES)]
-    for i in range(WARMUP_UPDATES):
-        agent.update(batches[i % PREPARED_BATCHES])
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        agent.update(batches[done % PREPARED_BATCHES])
-        done += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return done / (time.perf_counter() - start)
+    done = [0]
+
+    def step() -> None:
+        with no_member_loop() if batched_ensemble else nullcontext():
+            agent.update(batches[done[0] % PREPARED_BATCHES])
+        done[0] += 1
+
+    for _ in range(WARMUP_UPDATES):
+        step()
+    return Contender(label, step)
+
+
+def measure(contenders: list[Contender], device: torch.device, seconds: float,
+            round_seconds: float, clock: Callable[[], float]) -> None:
+    """Interleaved rounds (A, B, C, A, B, C, ...) of about ``round_seconds`` on ``clock`` each,
+    until every contender has had ``seconds``."""
+    while min(c.seconds for c in contenders) < seconds:
+        for c in contenders:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start, done = clock(), 0
+            while clock() - start < round_seconds:
+                c.step()
+                done += 1
+                if device.type == "cuda" and clock() - start >= round_seconds:
+                    torch.cuda.synchronize(device)
+            c.seconds += clock() - start
+            c.updates += done
 
 
 def machine_description(devices: list[torch.device]) -> str:
@@ -108,14 +167,18 @@ def machine_description(devices: list[torch.device]) -> str:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--algos", default="sac,td3,td3bc,awr",
-                        help="comma-separated registry names (default: the online algorithms)")
+    parser.add_argument("--algos", default="sac,td3,td3bc,awr,calql,iql,smac",
+                        help="comma-separated registry names (default: %(default)s)")
+    parser.add_argument("--optimizers", default="adam,muon",
+                        help="comma-separated optimizer kinds (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=5.0,
-                        help="measuring time per algorithm and device (default 5)")
+                        help="measuring time per agent and device (default 5)")
+    parser.add_argument("--round", type=float, default=0.25,
+                        help="seconds of one agent's turn in the interleaved rounds (default 0.25)")
     parser.add_argument("--devices", default=None,
                         help="comma-separated devices (default: cpu, and cuda when available)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: thread CPU time is then the clock)")
     parser.add_argument("--set", action="append", default=[], metavar="[ALGO:]KEY=VALUE",
                         help="agent config override, for one algorithm or all (repeatable)")
     args = parser.parse_args(argv)
@@ -124,27 +187,54 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [a for a in algos if a not in ALGORITHMS]
     if unknown:
         raise SmacError(f"unknown algorithm(s) {unknown}; known: {sorted(ALGORITHMS)}")
-    if args.seconds <= 0:
-        raise SmacError(f"--seconds must be positive; got {args.seconds}")
+    kinds = [k for k in args.optimizers.split(",") if k]
+    if not kinds or set(kinds) - {"adam", "muon"}:
+        raise SmacError(f"--optimizers takes adam and/or muon; got {args.optimizers!r}")
+    if args.seconds <= 0 or args.round <= 0:
+        raise SmacError(f"--seconds and --round must be positive; got {args.seconds}, "
+                        f"{args.round}")
     device_names = (args.devices.split(",") if args.devices
                     else ["cpu", *(["cuda"] if torch.cuda.is_available() else [])])
     if "cuda" in device_names and not torch.cuda.is_available():
         raise SmacError("--devices asks for cuda but torch sees no CUDA device")
     devices = [torch.device(d) for d in device_names]
     overrides = parse_overrides(args.set, algos)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SmacError(f"--threads must be >= 1; got {args.threads}")
-        torch.set_num_threads(args.threads)
+    if args.threads < 1:
+        raise SmacError(f"--threads must be >= 1; got {args.threads}")
+    torch.set_num_threads(args.threads)
 
     print(f"Updates/s at batch {BATCH_SIZE}, obs {OBS_DIM}, act {ACT_DIM}, default 256x256 "
-          f"networks ({machine_description(devices)})\n")
-    print("| algorithm | device | updates/s | ms/update |")
-    print("| --- | --- | ---: | ---: |")
-    for algo in algos:
-        for device in devices:
-            rate = updates_per_second(algo, device, args.seconds, overrides[algo])
-            print(f"| {algo} | {device.type} | {rate:.1f} | {1000 / rate:.2f} |", flush=True)
+          f"networks ({machine_description(devices)}); interleaved rounds of {args.round} s, "
+          f"{args.seconds} s per agent\n")
+    for device in devices:
+        thread_clock = device.type == "cpu" and args.threads == 1
+        clock = time.thread_time if thread_clock else time.perf_counter
+        contenders = [contender((algo, kind), algo, device, {**overrides[algo], "optimizer": kind})
+                      for algo in algos for kind in kinds]
+        paths = []
+        if "calql" in algos:
+            paths = [contender(("calql", kind, "batched ensemble"), "calql", device,
+                               {**overrides["calql"], "optimizer": kind}, batched_ensemble=True)
+                     for kind in kinds]
+        measure(contenders + paths, device, args.seconds, args.round, clock)
+        rates = {c.label: c.rate for c in contenders + paths}
+        print(f"{device.type}, clock: {'thread CPU time' if thread_clock else 'wall time'}\n")
+        print("| algorithm | " + " | ".join(f"{k} updates/s | {k} ms/update" for k in kinds)
+              + " |")
+        print("| --- |" + " ---: | ---: |" * len(kinds))
+        for algo in algos:
+            cells = [f"{rates[algo, k]:.1f} | {1000 / rates[algo, k]:.2f}" for k in kinds]
+            print(f"| {algo} | " + " | ".join(cells) + " |")
+        print("\n| ratio | " + " | ".join(kinds) + " |")
+        print("| --- |" + " ---: |" * len(kinds))
+        if {"smac", "sac"} <= set(algos):
+            print("| SMAC / SAC | " + " | ".join(
+                f"{rates['smac', k] / rates['sac', k]:.2f}x" for k in kinds) + " |")
+        if paths:
+            print("| CalQL member loop / batched ensemble | " + " | ".join(
+                f"{rates['calql', k] / rates['calql', k, 'batched ensemble']:.2f}x"
+                for k in kinds) + " |")
+        print(flush=True)
     return 0
 
 
