@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from landscape.critic import checkpoint_critic, dataset_sample
 from landscape.grid import (
     EvalSettings,
     PointStore,
@@ -57,9 +58,7 @@ from landscape.params import check_compatible, param_spec, policy_vector, unflat
 from landscape.paths import bezier_curve, interpolate_linear, polygonal_chain
 from landscape.plot import interpolation_figure, save_interpolation_png, write_html
 from landscape.valley import DEFAULT_Z, Curve, valley_verdict
-from smac_core.algos import make_agent
-from smac_core.checkpoint import Checkpoint, load_checkpoint, sub_state_dict
-from smac_core.data import load_dataset
+from smac_core.checkpoint import Checkpoint, load_checkpoint
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_bytes, atomic_write_text
 from smac_core.nets import CriticEnsemble, DeterministicPolicy
@@ -113,19 +112,6 @@ def learn_curve(theta_a: torch.Tensor, theta_b: torch.Tensor, surrogate: Surroga
     return weights.detach(), objective
 
 
-def checkpoint_critic(checkpoint: Checkpoint) -> CriticEnsemble:
-    """The checkpoint's Q ensemble (normalised obs, actions in [-1, 1]), frozen."""
-    meta = checkpoint.metadata
-    agent = make_agent(meta["algorithm"], meta["obs_dim"], meta["act_dim"], meta["config"])
-    critic = agent.networks.get("critic")
-    tensors = sub_state_dict(checkpoint.tensors, "critic")
-    if not isinstance(critic, CriticEnsemble) or not tensors:
-        raise SmacError(f"checkpoint {checkpoint.path} ({meta['algorithm']}) has no Q(s, a) "
-                        "critic ensemble saved under 'critic.*'")
-    critic.load_state_dict(tensors)
-    return critic.requires_grad_(False).eval()
-
-
 def critic_surrogate(template: DeterministicPolicy, critic: CriticEnsemble,
                      observations: torch.Tensor) -> Surrogate:
     """theta (P, D) -> (P,) E_s [mean_i Q_i(s, pi_theta(s))] over raw ``observations`` (B,
@@ -142,24 +128,6 @@ def critic_surrogate(template: DeterministicPolicy, critic: CriticEnsemble,
         return q.mean(dim=0).reshape(p, b).mean(dim=1)
 
     return surrogate
-
-
-def dataset_states(checkpoint: Checkpoint, dataset: str | None, count: int, seed: int
-                   ) -> torch.Tensor:
-    """``count`` observations drawn without replacement (all, if fewer) from ``dataset``, else
-    the checkpoint's ``dataset_id``: (B, obs_dim) float32, in dataset order."""
-    name = dataset or checkpoint.metadata.get("dataset_id")
-    if not name:
-        raise SmacError(f"checkpoint {checkpoint.path} records no dataset_id; pass --dataset")
-    if count < 1:
-        raise SmacError(f"--states must be >= 1, got {count}")
-    observations = load_dataset(name).observations
-    if observations.shape[1] != checkpoint.metadata["obs_dim"]:
-        raise SmacError(f"dataset {name} has obs_dim {observations.shape[1]}, the checkpoint "
-                        f"{checkpoint.metadata['obs_dim']}")
-    rows = np.random.default_rng(seed).choice(len(observations), min(count, len(observations)),
-                                              replace=False)
-    return torch.as_tensor(observations[np.sort(rows)])
 
 
 def _sha256(array: np.ndarray) -> str:
@@ -249,8 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ckpt_a, ckpt_b = (load_checkpoint(c) for c in args.checkpoints)
     check_compatible([ckpt_a, ckpt_b])
     settings = settings.for_checkpoint(ckpt_a)
-    critic = checkpoint_critic(ckpt_b if args.critic == "b" else ckpt_a)
-    states = dataset_states(ckpt_a, args.dataset, args.states, settings.seed)
+    critic, _ = checkpoint_critic(ckpt_b if args.critic == "b" else ckpt_a)
+    states = torch.as_tensor(dataset_sample(ckpt_a, args.dataset, args.states,
+                                            settings.seed)["observations"])
     training = {"curve": args.curve, "bends": args.bends, "steps": args.steps, "lr": args.lr,
                 "t_samples": args.t_samples, "critic": args.critic, "states": len(states),
                 "states_sha256": _sha256(states.numpy()), "seed": settings.seed,

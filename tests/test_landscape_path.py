@@ -21,11 +21,11 @@ from test_landscape_cli import FAST, analytic_at
 
 import landscape.grid
 import landscape.path
+from landscape.critic import checkpoint_critic
 from landscape.grid import EvalSettings
 from landscape.interpolate import evaluate_pair
 from landscape.params import param_spec, policy_vector, unflatten_params
 from landscape.path import (
-    checkpoint_critic,
     critic_surrogate,
     curve_points,
     evaluate_curve,
@@ -138,7 +138,7 @@ def test_exact_surrogate_curve_beats_the_line_in_rollouts_batched_or_not(tmp_pat
 
 def test_critic_surrogate_is_the_mean_q_of_the_policy_actions_batched_or_not(tmp_path):
     a = load_checkpoint(sac_checkpoint(tmp_path / "a", seed=0))
-    critic = checkpoint_critic(a)
+    critic, _ = checkpoint_critic(a)
     states = torch.randn(7, OBS_DIM)
     theta_a, _ = policy_vector(a)
     vectors = theta_a + 0.1 * torch.randn(5, theta_a.numel())
