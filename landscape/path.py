@@ -112,44 +112,49 @@ def learn_curve(theta_a: torch.Tensor, theta_b: torch.Tensor, surrogate: Surroga
     return weights.detach(), objective
 
 
+def policy_value(template: DeterministicPolicy, critic: CriticEnsemble, vectors: torch.Tensor,
+                 observations: torch.Tensor) -> torch.Tensor:
+    """E_s [mean_i Q_i(s, pi_theta(s))] of each theta (P, D) over its own raw observations
+    (P, B, obs_dim): -> (P,), differentiable in theta; the template gives the normalisation and
+    action bounds, the critic sees normalised observations and actions in [-1, 1]."""
+    p, b = observations.shape[:2]
+    actions = batched_policy(template)(unflatten_params(vectors, param_spec(template)),
+                                       observations)
+    low, high = template.action_low, template.action_high
+    unit_actions = 2.0 * (actions - low) / (high - low) - 1.0                         # (P, B, A)
+    normalised = (observations - template.obs_mean) / template.obs_std
+    q = critic(normalised.reshape(p * b, -1), unit_actions.reshape(p * b, -1))        # (N, P*B)
+    return q.mean(dim=0).reshape(p, b).mean(dim=1)
+
+
 def critic_surrogate(template: DeterministicPolicy, critic: CriticEnsemble,
                      observations: torch.Tensor) -> Surrogate:
-    """theta (P, D) -> (P,) E_s [mean_i Q_i(s, pi_theta(s))] over raw ``observations`` (B,
-    obs_dim), differentiable in theta; the template gives the normalisation and action bounds."""
-    act, spec = batched_policy(template), param_spec(template)
-    normalised = (observations - template.obs_mean) / template.obs_std
-    low, high = template.action_low, template.action_high
-
-    def surrogate(vectors: torch.Tensor) -> torch.Tensor:
-        p, b = vectors.shape[0], observations.shape[0]
-        actions = act(unflatten_params(vectors, spec), observations.expand(p, -1, -1))
-        unit_actions = 2.0 * (actions - low) / (high - low) - 1.0                 # (P, B, A)
-        q = critic(normalised.repeat(p, 1), unit_actions.reshape(p * b, -1))      # (N, P*B)
-        return q.mean(dim=0).reshape(p, b).mean(dim=1)
-
-    return surrogate
+    """theta (P, D) -> (P,) ``policy_value`` over the same raw ``observations`` (B, obs_dim)."""
+    return lambda vectors: policy_value(template, critic, vectors,
+                                        observations.expand(len(vectors), -1, -1))
 
 
 def _sha256(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-def trained_curve(path: Path, fingerprint: dict[str, Any], train: Callable[[], tuple[
+def cached_training(path: Path, fingerprint: dict[str, Any], train: Callable[[], tuple[
         torch.Tensor, np.ndarray]]) -> tuple[torch.Tensor, np.ndarray]:
-    """The bends and objective saved at ``path`` for ``fingerprint``, else ``train()``'s, saved."""
+    """The (tensor, record) that ``train()`` returned for ``fingerprint``, saved at ``path``:
+    loaded when saved, else trained and saved."""
     canonical = json.dumps(fingerprint, sort_keys=True)
     if path.is_file():
         saved = torch.load(path, weights_only=True)
         if saved["fingerprint"] != canonical:
-            raise SmacError(f"{path} holds a curve trained with other settings; rerun with the "
-                            "same settings to resume, or choose another --out")
-        return saved["bends"], saved["objective"].numpy()
-    bends, objective = train()
+            raise SmacError(f"{path} holds a training with other settings; rerun with the same "
+                            "settings to resume, or choose another --out")
+        return saved["tensor"], saved["record"].numpy()
+    tensor, record = train()
     buffer = io.BytesIO()
-    torch.save({"fingerprint": canonical, "bends": bends.cpu(),
-                "objective": torch.from_numpy(objective)}, buffer)
+    torch.save({"fingerprint": canonical, "tensor": tensor.cpu(),
+                "record": torch.from_numpy(record)}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
-    return bends.cpu(), objective
+    return tensor.cpu(), record
 
 
 def evaluate_curve(checkpoints: tuple[Checkpoint, Checkpoint], kind: str, bends: torch.Tensor,
@@ -236,7 +241,7 @@ def _learn_evaluate_and_write(checkpoints: tuple[Checkpoint, Checkpoint], critic
                               args: argparse.Namespace, settings: EvalSettings, out: Path) -> int:
     (theta_a, ckpt_a), (theta_b, _) = (policy_vector(c) for c in checkpoints)
     surrogate = critic_surrogate(ckpt_a.policy, critic, states)
-    bends, objective = trained_curve(out / CURVE_FILE, training, lambda: learn_curve(
+    bends, objective = cached_training(out / CURVE_FILE, training, lambda: learn_curve(
         theta_a, theta_b, surrogate, args.curve, args.bends, args.steps, args.lr,
         args.t_samples, settings.seed))
     ts = np.linspace(0.0, 1.0, args.points)
