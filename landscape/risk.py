@@ -35,7 +35,7 @@ import io
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -225,49 +225,68 @@ def build_parser() -> argparse.ArgumentParser:
                     "many short independent actor updates on the checkpoint's critic, and at "
                     "random neighbours as far away (left tail, mean, sharpness scores).")
     parser.add_argument("checkpoint", metavar="CKPT", help="a checkpoint or run directory")
-    parser.add_argument("--budget", type=int, default=32,
-                        help="independent update sequences (and as many random twins) (default 32)")
-    parser.add_argument("--steps", type=int, default=10,
-                        help="Adam steps per sequence (default 10)")
-    parser.add_argument("--lr", type=float, default=3e-4,
-                        help="Adam step size (default 3e-4, SAC's actor rate)")
-    parser.add_argument("--batch-size", type=int, default=256,
-                        help="states per minibatch (default 256)")
-    parser.add_argument("--states", type=int, default=10_000,
-                        help="pool of dataset observations the minibatches are drawn from "
-                             "(default 10000)")
-    parser.add_argument("--dataset", default=None,
-                        help="a dataset id, task name or data file (default: the checkpoint's "
-                             "dataset_id)")
-    parser.add_argument("--alpha", type=float, default=0.1,
-                        help="CVaR level: the fraction of the worst neighbours (default 0.1)")
+    add_probe_args(parser)
     add_evaluation_args(parser)
     return parser
+
+
+def checkpoint_probe(checkpoint: Checkpoint, dataset: str | None, states: int,
+                     probe_settings: ProbeSettings, settings: EvalSettings, out: Path
+                     ) -> dict[str, Any]:
+    """``probe`` with the checkpoint's critic on ``states`` observations of ``dataset`` (default
+    its ``dataset_id``); ``probe_settings.pool`` is replaced by the number drawn."""
+    settings = settings.for_checkpoint(checkpoint)
+    critic, _ = checkpoint_critic(checkpoint)
+    pool = torch.as_tensor(dataset_sample(checkpoint, dataset, states,
+                                          settings.seed)["observations"])
+
+    def objective(vectors: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return policy_value(checkpoint.policy, critic, vectors, pool[rows])
+
+    states_sha256 = hashlib.sha256(pool.numpy().tobytes()).hexdigest()
+    results, _ = probe(checkpoint, objective, {"states_sha256": states_sha256},
+                       replace(probe_settings, pool=len(pool)), settings, out)
+    return results | {"dataset": dataset or checkpoint.metadata.get("dataset_id")}
+
+
+def add_probe_args(parser: argparse.ArgumentParser) -> None:
+    """The probe's flags (shared with ``landscape.risk_validation``)."""
+    group = parser.add_argument_group("probe")
+    group.add_argument("--budget", type=int, default=32,
+                       help="independent update sequences (and as many random twins) (default 32)")
+    group.add_argument("--steps", type=int, default=10, help="Adam steps per sequence (default 10)")
+    group.add_argument("--lr", type=float, default=3e-4,
+                       help="Adam step size (default 3e-4, SAC's actor rate)")
+    group.add_argument("--batch-size", type=int, default=256,
+                       help="states per minibatch (default 256)")
+    group.add_argument("--states", type=int, default=10_000,
+                       help="pool of dataset observations the minibatches are drawn from "
+                            "(default 10000)")
+    group.add_argument("--dataset", default=None,
+                       help="a dataset id, task name or data file (default: the checkpoint's "
+                            "dataset_id)")
+    group.add_argument("--alpha", type=float, default=0.1,
+                       help="CVaR level: the fraction of the worst neighbours (default 0.1)")
+
+
+def probe_settings_of(args: argparse.Namespace) -> ProbeSettings:
+    return ProbeSettings(args.budget, args.steps, args.lr, args.batch_size, args.states,
+                         args.alpha)
 
 
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = EvalSettings.from_args(args)
+    probe_settings = probe_settings_of(args)
     checkpoint = load_checkpoint(args.checkpoint)
     settings = settings.for_checkpoint(checkpoint)
-    critic, _ = checkpoint_critic(checkpoint)
-    states = torch.as_tensor(dataset_sample(checkpoint, args.dataset, args.states,
-                                            settings.seed)["observations"])
-    probe_settings = ProbeSettings(args.budget, args.steps, args.lr, args.batch_size,
-                                   len(states), args.alpha)
     out = output_dir(args.out, "risk", {"checkpoint": checkpoint_sha256(checkpoint),
                                         "dataset": args.dataset, **vars(probe_settings),
                                         **settings.fingerprint()})
-
-    def objective(vectors: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return policy_value(checkpoint.policy, critic, vectors, states[rows])
-
     with landscape_output(out, "risk", argv):
-        states_sha256 = hashlib.sha256(states.numpy().tobytes()).hexdigest()
-        results, _ = probe(checkpoint, objective, {"states_sha256": states_sha256},
-                           probe_settings, settings, out)
-        results["dataset"] = args.dataset or checkpoint.metadata.get("dataset_id")
+        results = checkpoint_probe(checkpoint, args.dataset, args.states, probe_settings,
+                                   settings, out)
         unit = results["unit"]
         print(f"theta_0: {results['theta0']['mean']:.4g} ± {results['theta0']['se']:.3g} {unit}")
         for name, value in results["scores"].items():
@@ -279,7 +298,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         save_risk_png(results, title, out / "risk.png")
         print(f"wrote {out}/risk.{{json,csv,html,png}}")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
