@@ -1,0 +1,166 @@
+"""GPU check: every CUDA path of the project, run once, with a table of what it measured.
+
+    python benchmarks/gpu_check.py [--seconds 3]
+
+Rows: Muon's Newton-Schulz in bfloat16 against the float32 reference (relative Frobenius
+error, time per orthogonalisation of a (10, 256, 256) stack); updates/s of SAC and SMAC (Adam
+and Muon) on CUDA against one CPU thread (``bench_updates``' interleaved measurement: the
+target is >= 5x); an offline SMAC run and an online SAC run through ``smac_core.train`` with
+``--device cuda`` (a synthetic Pendulum dataset, a few hundred steps); landscape evaluation
+(``evaluate_vectors``) on CUDA against CPU (env steps/s, largest return difference: CUDA's
+matmuls round differently, so returns may differ slightly). Seed-vectorised training and
+torch.compile / CUDA graphs of the update are not implemented yet and are listed as such. On a
+machine without CUDA it says so and exits with status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from bench_updates import contender, measure
+
+from landscape.evaluate import evaluate_vectors
+from landscape.params import flatten_params
+from smac_core.nets import DeterministicActor, DeterministicPolicy
+from smac_core.optim import newton_schulz
+from smac_core.tasks import make_env
+from smac_core.train import main as train_main
+
+NS_BOUND = 0.05  # bfloat16 rounds each product to 2^-8 relative: a few % after 5 iterations
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def muon_row(device: torch.device) -> list[str]:
+    """Newton-Schulz of a (10, 256, 256) gradient stack, bfloat16 vs float32."""
+    grads = torch.randn(10, 256, 256, generator=torch.Generator().manual_seed(0)).to(device)
+    timings, outputs = {}, {}
+    for dtype in (torch.float32, torch.bfloat16):
+        newton_schulz(grads, dtype=dtype)
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(20):
+            outputs[dtype] = newton_schulz(grads, dtype=dtype)
+        synchronize(device)
+        timings[dtype] = (time.perf_counter() - start) / 20 * 1e3
+    reference = outputs[torch.float32]
+    error = float((outputs[torch.bfloat16].float() - reference).norm() / reference.norm())
+    verdict = "ok" if error < NS_BOUND else f"ABOVE the {NS_BOUND} bound"
+    return ["Muon Newton-Schulz, bf16 vs fp32", f"relative error {error:.4f} ({verdict})",
+            f"{timings[torch.bfloat16]:.2f} ms bf16, {timings[torch.float32]:.2f} ms fp32"]
+
+
+def update_rows(device: torch.device, seconds: float) -> list[list[str]]:
+    """updates/s of SAC and SMAC on CUDA and on one CPU thread, and the ratio."""
+    torch.set_num_threads(1)
+    rows = []
+    for algo in ("sac", "smac"):
+        for kind in ("adam", "muon"):
+            rates = {}
+            for dev in (torch.device("cpu"), device):
+                c = contender((algo, kind), algo, dev, {"optimizer": kind})
+                clock = time.thread_time if dev.type == "cpu" else time.perf_counter
+                measure([c], dev, seconds, 0.25, clock)
+                rates[dev.type] = c.rate
+            ratio = rates["cuda"] / rates["cpu"]
+            rows.append([f"{algo} update ({kind})",
+                         f"{ratio:.1f}x one CPU thread ({'ok' if ratio >= 5 else 'below 5x'})",
+                         f"{rates['cuda']:.0f} updates/s cuda, {rates['cpu']:.0f} cpu"])
+    return rows
+
+
+def pendulum_dataset(path: Path) -> Path:
+    """A synthetic D4RL file for Pendulum-v1: 20 episodes of 50 random transitions."""
+    rng = np.random.default_rng(0)
+    n = 20 * 50
+    timeouts = np.zeros(n, bool)
+    timeouts[49::50] = True
+    with h5py.File(path, "w") as file:
+        file["observations"] = rng.standard_normal((n, 3)).astype(np.float32)
+        file["actions"] = rng.uniform(-1, 1, (n, 1)).astype(np.float32)
+        file["rewards"] = rng.standard_normal(n).astype(np.float32)
+        file["terminals"] = np.zeros(n, bool)
+        file["timeouts"] = timeouts
+    return path
+
+
+def run_rows(workdir: Path, device: torch.device) -> list[list[str]]:
+    """An offline SMAC run and an online SAC run with --device ``device``."""
+    common = ["--device", device.type, "--eval-every", "200", "--eval-episodes", "1",
+              "--checkpoint-every", "200", "--log-every", "100"]
+    runs = {
+        "offline smac run (CLI)": ["offline", "--algo", "smac", "--dataset",
+                                   str(pendulum_dataset(workdir / "pendulum.hdf5")), "--env",
+                                   "Pendulum-v1", "--steps", "200", "--set",
+                                   'score_model={"steps": 200}', "--out",
+                                   str(workdir / "offline"), *common],
+        "online sac run (CLI)": ["online", "--algo", "sac", "--env", "Pendulum-v1", "--steps",
+                                 "400", "--start-steps", "100", "--out", str(workdir / "online"),
+                                 *common],
+    }
+    rows = []
+    for name, argv in runs.items():
+        start = time.perf_counter()
+        status = train_main(argv)
+        rows.append([name, "ok" if status == 0 else f"FAILED (exit status {status})",
+                     f"{time.perf_counter() - start:.1f} s"])
+    return rows
+
+
+def landscape_row(device: torch.device) -> list[str]:
+    """16 Hopper policies x 2 episodes of at most 200 steps, on CUDA and on CPU."""
+    torch.manual_seed(0)
+    env = make_env("Hopper-v5")
+    actor = DeterministicActor(env.observation_space.shape[0], env.action_space.shape[0])
+    policy = DeterministicPolicy.from_actor(actor, np.zeros(11), np.ones(11),
+                                            env.action_space.low, env.action_space.high)
+    base = flatten_params(policy)
+    vectors = base + 0.05 * base.abs().mean() * torch.randn(16, base.numel())
+    results, rates = {}, {}
+    for dev in ("cpu", device.type):
+        start = time.perf_counter()
+        results[dev] = evaluate_vectors(policy, vectors, "Hopper-v5", 2, device=dev,
+                                        max_episode_steps=200, workers=0)
+        rates[dev] = results[dev].lengths.sum() / (time.perf_counter() - start)
+    difference = float(np.abs(results[device.type].returns - results["cpu"].returns).max())
+    return ["landscape evaluate_vectors", f"max |return difference| {difference:.3g}",
+            f"{rates[device.type]:.0f} env steps/s {device.type}, {rates['cpu']:.0f} cpu"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help="measuring time per update rate (default 3)")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print(f"gpu_check: torch {torch.__version__} sees no CUDA device "
+              f"(built with CUDA {torch.version.cuda}); nothing to check on this machine.")
+        return 0
+    device = torch.device("cuda")
+    print(f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, "
+          f"CUDA {torch.version.cuda}\n")
+    rows = [muon_row(device), *update_rows(device, args.seconds)]
+    with tempfile.TemporaryDirectory() as workdir:
+        rows += run_rows(Path(workdir), device)
+    rows += [landscape_row(device),
+             ["seed-vectorised runs", "not implemented yet (issue 12, target 3)", "-"],
+             ["torch.compile / CUDA graphs of the update", "not implemented yet", "-"]]
+    print("| check | result | measured |")
+    print("| --- | --- | --- |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
