@@ -1,6 +1,7 @@
-"""The critic's landscape along the straight line between two checkpoints, beside the reward.
+"""The critic's landscape along the line between two checkpoints, beside the reward, or on a plane.
 
     python -m landscape.critic CKPT_A CKPT_B [--points 21] [--range -0.25 1.25] [--batch 1024]
+    python -m landscape.critic T0 T1 T2 [--x-range -0.25 1.25] [--x-points 11] [--y-...]
 
 At every t both networks move together: the actor theta(t) = (1 - t) theta_A + t theta_B and the
 critic ensemble c(t) = (1 - t) c_A + t c_B. On one fixed batch of ``--batch`` dataset
@@ -23,6 +24,11 @@ the stacked parameters, ``--chunk-size`` points at a time). The reward at the sa
 evaluated by ``landscape.interpolate``'s resumable engine unless ``--no-rollouts``.
 
 Writes critic.json / .csv, critic.html (reward and critic panels over t) and critic.png.
+
+With three checkpoints the points are those of ``landscape.surface``'s plane,
+T0 + x (T1 - T0) + y (T2 - T0) for actor and critic alike, and the command writes critic.json
+/ .csv and per metric critic_<metric>.html / .png (surface and contours); the reward on the same
+grid is ``python -m landscape.surface T0 T1 T2`` with the same ranges (no rollouts here).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +55,7 @@ from landscape.grid import (
     checkpoint_sha256,
     landscape_output,
     output_dir,
+    plane_coordinates,
     result_unit,
 )
 from landscape.interpolate import PairResult, evaluate_pair, interpolation_ts
@@ -60,8 +67,15 @@ from landscape.params import (
     policy_vector,
     unflatten_params,
 )
-from landscape.paths import interpolate_linear
-from landscape.plot import COLORS, PNG_DPI, write_html
+from landscape.paths import interpolate_linear, plane_points
+from landscape.plot import (
+    COLORS,
+    PNG_DPI,
+    PlanePoint,
+    save_surface_png,
+    surface_figure,
+    write_html,
+)
 from landscape.valley import DEFAULT_Z, valley_verdict
 from smac_core.algos import make_agent
 from smac_core.algos.smac import SCORE_MODEL_DIR
@@ -175,26 +189,50 @@ def default_score_model(checkpoint: Checkpoint) -> Path | None:
         else None
 
 
+Combine = Callable[[Sequence[torch.Tensor], np.ndarray], torch.Tensor]
+
+
+def point_values(checkpoints: Sequence[Checkpoint], combine: Combine, n_points: int,
+                 batch: dict[str, torch.Tensor], chunk_size: int,
+                 score: DatasetScore | None = None) -> dict[str, np.ndarray]:
+    """Per-state metrics of ``n_points`` points, the actor and the critic of point p both
+    ``combine(anchors, indices)`` of the checkpoints' vectors (the same coefficients):
+    name -> (n_points, B), ``chunk_size`` points per batched pass."""
+    actors = [policy_vector(c)[0] for c in checkpoints]
+    critics = [critic_vector(c) for c in checkpoints]
+    critic, gamma = checkpoint_critic(checkpoints[0])
+    spec = critics[0][1]
+    if any(other != spec for _, other in critics) or \
+            set(spec.names) != set(param_spec(critic).names):
+        raise SmacError(f"checkpoints {', '.join(str(c.path) for c in checkpoints)} have "
+                        "different critic architectures")
+    chunks = []
+    with torch.no_grad():  # (torch.func's jacrev still differentiates inside)
+        for start in range(0, n_points, chunk_size):
+            indices = np.arange(start, min(start + chunk_size, n_points))
+            chunks.append(critic_values(checkpoints[0].policy, critic, combine(actors, indices),
+                                        combine([v for v, _ in critics], indices), spec, batch,
+                                        gamma, score))
+    return {name: torch.cat([c[name] for c in chunks]).numpy() for name in chunks[0]}
+
+
 def line_values(checkpoints: tuple[Checkpoint, Checkpoint], ts: np.ndarray,
                 batch: dict[str, torch.Tensor], chunk_size: int,
                 score: DatasetScore | None = None) -> dict[str, np.ndarray]:
-    """Per-state metrics at every t (T,) of the line, actor and critic interpolated together:
-    name -> (T, B), ``chunk_size`` points per batched pass."""
-    (theta_a, ckpt_a), (theta_b, ckpt_b) = (policy_vector(c) for c in checkpoints)
-    critic, gamma = checkpoint_critic(ckpt_a)
-    (c_a, spec_a), (c_b, spec_b) = critic_vector(ckpt_a), critic_vector(ckpt_b)
-    if spec_a != spec_b or set(spec_a.names) != set(param_spec(critic).names):
-        raise SmacError(f"checkpoints {ckpt_a.path} and {ckpt_b.path} have different critic "
-                        "architectures")
-    chunks = []
-    with torch.no_grad():  # (torch.func's jacrev still differentiates inside)
-        for start in range(0, len(ts), chunk_size):
-            chunk = ts[start:start + chunk_size]
-            chunks.append(critic_values(ckpt_a.policy, critic,
-                                        interpolate_linear(theta_a, theta_b, chunk),
-                                        interpolate_linear(c_a, c_b, chunk), spec_a, batch,
-                                        gamma, score))
-    return {name: torch.cat([c[name] for c in chunks]).numpy() for name in chunks[0]}
+    """``point_values`` at every t (T,) of the line: name -> (T, B)."""
+    return point_values(checkpoints, lambda v, idx: interpolate_linear(v[0], v[1], ts[idx]),
+                        len(ts), batch, chunk_size, score)
+
+
+def plane_values(checkpoints: Sequence[Checkpoint], coords: np.ndarray,
+                 batch: dict[str, torch.Tensor], chunk_size: int,
+                 score: DatasetScore | None = None) -> dict[str, np.ndarray]:
+    """``point_values`` at every (x, y) (P, 2) of the plane origin + x (T1 - T0) + y (T2 - T0)
+    (``landscape.surface``'s): name -> (P, B)."""
+    def combine(v: Sequence[torch.Tensor], idx: np.ndarray) -> torch.Tensor:
+        return plane_points(v[0], v[1] - v[0], v[2] - v[0], coords[idx, 0], coords[idx, 1])
+
+    return point_values(checkpoints, combine, len(coords), batch, chunk_size, score)
 
 
 def summary(values: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -292,15 +330,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m landscape.critic",
         description="The critic's landscape (mean Q of the policy, TD error, SMAC's score "
-                    "cosine) on a fixed dataset batch along the line between two checkpoints, "
-                    "actor and critic interpolated together, beside the reward.")
-    parser.add_argument("checkpoints", nargs=2, metavar="CKPT",
-                        help="A (t=0) and B (t=1): checkpoints or run directories")
+                    "cosine) on a fixed dataset batch along the line between two checkpoints "
+                    "(beside the reward) or on the plane of three, actor and critic moving "
+                    "together.")
+    parser.add_argument("checkpoints", nargs="+", metavar="CKPT",
+                        help="A (t=0) and B (t=1) for the line, or T0 T1 T2 for the plane "
+                             "T0 + x (T1 - T0) + y (T2 - T0): checkpoints or run directories")
     parser.add_argument("--points", type=int, default=21,
                         help="evenly spaced t in --range; t=0 and 1 are added (default 21)")
     parser.add_argument("--range", nargs=2, type=float, default=(-0.25, 1.25),
                         metavar=("LOW", "HIGH"), help="t interval containing [0, 1] "
                                                       "(default -0.25 1.25)")
+    for axis in ("x", "y"):
+        parser.add_argument(f"--{axis}-range", nargs=2, type=float, default=(-0.25, 1.25),
+                            metavar=("LOW", "HIGH"), help=f"plane: {axis} interval (default "
+                                                          "-0.25 1.25)")
+        parser.add_argument(f"--{axis}-points", type=int, default=11,
+                            help=f"plane: grid points along {axis} (default 11)")
     parser.add_argument("--batch", type=int, default=1024,
                         help="dataset transitions of the fixed batch (default 1024)")
     parser.add_argument("--dataset", default=None,
@@ -321,15 +367,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = EvalSettings.from_args(args)
-    if not args.no_rollouts and settings.episodes < 2:
+    plane = len(args.checkpoints) == 3
+    if len(args.checkpoints) not in (2, 3):
+        raise SmacError(f"give two checkpoints (a line) or three (a plane), got "
+                        f"{len(args.checkpoints)}")
+    if not plane and not args.no_rollouts and settings.episodes < 2:
         raise SmacError("the reward's valley verdict needs standard errors: use --episodes 2 "
                         "or more (or --no-rollouts)")
     if args.batch < 2 or not (math.isfinite(args.z) and args.z > 0):
         raise SmacError(f"need --batch >= 2 (standard errors) and a finite --z > 0, got "
                         f"{args.batch}, {args.z}")
-    ts = interpolation_ts(args.points, *args.range)
-    checkpoints = (load_checkpoint(args.checkpoints[0]), load_checkpoint(args.checkpoints[1]))
-    check_compatible(list(checkpoints))
+    if plane:
+        xs, ys = (_axis(getattr(args, f"{a}_range"), getattr(args, f"{a}_points"), a)
+                  for a in ("x", "y"))
+        points = {"x": xs.tolist(), "y": ys.tolist()}
+    else:
+        ts = interpolation_ts(args.points, *args.range)
+        points = {"ts": ts.tolist()}
+    checkpoints = [load_checkpoint(c) for c in args.checkpoints]
+    check_compatible(checkpoints)
     settings = settings.for_checkpoint(checkpoints[0])
     sample = dataset_sample(checkpoints[0], args.dataset, args.batch, settings.seed)
     batch = agent_batch(checkpoints[0].policy, sample, checkpoints[0].metadata)
@@ -339,13 +395,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             checkpoints[0].metadata.get("dataset_id"), "seed": settings.seed,
             "score_model": None if score_dir is None else str(score_dir)}
     out = output_dir(args.out, "critic", {
-        "checkpoints": [checkpoint_sha256(c) for c in checkpoints], "ts": ts.tolist(), **info,
-        "rollouts": not args.no_rollouts, **settings.fingerprint()})
+        "checkpoints": [checkpoint_sha256(c) for c in checkpoints], **points, **info,
+        "rollouts": not (plane or args.no_rollouts), **settings.fingerprint()})
     with landscape_output(out, "critic", argv):
-        stats = summary(line_values(checkpoints, ts, batch, settings.chunk_size, score))
+        if plane:
+            _write_plane(checkpoints, xs, ys, batch, settings.chunk_size, score, info, out)
+            return 0
+        stats = summary(line_values((checkpoints[0], checkpoints[1]), ts, batch,
+                                    settings.chunk_size, score))
         reward = None if args.no_rollouts else evaluate_pair(
             *checkpoints, ts, "reward", settings, out / "points", args.z)
-        results = results_json(ts, stats, reward, checkpoints, info, args.z)
+        results = results_json(ts, stats, reward, (checkpoints[0], checkpoints[1]), info, args.z)
         print(format_table(results))
         title = "Critic along the line between checkpoints"
         atomic_write_text(out / "critic.json", json.dumps(results, indent=1))
@@ -355,6 +415,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {out}/critic.{{json,csv,html,png}}")
     return 0
 
+
+def _axis(bounds: Sequence[float], points: int, axis: str) -> np.ndarray:
+    low, high = bounds
+    if points < 2 or not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise SmacError(f"--{axis}-range needs finite LOW < HIGH and --{axis}-points >= 2, got "
+                        f"[{low}, {high}] with {points} points")
+    return np.linspace(low, high, points)
+
+
+def _write_plane(checkpoints: Sequence[Checkpoint], xs: np.ndarray, ys: np.ndarray,
+                 batch: dict[str, torch.Tensor], chunk_size: int, score: DatasetScore | None,
+                 info: dict[str, Any], out: Path) -> None:
+    """The metrics on the grid xs (X,) by ys (Y,): critic.json / .csv, and per metric a Plotly
+    surface page and a contour PNG (``landscape.plot``'s, as ``surface``'s reward)."""
+    coords = plane_coordinates(xs, ys)
+    stats = summary(plane_values(checkpoints, coords, batch, chunk_size, score))
+    shape = (len(ys), len(xs))
+    results = {"command": "critic", "x": xs.tolist(), "y": ys.tolist(),
+               "checkpoints": [str(c.path) for c in checkpoints],
+               "sha256": [checkpoint_sha256(c) for c in checkpoints], **info,
+               "critic": {name: {"mean": m.reshape(shape).tolist(),
+                                 "se": se.reshape(shape).tolist()}
+                          for name, (m, se) in stats.items()}}
+    atomic_write_text(out / "critic.json", json.dumps(results, indent=1))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["x", "y", *(f"{name}{part}" for name in stats for part in ("", "_se"))])
+    for k, (x, y) in enumerate(coords):
+        writer.writerow([repr(float(x)), repr(float(y)),
+                         *(repr(float(v[k])) for pair in stats.values() for v in pair)])
+    atomic_write_text(out / "critic.csv", buffer.getvalue())
+    marks = [PlanePoint(x, y, f"T{k}: {c.path.name}", "anchor")
+             for k, ((x, y), c) in enumerate(zip([(0, 0), (1, 0), (0, 1)], checkpoints,
+                                                  strict=True))]
+    labels = ("x  (T1 − T0)", "y  (T2 − T0)")
+    for name, (mean, se) in stats.items():
+        title = f"{LABELS[name]} on the plane of three checkpoints"
+        write_html(surface_figure(xs, ys, mean.reshape(shape), se.reshape(shape), LABELS[name],
+                                  marks, title, labels), out / f"critic_{name}.html")
+        save_surface_png(xs, ys, mean.reshape(shape), LABELS[name], marks, title, labels,
+                         out / f"critic_{name}.png")
+        print(f"{name}: min {mean.min():.5g}, max {mean.max():.5g}")
+    print(f"wrote {out}/critic.{{json,csv}} and {out}/critic_<metric>.{{html,png}}")
 
 if __name__ == "__main__":
     raise SystemExit(main())

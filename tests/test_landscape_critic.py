@@ -15,7 +15,13 @@ from test_landscape_path import sac_checkpoint, write_demonstrations
 from torch.nn.utils import vector_to_parameters
 
 from landscape import critic as critic_cli
-from landscape.critic import agent_batch, checkpoint_critic, dataset_sample, line_values
+from landscape.critic import (
+    agent_batch,
+    checkpoint_critic,
+    dataset_sample,
+    line_values,
+    plane_values,
+)
 from landscape.params import critic_vector, policy_vector, unflatten_params
 from smac_core.checkpoint import load_checkpoint
 
@@ -107,3 +113,28 @@ def test_critic_command_end_to_end_with_the_reward_beside(tmp_path, capsys):
     assert alone["reward"] is None and alone["agree"] is None
     np.testing.assert_allclose(alone["critic"]["q_pi"]["mean"], results["critic"]["q_pi"]["mean"],
                                rtol=1e-6)
+
+
+def test_plane_values_on_its_axes_are_the_lines_and_the_plane_command(tmp_path, capsys):
+    t0, t1, t2 = (load_checkpoint(sac_checkpoint(tmp_path / f"t{k}", seed=k)) for k in range(3))
+    torch.manual_seed(3)
+    sample = dataset_sample(t0, str(write_demonstrations(tmp_path / "d.npy")), 10, seed=0)
+    batch = agent_batch(t0.policy, sample, t0.metadata)
+    coords = np.array([[0.0, 0.0], [0.5, 0.0], [1.25, 0.0], [0.0, 0.5], [0.0, -0.25]])
+    plane = plane_values((t0, t1, t2), coords, batch, chunk_size=2)
+    along_x = line_values((t0, t1), np.array([0.0, 0.5, 1.25]), batch, chunk_size=4)
+    along_y = line_values((t0, t2), np.array([0.5, -0.25]), batch, chunk_size=4)
+    for name in plane:
+        np.testing.assert_allclose(plane[name][:3], along_x[name], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(plane[name][3:], along_y[name], rtol=1e-5, atol=1e-6)
+
+    out = tmp_path / "out"
+    assert critic_cli.main([str(tmp_path / f"t{k}") for k in range(3)] + [
+        "--dataset", str(tmp_path / "d.npy"), "--x-points", "3", "--y-points", "2",
+        "--out", str(out)]) == 0
+    results = json.loads((out / "critic.json").read_text())
+    assert np.array(results["critic"]["q_pi"]["mean"]).shape == (2, 3)
+    for name in ("q_pi", "td_error"):
+        assert (out / f"critic_{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (out / f"critic_{name}.html").stat().st_size > 0
+    assert len((out / "critic.csv").read_text().splitlines()) == 1 + 6
