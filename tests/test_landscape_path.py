@@ -19,6 +19,7 @@ import torch
 from analytic_env import ACT_DIM, HORIZON, OBS_DIM, OBSERVATIONS, TARGETS, register_analytic_env
 from test_landscape_cli import FAST, analytic_at
 
+import landscape.evaluate
 import landscape.grid
 import landscape.path
 from landscape.critic import checkpoint_critic
@@ -184,7 +185,7 @@ def test_path_command_end_to_end_interrupted_and_resumed(tmp_path, monkeypatch, 
     assert (tmp_path / "whole" / "path.png").read_bytes()[:4] == b"\x89PNG"
 
     # interrupted during the curve's rollouts; the rerun neither retrains nor re-evaluates
-    real = landscape.grid.evaluate_vectors
+    real = landscape.evaluate.evaluate_vectors
     calls = {"n": 0, "vectors": 0}
 
     def killed_at_the_fourth_chunk(template, vectors, *a, **kw):
@@ -194,7 +195,10 @@ def test_path_command_end_to_end_interrupted_and_resumed(tmp_path, monkeypatch, 
         calls["vectors"] += len(vectors)
         return real(template, vectors, *a, **kw)
 
-    monkeypatch.setattr(landscape.grid, "evaluate_vectors", killed_at_the_fourth_chunk)
+    # grid.py binds evaluate_vectors at import or looks it up in landscape.evaluate per call
+    monkeypatch.setattr(landscape.grid, "evaluate_vectors", killed_at_the_fourth_chunk,
+                        raising=False)
+    monkeypatch.setattr(landscape.evaluate, "evaluate_vectors", killed_at_the_fourth_chunk)
     cut = [*args, "--out", str(tmp_path / "cut")]
     assert landscape.path.main(cut) == 2
     assert "interrupted: 0 of 5 points are saved" in capsys.readouterr().err

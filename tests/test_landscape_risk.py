@@ -13,6 +13,7 @@ from analytic_env import HORIZON, OBSERVATIONS, TARGETS
 from test_landscape_cli import FAST
 from test_landscape_path import sac_checkpoint, write_demonstrations
 
+import landscape.evaluate
 import landscape.grid
 import landscape.risk
 from landscape.grid import EvalSettings
@@ -100,7 +101,7 @@ def test_risk_command_end_to_end_interrupted_and_resumed(tmp_path, monkeypatch, 
     assert (tmp_path / "whole" / "risk.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "whole" / "risk.html").stat().st_size > 0
 
-    real = landscape.grid.evaluate_vectors
+    real = landscape.evaluate.evaluate_vectors
     calls = {"n": 0, "vectors": 0}
 
     def killed_at_the_second_chunk(template, vectors, *a, **kw):
@@ -110,7 +111,10 @@ def test_risk_command_end_to_end_interrupted_and_resumed(tmp_path, monkeypatch, 
         calls["vectors"] += len(vectors)
         return real(template, vectors, *a, **kw)
 
-    monkeypatch.setattr(landscape.grid, "evaluate_vectors", killed_at_the_second_chunk)
+    # grid.py binds evaluate_vectors at import or looks it up in landscape.evaluate per call
+    monkeypatch.setattr(landscape.grid, "evaluate_vectors", killed_at_the_second_chunk,
+                        raising=False)
+    monkeypatch.setattr(landscape.evaluate, "evaluate_vectors", killed_at_the_second_chunk)
     cut = [*args, "--out", str(tmp_path / "cut")]
     assert landscape.risk.main(cut) == 2
     assert "interrupted: 3 of 7 points are saved" in capsys.readouterr().err
