@@ -24,18 +24,21 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from landscape.evaluate import EvaluationResult, evaluate_vectors
-from smac_core.checkpoint import METADATA_FILE, WEIGHTS_FILE, Checkpoint, checkpoint_series
+from smac_core.cli import add_device_flag, check_seed, resolve_device
 from smac_core.errors import SmacError
 from smac_core.files import atomic_write_text, output_directory
-from smac_core.nets import DeterministicPolicy
-from smac_core.rollout import MAX_SEED
+
+if TYPE_CHECKING:  # imported where used: the command lines parse their flags without torch
+    import torch
+
+    from landscape.evaluate import EvaluationResult
+    from smac_core.checkpoint import Checkpoint
+    from smac_core.nets import DeterministicPolicy
 
 STORE_VERSION = 2  # 2: episode e resets with eval_episode_seed(seed, e) (1: with seed + e)
 HEADER_FILE = "store.json"
@@ -52,7 +55,7 @@ class EvalSettings:
 
     episodes: int = 10
     seed: int | None = None
-    device: str = "cpu"
+    device: str = "auto"
     chunk_size: int = DEFAULT_CHUNK_SIZE
     max_episode_steps: int | None = None
     workers: int | None = None  # env processes; None: the engine's choice by core count
@@ -65,15 +68,9 @@ class EvalSettings:
             raise SmacError(f"--max-episode-steps must be >= 1, got {self.max_episode_steps}")
         if self.workers is not None and self.workers < 0:
             raise SmacError(f"--workers must be >= 0, got {self.workers}")
-        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
-            raise SmacError(f"--seed must be in [0, {MAX_SEED}], got {self.seed}")
-        try:
-            device = torch.device(self.device)
-        except RuntimeError:
-            raise SmacError(f"--device {self.device!r} is not a torch device (cpu, cuda, "
-                            "cuda:1, ...)") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise SmacError(f"--device {self.device} was requested but CUDA is not available")
+        if self.seed is not None:
+            check_seed(self.seed)
+        object.__setattr__(self, "device", resolve_device(self.device))  # auto -> cuda or cpu
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EvalSettings:
@@ -109,8 +106,7 @@ def add_evaluation_args(parser: argparse.ArgumentParser) -> None:
                             "seed recorded in the checkpoint whose normalisation the points use "
                             "(A, theta_0, each run's first), so that the point at that "
                             "checkpoint reproduces its evaluation in metrics.jsonl)")
-    group.add_argument("--device", default="cpu",
-                       help="torch device of the batched policies, e.g. cpu or cuda (default cpu)")
+    add_device_flag(group, "where the batched policies run")
     group.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
                        help="parameter points per batched evaluation; finished chunks are saved, "
                             f"so an interruption loses at most one (default {DEFAULT_CHUNK_SIZE})")
@@ -144,6 +140,8 @@ def landscape_output(out: Path, command: str, argv: Sequence[str] | None
 def periodic_checkpoints(run: str | Path, what: str) -> list[tuple[int, Path]]:
     """A run's ``checkpoints/step_<N>`` in step order; ``SmacError`` naming ``what`` (a flag)
     and how to train a run that saves them when it has none."""
+    from smac_core.checkpoint import checkpoint_series
+
     series = checkpoint_series(run)
     if not series:
         raise SmacError(f"{what} {run} has no periodic checkpoints (checkpoints/step_<N>): "
@@ -155,6 +153,8 @@ def periodic_checkpoints(run: str | Path, what: str) -> list[tuple[int, Path]]:
 
 def checkpoint_sha256(checkpoint: Checkpoint) -> str:
     """sha256 over a checkpoint's weights and metadata files (what identifies its policy)."""
+    from smac_core.checkpoint import METADATA_FILE, WEIGHTS_FILE
+
     digest = hashlib.sha256()
     for name in (WEIGHTS_FILE, METADATA_FILE):
         with open(checkpoint.path / name, "rb") as f:
@@ -264,6 +264,8 @@ class PointStore:
 
     def result(self) -> EvaluationResult:
         """The results of all points, (n_points, episodes) arrays; every point must be done."""
+        from landscape.evaluate import EvaluationResult
+
         if not self.done.all():
             raise SmacError(f"{self.root}: {int((~self.done).sum())} points are not evaluated yet")
         return EvaluationResult(returns=self.returns, successes=self.successes,
@@ -281,6 +283,8 @@ def evaluate_points(store: PointStore, template: DeterministicPolicy,
     """
     if settings.seed is None:
         raise ValueError("evaluate_points needs a resolved seed: EvalSettings.for_checkpoint")
+    from landscape.evaluate import evaluate_vectors
+
     missing = store.missing()
     with tqdm(total=store.n_points, initial=store.n_points - len(missing), desc=desc,
               unit="point", dynamic_ncols=True) as bar:

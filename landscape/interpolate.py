@@ -27,11 +27,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from landscape.evaluate import EvaluationResult
 from landscape.grid import (
     EvalSettings,
     PointStore,
@@ -42,13 +41,13 @@ from landscape.grid import (
     output_dir,
     result_unit,
 )
-from landscape.params import check_compatible, policy_vector
-from landscape.paths import interpolate_linear
-from landscape.plot import interpolation_figure, save_interpolation_png, write_html
 from landscape.valley import DEFAULT_Z, ENDPOINT_ATOL, Curve, valley_verdict
-from smac_core.checkpoint import Checkpoint, load_checkpoint
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
+
+if TYPE_CHECKING:  # torch-based modules are imported where used: --help answers at once
+    from landscape.evaluate import EvaluationResult
+    from smac_core.checkpoint import Checkpoint
 
 
 @dataclass
@@ -83,6 +82,9 @@ def evaluate_pair(source_a: str | Path | Checkpoint, source_b: str | Path | Chec
                   ts: np.ndarray, label: str, settings: EvalSettings, store_root: Path,
                   z: float = DEFAULT_Z) -> PairResult:
     """Evaluate theta(t) between two checkpoints (or run directories) at every t, resumably."""
+    from landscape.params import check_compatible, policy_vector
+    from landscape.paths import interpolate_linear
+
     theta_a, ckpt_a = policy_vector(source_a)
     theta_b, ckpt_b = policy_vector(source_b)
     check_compatible([ckpt_a, ckpt_b])
@@ -182,6 +184,9 @@ def _pairs_and_labels(args: argparse.Namespace) -> list[tuple[str, str, str]]:
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from landscape.params import check_compatible  # after parsing: --help needs no torch
+    from smac_core.checkpoint import load_checkpoint
+
     settings = EvalSettings.from_args(args)
     if settings.episodes < 2:
         raise SmacError("the valley verdict needs standard errors: use --episodes 2 or more")
@@ -202,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _evaluate_and_write(loaded: Sequence[tuple[Checkpoint, Checkpoint, str]], ts: np.ndarray,
                         settings: EvalSettings, out: Path, z: float) -> int:
+    from landscape.plot import interpolation_figure, save_interpolation_png, write_html
+
     results = [evaluate_pair(a, b, ts, label, settings, out / "points" / f"pair_{k}", z)
                for k, (a, b, label) in enumerate(loaded)]
     units = {result_unit(r.result) for r in results}

@@ -27,12 +27,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from landscape.directions import difference_direction, random_directions
 from landscape.grid import (
     EvalSettings,
     PointStore,
@@ -46,12 +44,14 @@ from landscape.grid import (
     plane_coordinates,
     result_unit,
 )
-from landscape.params import check_compatible, param_spec, policy_vector
-from landscape.paths import plane_points
-from landscape.plot import PlanePoint, save_surface_png, surface_figure, write_html
-from smac_core.checkpoint import Checkpoint
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
+
+if TYPE_CHECKING:  # torch-based modules are imported where used: --help answers at once
+    import torch
+
+    from landscape.plot import PlanePoint
+    from smac_core.checkpoint import Checkpoint
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,12 @@ class ProjectedCheckpoint:
 
 def checkpoint_plane(sources: Sequence[str | Path]) -> Plane:
     """The plane through three checkpoints: origin theta_0, d_i = theta_i - theta_0."""
+    import torch
+
+    from landscape.directions import difference_direction
+    from landscape.params import check_compatible, policy_vector
+    from landscape.plot import PlanePoint
+
     (theta0, ckpt0), (theta1, ckpt1), (theta2, ckpt2) = (policy_vector(s) for s in sources)
     check_compatible([ckpt0, ckpt1, ckpt2])
     anchors = tuple(PlanePoint(x, y, f"θ{k} {Path(source).name}", "anchor")
@@ -97,6 +103,10 @@ def checkpoint_plane(sources: Sequence[str | Path]) -> Plane:
 
 def random_plane(source: str | Path, seed: int, include_1d: bool) -> Plane:
     """The plane through a checkpoint along two random filter-normalised directions."""
+    from landscape.directions import random_directions
+    from landscape.params import param_spec, policy_vector
+    from landscape.plot import PlanePoint
+
     theta0, ckpt0 = policy_vector(source)
     d1, d2 = random_directions(theta0, param_spec(ckpt0.policy), seed, 2, include_1d)
     identity = {"plane": "random", "checkpoints": [checkpoint_sha256(ckpt0)],
@@ -107,6 +117,10 @@ def random_plane(source: str | Path, seed: int, include_1d: bool) -> Plane:
 
 def project_series(plane: Plane, run_dirs: Sequence[str | Path]) -> list[ProjectedCheckpoint]:
     """Least-squares coordinates of every ``checkpoints/step_<N>`` of the runs, in run order."""
+    import torch
+
+    from landscape.params import check_compatible, policy_vector
+
     basis = torch.stack([plane.d1, plane.d2], dim=1).double()  # (D, 2)
     projected = []
     for run in run_dirs:
@@ -192,6 +206,9 @@ def results_csv(coords: np.ndarray, mean: np.ndarray, se: np.ndarray,
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from landscape.paths import plane_points  # after parsing: --help needs no torch
+    from landscape.plot import PlanePoint, save_surface_png, surface_figure, write_html
+
     default_range = (-1.0, 1.0) if args.random_directions else (-0.25, 1.25)
     xs = _axis(args.x_range, default_range, args.x_points, "x")
     ys = _axis(args.y_range, default_range, args.y_points, "y")

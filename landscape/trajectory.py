@@ -24,13 +24,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from sklearn.decomposition import PCA
-from sklearn.manifold import TSNE
 
-from landscape.evaluate import EvaluationResult
 from landscape.grid import (
     EvalSettings,
     PointStore,
@@ -43,11 +40,14 @@ from landscape.grid import (
     periodic_checkpoints,
     result_unit,
 )
-from landscape.params import check_compatible, policy_vector
-from landscape.plot import save_trajectory_png, trajectory_figure, write_html
-from smac_core.checkpoint import Checkpoint
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
+
+if TYPE_CHECKING:  # torch-based modules are imported where used: --help answers at once
+    import torch
+
+    from landscape.evaluate import EvaluationResult
+    from smac_core.checkpoint import Checkpoint
 
 MIN_CHECKPOINTS = 3  # fewer points than this have no meaningful 2-D embedding
 
@@ -69,6 +69,10 @@ class RunSeries:
 
 def load_series(run: str | Path) -> RunSeries:
     """The ``checkpoints/step_<N>`` of a run directory as parameter vectors."""
+    import torch
+
+    from landscape.params import check_compatible, policy_vector
+
     series = periodic_checkpoints(run, "run")
     loaded = [policy_vector(path) for _, path in series]
     checkpoints = [ckpt for _, ckpt in loaded]
@@ -90,6 +94,9 @@ def embed(vectors: np.ndarray, perplexity: float, seed: int) -> dict[str, np.nda
 
     t-SNE needs perplexity < N, so it is capped at N - 1 for short series.
     """
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
     pca = PCA(n_components=2, random_state=seed)
     pca_points = pca.fit_transform(vectors)
     explained = ", ".join(f"{r:.0%}" for r in pca.explained_variance_ratio_)
@@ -131,6 +138,11 @@ def results_csv(series: Sequence[RunSeries], embeddings: dict[str, np.ndarray],
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import torch  # after parsing: --help needs no torch
+
+    from landscape.params import check_compatible
+    from landscape.plot import save_trajectory_png, trajectory_figure, write_html
+
     if not (math.isfinite(args.perplexity) and args.perplexity > 0):
         raise SmacError(f"--perplexity must be a finite number > 0, got {args.perplexity}")
     settings = EvalSettings.from_args(args)

@@ -57,18 +57,10 @@ from typing import Any, Protocol
 
 import yaml
 
-from smac_core.checkpoint import (
-    METADATA_FILE,
-    checkpoint_series,
-    export_policy,
-    git_commit,
-    read_metadata,
-)
-from smac_core.cli import command_line
+from smac_core.cli import MAX_SEED, add_device_flag, command_line, resolve_device
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text, claim, output_directory
-from smac_core.rollout import MAX_SEED
-from smac_core.runs import (
+from smac_core.rundir import (
     METRICS_FILE,
     RUN_DIR_MARKERS,
     RUN_LOG,
@@ -542,6 +534,8 @@ def _last_attempt(run_dir: Path) -> dict[str, Any] | None:
 
 
 def run_state(root: Path, plan: RunPlan) -> RunState:
+    from smac_core.checkpoint import METADATA_FILE, checkpoint_series, read_metadata
+
     run_dir = root / plan.run_id
     final = run_dir / "checkpoints" / "final"
     eval_step, eval_value = _last_evaluation(run_dir)
@@ -588,6 +582,8 @@ def command_record(module: str, argv: Sequence[str]) -> dict[str, Any]:
 
 def source_record() -> dict[str, Any]:
     """Where the code comes from: git commit and whether the tree had uncommitted changes."""
+    from smac_core.checkpoint import git_commit
+
     return {"git_commit": git_commit(), "git_dirty": _git_dirty()}
 
 
@@ -966,6 +962,8 @@ def export_results(spec: ExperimentSpec, dest: Path, invocation: Sequence[str] =
 
 
 def _copy_results(spec: ExperimentSpec, dest: Path, invocation: Sequence[str]) -> ExportSummary:
+    from smac_core.checkpoint import export_policy
+
     summary = ExportSummary()
     for plan in expand_grid(spec):
         run_dir = spec.root / plan.run_id
@@ -1034,12 +1032,6 @@ def format_status(spec: ExperimentSpec) -> str:
 
 
 # --------------------------------------------------------------------------------------------- CLI
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _positive_minutes(text: str) -> float:
     try:
         minutes = float(text)
@@ -1052,7 +1044,11 @@ def _positive_minutes(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m smac_core.experiments",
-                                     description=__doc__.split("\n\n")[0],
+                                     description="Run a grid of offline -> online training "
+                                                 "runs from one spec file, in resumable\n"
+                                                 "chunks; then the landscapes of the finished "
+                                                 "runs, and a lean copy of what the\nnotebooks "
+                                                 "read.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the spec's grid of training runs (resumable)")
@@ -1067,8 +1063,7 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (run, landscapes):
         p.add_argument("--max-minutes", type=_positive_minutes,
                        help="stop cleanly after this many minutes (runs checkpoint), exit 0")
-        p.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                       help="where networks live (default: cuda when available, else cpu)")
+        add_device_flag(p, "where networks live (the runs share one GPU)")
     landscapes.add_argument("--workers", type=int,
                             help="env worker processes of the landscape evaluation (0: none; "
                                  "default: one per core)")
@@ -1117,7 +1112,7 @@ def check_datasets(spec: ExperimentSpec, plans: Sequence[RunPlan]) -> None:
 
 def command_run(args: argparse.Namespace, argv: list[str]) -> int:
     spec = load_spec(args.spec)
-    device = args.device or _default_device()
+    device = resolve_device(args.device)
     plans = select(expand_grid(spec, device), args.only)
     check_datasets(spec, [plan for plan in plans if run_state(spec.root, plan).state != "done"])
     try:
@@ -1145,7 +1140,7 @@ def command_landscapes(args: argparse.Namespace, argv: list[str]) -> int:
     spec = load_spec(args.spec)
     if spec.interpolation is None and spec.planes is None:
         raise SmacError(f"{spec.path} has no landscapes section (interpolation, planes)")
-    device = args.device or _default_device()
+    device = resolve_device(args.device)
     summary = vars(run_landscapes(spec, device, args.max_minutes, args.workers, argv))
     record_invocation(spec, argv, {"device": device, "summary": summary})
     _print_summary("landscapes", summary)

@@ -56,7 +56,6 @@ from smac_core.algos.sac import SAC
 from smac_core.algos.td3 import TD3Config
 from smac_core.nets import TanhGaussianActor, tanh_gaussian_log_prob
 
-HANDOFF_RULES = ("matched", "inherit")
 DETERMINISTIC_SOURCE_STD = TD3Config.exploration_noise  # 0.1, in action units
 MIN_INITIAL_ALPHA = 1e-4
 HANDOFF_PAIRS = 8192  # dataset states drawn (with replacement), each with noises eps and -eps

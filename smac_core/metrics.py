@@ -52,13 +52,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from smac_core.errors import SmacError, cli_entry
+from smac_core.rundir import CONFIG_FILE, METRICS_FILE
 from smac_core.tasks import dataset_label
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
 DEFAULT_WINDOW_FRACTION = 0.1
 DEFAULT_ALPHA = 0.05
 REGRET_REFERENCE = 100.0  # the normalised score regret is measured from (expert = 100)
@@ -259,6 +257,8 @@ def _window_indices(steps: np.ndarray, window: int | None) -> tuple[np.ndarray, 
 def _deepest_dip(dips: np.ndarray, ses: np.ndarray, dofs: np.ndarray, steps: np.ndarray,
                  window: int, alpha: float) -> TransferDrop:
     """Test the largest of K dips (K,) with a one-sided t-test, Bonferroni-corrected by K."""
+    from scipy import stats
+
     k = int(np.argmax(dips))
     dip, se = float(dips[k]), float(ses[k])
     if se > 0:
@@ -398,8 +398,7 @@ def run_regret(run: Run) -> float | None:
     return cumulative_regret(run.curve) if run.curve.metric == "score" else None
 
 
-@cli_entry
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m smac_core.metrics",
         description="Drop at transfer and regret of online fine-tuning runs (definitions: "
@@ -419,7 +418,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "step, window, K, p_raw, p_value (Bonferroni), verdict and regret "
                              "(null when undefined); with --table also over_seeds and "
                              "regret_table")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.window is not None and args.window <= 0:
         raise SmacError(f"--window must be a positive number of steps, got {args.window}")
     if not 0 < args.alpha < 1:

@@ -21,9 +21,8 @@ from pathlib import Path
 
 from landscape import interpolate
 from smac_core import metrics, train
-from smac_core.cli import command_line
+from smac_core.cli import add_device_flag, command_line, resolve_device
 from smac_core.data import __main__ as data_cli
-from smac_core.data.minari_store import local_dataset_ids
 from smac_core.errors import cli_entry
 
 DOOR_DATASET_ID = "local/door/human-binary-v0"
@@ -53,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--points", type=int, default=11,
                         help="points on the interpolation line (default 11)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every step (default 0)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add_device_flag(parser, "where every step runs")
     return parser
 
 
@@ -68,8 +67,11 @@ def run_step(title: str, main, argv: list[str]) -> None:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from smac_core.data.minari_store import local_dataset_ids  # after parsing: --help is quick
+
+    device = resolve_device(args.device)
     offline, online = args.out / "smac", args.out / "smac-sac"
-    common = ["--seed", str(args.seed), "--device", args.device,
+    common = ["--seed", str(args.seed), "--device", device,
               "--eval-episodes", str(args.episodes)]
     if DOOR_DATASET_ID not in local_dataset_ids():
         run_step("import the embedded door demonstrations", data_cli.main,
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     run_step("reward along the line offline -> online", interpolate.main,
              ["python", "-m", "landscape.interpolate", str(offline), str(online),
               "--points", str(args.points), "--episodes", str(args.episodes),
-              "--seed", str(args.seed), "--device", args.device,
+              "--seed", str(args.seed), "--device", device,
               "--out", str(args.out / "interpolation")])
     print(f"\nopen {args.out / 'interpolation' / 'interpolation.html'} for the interactive plot")
     return 0

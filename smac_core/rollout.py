@@ -39,7 +39,6 @@ from smac_core.nets import DeterministicPolicy
 
 # seed streams: SeedSequence([seed, stream, index]) gives independent, reproducible env seeds
 TRAIN_EPISODE_STREAM, EVAL_EPISODE_STREAM, EXPLORATION_STREAM = 1, 2, 3
-MAX_SEED = 2**32 - 1  # run seeds are in [0, MAX_SEED]
 ROW_BLOCK = 16  # rows per parameter set are padded to a multiple of this: 16 float32 = 64 bytes
 
 

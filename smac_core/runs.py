@@ -63,14 +63,9 @@ from smac_core.data.buffers import MixedReplayBuffer, ObsNormalizer, ReplayBuffe
 from smac_core.errors import SmacError
 from smac_core.files import atomic_write_text
 from smac_core.rollout import EXPLORATION_STREAM, TRAIN_EPISODE_STREAM, derived_seed, rollout
+from smac_core.rundir import CONFIG_FILE, METRICS_FILE, read_metrics
 from smac_core.tasks import episode_score, make_env
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-RUN_LOG, RUN_RECORD = "runner.log", "runner.json"  # the experiment runner's files of a run
-RUN_OWNER = "smac_core.train"  # the owner of run directories (smac_core.files)
-# files that mark a run directory written before owner records existed
-RUN_DIR_MARKERS = (CONFIG_FILE, RUN_LOG, RUN_RECORD)
 # config fields that must agree between a run directory and the command that resumes it
 RESUME_MUST_MATCH = ("phase", "algorithm", "env", "dataset_id", "seed", "agent_config", "from")
 
@@ -270,28 +265,6 @@ class MetricsLog:
         if self.path.exists():
             kept = [row for row in read_metrics(self.path.parent) if row["step"] <= step]
             atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in kept))
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """All rows of a run's metrics.jsonl, without a partial last line (a process killed while
-    writing it); ``SmacError`` naming the line when another line is not a JSON row."""
-    path = Path(run_dir) / METRICS_FILE
-    try:
-        lines = path.read_text().split("\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SmacError(f"cannot read {path}: {exc}") from exc
-    rows = []
-    for number, line in enumerate(lines[:-1], start=1):  # lines[-1] follows the last newline
-        try:
-            row = json.loads(line) if line.strip() else None
-        except json.JSONDecodeError:
-            row = {}
-        if row is not None and not (isinstance(row, dict) and isinstance(row.get("step"), int)):
-            raise SmacError(f"{path}, line {number}, is not a metrics row with a step; the log "
-                            "is corrupted")
-        if row is not None:
-            rows.append(row)
-    return rows
 
 
 def _difference(stored: Any, wanted: Any) -> str:

@@ -1,29 +1,19 @@
 """The paper's six tasks: env construction (wrappers, time limits), dataset ids, reference scores.
 
 ``make_env`` also accepts any registered gymnasium id. Reference returns are D4RL's (random and
-expert policy returns) and define the normalised score, 100 = expert.
+expert policy returns) and define the normalised score, 100 = expert. The table is light (no
+simulator is imported until an env is made, ``smac_core.envs``), so command lines read it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import farama_notifications
-import gymnasium as gym
-import mujoco
-import numpy as np
+from smac_core.errors import SmacError
 
-# gymnasium-robotics prints, on every import, a notice that the *dense* Adroit rewards changed in
-# 1.2.1. The binary tasks here use only the env's success test, so the notice is dropped.
-farama_notifications.notifications.pop("gymnasium_robotics", None)
-import gymnasium_robotics  # noqa: E402
-from gymnasium_robotics.utils import mujoco_utils  # noqa: E402
-
-from smac_core.data.rewards import BinaryReward  # noqa: E402
-from smac_core.errors import SmacError  # noqa: E402
-
-gym.register_envs(gymnasium_robotics)
+if TYPE_CHECKING:
+    import gymnasium as gym
 
 
 @dataclass(frozen=True)
@@ -41,10 +31,13 @@ class Task:
 
     def make_env(self, seed: int | None = None, **kwargs: Any) -> gym.Env:
         """The task's env: time limit, binary reward where the task has one, Kitchen shim."""
-        env = _make_registered(self.env_id, max_episode_steps=self.max_episode_steps, **kwargs)
+        from smac_core.data.rewards import BinaryReward
+        from smac_core.envs import make_registered, seeded
+
+        env = make_registered(self.env_id, max_episode_steps=self.max_episode_steps, **kwargs)
         if self.reward == "binary":
             env = BinaryReward(env)
-        return _seeded(env, seed)
+        return seeded(env, seed)
 
     def episode_score(self, episode_return: float, success: bool) -> float:
         """Normalised score of one episode, 100 = expert.
@@ -58,8 +51,6 @@ class Task:
         return 100.0 * (episode_return - self.ref_min_score) / (
             self.ref_max_score - self.ref_min_score)
 
-
-KITCHEN_PARTIAL_TASKS = ["microwave", "kettle", "light switch", "slide cabinet"]
 
 TASKS: dict[str, Task] = {
     task.name: task
@@ -133,7 +124,9 @@ def make_env(name: str, seed: int | None = None, **kwargs: Any) -> gym.Env:
     """A task's env (see ``Task.make_env``) or any registered gymnasium id, made and seeded."""
     if name in TASKS:
         return TASKS[name].make_env(seed, **kwargs)
-    return _seeded(_make_registered(name, **kwargs), seed)
+    from smac_core.envs import make_registered, seeded
+
+    return seeded(make_registered(name, **kwargs), seed)
 
 
 def episode_score(name: str, episode_return: float, success: bool) -> float | None:
@@ -141,79 +134,3 @@ def episode_score(name: str, episode_return: float, success: bool) -> float | No
     if name not in TASKS:
         return None
     return TASKS[name].episode_score(episode_return, success)
-
-
-# ---------------------------------------------------------------------------------- helpers
-def _make_registered(env_id: str, **kwargs: Any) -> gym.Env:
-    if env_id not in gym.registry:
-        raise SmacError(f"unknown env '{env_id}': neither a task ({', '.join(TASKS)}) nor a "
-                        f"registered gymnasium id")
-    if env_id.startswith("FrankaKitchen"):
-        _patch_kitchen_joint_type_check()
-        kwargs.setdefault("tasks_to_complete", KITCHEN_PARTIAL_TASKS)
-        return FrankaKitchenAdapter(gym.make(env_id, **kwargs))
-    return gym.make(env_id, **kwargs)
-
-
-def _seeded(env: gym.Env, seed: int | None) -> gym.Env:
-    """Seed the env's and the action space's generators; later ``reset()`` calls continue them."""
-    if seed is not None:
-        env.reset(seed=seed)
-        env.action_space.seed(seed)
-    return env
-
-
-class FrankaKitchenAdapter(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """FrankaKitchen as the algorithms see it: a flat observation, ``info["success"]``.
-
-    The observation is the env's 59-dim ``"observation"`` entry (robot and object state), the
-    array ``read_minari`` takes from Minari's kitchen datasets; the goal entries are constant
-    for a fixed task list. ``success``: every task of the episode has been completed.
-    """
-
-    def __init__(self, env: gym.Env) -> None:
-        gym.utils.RecordConstructorArgs.__init__(self)
-        gym.Wrapper.__init__(self, env)
-        self.observation_space = env.observation_space["observation"]
-
-    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
-        obs, info = self.env.reset(**kwargs)
-        return obs["observation"], info
-
-    def step(self, action: Any) -> tuple[np.ndarray, Any, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs["observation"], reward, terminated, truncated, {
-            **info, "success": len(info["tasks_to_complete"]) == 0}
-
-
-# qpos / qvel entries per MuJoCo joint type, as in gymnasium_robotics.utils.mujoco_utils.
-_JOINT_QPOS_SIZE = {int(mujoco.mjtJoint.mjJNT_FREE): 7, int(mujoco.mjtJoint.mjJNT_BALL): 4,
-                    int(mujoco.mjtJoint.mjJNT_SLIDE): 1, int(mujoco.mjtJoint.mjJNT_HINGE): 1}
-_JOINT_QVEL_SIZE = {int(mujoco.mjtJoint.mjJNT_FREE): 6, int(mujoco.mjtJoint.mjJNT_BALL): 4,
-                    int(mujoco.mjtJoint.mjJNT_SLIDE): 1, int(mujoco.mjtJoint.mjJNT_HINGE): 1}
-
-
-def _joint_qpos(model: mujoco.MjModel, data: mujoco.MjData, name: str) -> np.ndarray:
-    joint = model.joint(name)
-    start = int(model.jnt_qposadr[joint.id])
-    return data.qpos[start:start + _JOINT_QPOS_SIZE[int(model.jnt_type[joint.id])]].copy()
-
-
-def _joint_qvel(model: mujoco.MjModel, data: mujoco.MjData, name: str) -> np.ndarray:
-    joint = model.joint(name)
-    start = int(model.jnt_dofadr[joint.id])
-    return data.qvel[start:start + _JOINT_QVEL_SIZE[int(model.jnt_type[joint.id])]].copy()
-
-
-def _patch_kitchen_joint_type_check() -> None:
-    """Kitchen compatibility shim (gymnasium-robotics 1.4.2 with mujoco 3.x and numpy 2).
-
-    ``mujoco_utils.get_joint_qpos/qvel`` assert ``model.jnt_type[i] in (mjJNT_HINGE,
-    mjJNT_SLIDE)``; ``jnt_type[i]`` is now a ``numpy.int32`` that this tuple membership test no
-    longer matches against the ``mjtJoint`` enum members, so ``FrankaKitchen-v1`` fails an
-    ``AssertionError`` in its constructor. The shim replaces both module functions (process-wide,
-    applied when a Kitchen env is made) with equivalents that compare joint types as ints and
-    return the same slices with the same sizes as the originals.
-    """
-    mujoco_utils.get_joint_qpos = _joint_qpos
-    mujoco_utils.get_joint_qvel = _joint_qvel

@@ -49,3 +49,52 @@ def test_runner_records_hold_a_pasteable_line():
     assert record["command"] == ["python -m smac_core.train", "offline", "--set", SCORE_MODEL]
     assert shlex.split(record["command_line"]) == ["python", "-m", "smac_core.train", "offline",
                                                    "--set", SCORE_MODEL]
+
+
+# ------------------------------------------------------------------------------ --device, --help
+def test_device_auto_is_cuda_when_present_and_bad_values_name_the_flag(monkeypatch):
+    import torch
+
+    from smac_core.cli import resolve_device
+    from smac_core.errors import SmacError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(SmacError, match="--device cuda:1 was requested but no CUDA device"):
+        resolve_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert [resolve_device(d) for d in ("auto", "cuda", "cuda:1")] == ["cuda", "cuda", "cuda:1"]
+    with pytest.raises(SmacError, match="--device cuda:2 was requested but only 2 CUDA"):
+        resolve_device("cuda:2")
+    with pytest.raises(SmacError, match="--device 'gpu' is not a torch device: use auto, cpu"):
+        resolve_device("gpu")
+
+
+def _parsers(parser):
+    """A parser and its subcommands' parsers, recursively."""
+    yield parser
+    for action in parser._actions:
+        for sub in (action.choices or {}).values() if action.nargs == "A..." else ():
+            yield from _parsers(sub)
+
+
+@pytest.mark.parametrize("module", ["smac_core.train", "smac_core.data.__main__",
+                                    "smac_core.metrics", "smac_core.experiments",
+                                    "smac_core.quickstart",
+                                    "landscape.interpolate", "landscape.surface",
+                                    "landscape.trajectory"])
+def test_every_flag_of_every_command_is_described_and_device_defaults_to_auto(module):
+    import importlib
+
+    parsers = list(_parsers(importlib.import_module(module).build_parser()))
+    for parser in parsers:
+        undocumented = [a.dest for a in parser._actions
+                        if a.dest != "help" and not a.help and not a.nargs == "A..."]
+        undocumented += [a.dest for a in parser._actions if a.nargs == "A..."
+                         for choice in a._choices_actions if not choice.help]
+        assert not undocumented, (parser.prog, undocumented)
+        text = parser.format_help()
+        assert "``" not in text.split("options:")[0], parser.prog  # no docstring markup
+    devices = [a for p in parsers for a in p._actions if a.dest == "device"]
+    assert all(a.default == "auto" and "auto" in a.help for a in devices)

@@ -265,8 +265,9 @@ def test_interpolation_and_plane_values_equal_the_analytic_return(tmp_path):
 
 # ------------------------------------------------------------------------ resumable point store
 class CountingEvaluator:
-    """Stands in for ``evaluate_vectors`` in ``landscape.grid``: counts the vectors it is given
-    and raises KeyboardInterrupt (a kill) on call number ``fail_on_call``."""
+    """Stands in for ``landscape.evaluate.evaluate_vectors`` (grid.py looks it up per call):
+    counts the vectors it is given and raises KeyboardInterrupt (a kill) on call number
+    ``fail_on_call``."""
 
     def __init__(self, real, fail_on_call: int | None = None) -> None:
         self.real, self.fail_on_call = real, fail_on_call
@@ -281,7 +282,7 @@ class CountingEvaluator:
 
 
 def test_store_interrupted_midway_resumes_with_identical_values(tmp_path, monkeypatch):
-    import landscape.grid
+    import landscape.evaluate
 
     env = register_analytic_env(obs_noise=0.1)  # episodes differ: per-episode values matter
     settings = EvalSettings(episodes=3, seed=0, max_episode_steps=HORIZON, workers=0,
@@ -294,13 +295,13 @@ def test_store_interrupted_midway_resumes_with_identical_values(tmp_path, monkey
     reference = evaluate_points(PointStore(tmp_path / "whole", fingerprint, 10, 3), template,
                                 lambda idx: vectors[idx], env, settings)
 
-    first = CountingEvaluator(landscape.grid.evaluate_vectors, fail_on_call=3)
-    monkeypatch.setattr(landscape.grid, "evaluate_vectors", first)
+    first = CountingEvaluator(landscape.evaluate.evaluate_vectors, fail_on_call=3)
+    monkeypatch.setattr(landscape.evaluate, "evaluate_vectors", first)
     with pytest.raises(SmacError, match="interrupted: 8 of 10 points are saved"):
         evaluate_points(PointStore(tmp_path / "cut", fingerprint, 10, 3), template,
                         lambda idx: vectors[idx], env, settings)
     second = CountingEvaluator(first.real)
-    monkeypatch.setattr(landscape.grid, "evaluate_vectors", second)
+    monkeypatch.setattr(landscape.evaluate, "evaluate_vectors", second)
     store = PointStore(tmp_path / "cut", fingerprint, 10, 3)
     assert store.missing().tolist() == [8, 9]
     resumed = evaluate_points(store, template, lambda idx: vectors[idx], env, settings)
@@ -311,7 +312,7 @@ def test_store_interrupted_midway_resumes_with_identical_values(tmp_path, monkey
 
     # a finished store is read back without evaluating anything
     third = CountingEvaluator(first.real)
-    monkeypatch.setattr(landscape.grid, "evaluate_vectors", third)
+    monkeypatch.setattr(landscape.evaluate, "evaluate_vectors", third)
     again = evaluate_points(PointStore(tmp_path / "cut", fingerprint, 10, 3), template,
                             lambda idx: vectors[idx], env, settings)
     assert third.calls == 0

@@ -18,7 +18,7 @@ import torch
 from analytic_env import ACT_DIM, HORIZON, OBS_DIM, analytic_return, register_analytic_env
 from torch.nn.utils import vector_to_parameters
 
-import landscape.grid
+import landscape.evaluate
 from landscape import interpolate, surface, trajectory
 from landscape.directions import random_directions
 from landscape.grid import plane_coordinates
@@ -118,7 +118,7 @@ def test_surface_random_directions_interrupted_and_rerun_matches_uninterrupted(
     assert np.ptp(mean) > 0.1  # a surface with relief
 
     # kill after two chunks (of 4 in all); the rerun evaluates only the 6 missing points
-    real = landscape.grid.evaluate_vectors
+    real = landscape.evaluate.evaluate_vectors
     calls = {"n": 0, "vectors": 0}
 
     def killed_after_two_chunks(template, vectors, *a, **kw):
@@ -128,7 +128,7 @@ def test_surface_random_directions_interrupted_and_rerun_matches_uninterrupted(
         calls["vectors"] += len(vectors)
         return real(template, vectors, *a, **kw)
 
-    monkeypatch.setattr(landscape.grid, "evaluate_vectors", killed_after_two_chunks)
+    monkeypatch.setattr(landscape.evaluate, "evaluate_vectors", killed_after_two_chunks)
     capsys.readouterr()
     assert surface.main([*args, "--out", str(tmp_path / "cut")]) == 2
     assert "interrupted: 6 of 12 points are saved" in capsys.readouterr().err

@@ -33,7 +33,7 @@ from test_experiments import smoke_dict
 from test_landscape_cli import FAST, write_checkpoint
 from test_runs import stop_at
 
-import landscape.grid
+import landscape.evaluate
 import smac_core.checkpoint
 import smac_core.diffusion
 from landscape import interpolate, surface, trajectory
@@ -613,7 +613,7 @@ def test_landscape_results_do_not_depend_on_chunk_size_or_interruption(world, mo
 
     one = run("chunk1", 1)
     assert run("chunk4", 4)["returns"] == one["returns"]
-    real, calls = landscape.grid.evaluate_vectors, []
+    real, calls = landscape.evaluate.evaluate_vectors, []
 
     def evaluate_then_die(*args, **kwargs):
         calls.append(1)
@@ -622,7 +622,7 @@ def test_landscape_results_do_not_depend_on_chunk_size_or_interruption(world, mo
         return real(*args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(landscape.grid, "evaluate_vectors", evaluate_then_die)
+        patch.setattr(landscape.evaluate, "evaluate_vectors", evaluate_then_die)
         interpolate.main([*at(world, *INTERP), "--points", "7",
                           "--chunk-size", "2", "--out", str(world / "resumed")])
     assert run("resumed", 3)["returns"] == one["returns"]  # resumed with another chunk size

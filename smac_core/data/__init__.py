@@ -1,7 +1,8 @@
 """Offline datasets: one in-memory form (``TransitionDataset``), one on-disk store (Minari).
 
 ``load_dataset`` is the one entry point the trainer uses; ``python -m smac_core.data`` imports
-files into the store and shows what it holds.
+files into the store and shows what it holds. The readers (h5py, Minari) are imported when a
+dataset is read, so that the command line answers ``--help`` at once.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from pathlib import Path
 
 from smac_core import tasks
 from smac_core.data.dataset import TransitionDataset
-from smac_core.data.formats import read_file
-from smac_core.data.minari_store import creation_command, local_dataset_ids, read_minari
 from smac_core.errors import SmacError
 
 FILE_SUFFIXES = (".hdf5", ".h5", ".pickle", ".pkl", ".npy")
@@ -22,6 +21,9 @@ __all__ = ["TransitionDataset", "load_dataset", "missing_dataset"]
 def load_dataset(name: str, download: bool = False) -> TransitionDataset:
     """A Minari id in the local store, a task name (its ``dataset_id``) or a file path (D4RL
     hdf5, DAPG pickle, AWAC ``.npy``). Minari downloads only when ``download`` is True."""
+    from smac_core.data.formats import read_file
+    from smac_core.data.minari_store import read_minari
+
     path = Path(name)
     if path.is_file():
         return read_file(path)
@@ -34,6 +36,8 @@ def load_dataset(name: str, download: bool = False) -> TransitionDataset:
 def missing_dataset(name: str) -> str | None:
     """Why ``load_dataset(name)`` would find no data, with the command that makes it (None when
     the file, or the id in the local store, is there)."""
+    from smac_core.data.minari_store import creation_command, local_dataset_ids
+
     path = Path(name)
     if path.is_file():
         return None

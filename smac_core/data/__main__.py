@@ -7,27 +7,23 @@ show one dataset.
     python -m smac_core.data show ID [--download]
     python -m smac_core.data generate TASK [--variant ...]   (D4RL-style hopper/walker2d data)
     python -m smac_core.data subset SOURCE_ID --fraction F --id NEW_ID   (first episodes of one)
-
-A subcommand is a parser added in ``build_parser`` with ``set_defaults(func=...)``, where
-``func(args) -> int`` is its exit status.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import gymnasium as gym
 import numpy as np
 
 from smac_core import tasks
 from smac_core.data import TransitionDataset, load_dataset
-from smac_core.data.formats import read_file
 from smac_core.data.generate import add_generate_parser
-from smac_core.data.minari_store import local_dataset_ids, store_root, write_minari
-from smac_core.data.rewards import BinaryReward, relabel_binary
 from smac_core.errors import SmacError, cli_entry
+
+if TYPE_CHECKING:
+    import gymnasium as gym
 
 
 def import_env(env_name: str, reward: str | None) -> gym.Env:
@@ -37,6 +33,8 @@ def import_env(env_name: str, reward: str | None) -> gym.Env:
     reward is pen-binary), give the task's env with its wrappers and time limit; any other env id
     its registered env, with the binary reward wrapper when ``reward`` is "binary".
     """
+    from smac_core.data.rewards import BinaryReward
+
     task = tasks.TASKS.get(env_name)
     if task is not None and reward not in (None, task.reward):
         raise SmacError(f"task '{task.name}' has a {task.reward} reward; drop --reward or give "
@@ -59,6 +57,10 @@ def episode_ends(choice: str, env_name: str) -> str:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from smac_core.data.formats import read_file
+    from smac_core.data.minari_store import write_minari
+    from smac_core.data.rewards import BinaryReward, relabel_binary
+
     env = import_env(args.env, args.reward)
     ends = episode_ends(args.episode_ends, args.env)
     dataset = read_file(args.path, ignore_timeouts=args.ignore_timeouts, episode_ends=ends)
@@ -90,6 +92,8 @@ def first_episodes(dataset: TransitionDataset, fraction: float, dataset_id: str
 
 
 def run_subset(args: argparse.Namespace) -> int:
+    from smac_core.data.minari_store import write_minari
+
     source = load_dataset(args.source)
     if source.env_id is None:
         raise SmacError(f"{args.source} records no env to store a subset with")
@@ -102,6 +106,8 @@ def run_subset(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from smac_core.data.minari_store import local_dataset_ids, store_root
+
     ids = local_dataset_ids()
     print(f"{len(ids)} datasets in {store_root()}")
     for dataset_id in ids:
@@ -137,7 +143,11 @@ def _format(value: Any) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m smac_core.data", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m smac_core.data",
+                                     description="Import offline RL files into the local "
+                                                 "Minari store, list it, show one dataset,\n"
+                                                 "generate or cut one.\n\n"
+                                                 + __doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -166,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=run_list)
 
     p = commands.add_parser("show", help="summarise one dataset (Minari id, task name or file)")
-    p.add_argument("id")
+    p.add_argument("id", help="Minari dataset id, task name or dataset file")
     p.add_argument("--download", action="store_true",
                    help="download the dataset from Minari's servers if it is not stored locally")
     p.set_defaults(func=run_show)

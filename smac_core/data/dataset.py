@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.signal import lfilter
 
 from smac_core.errors import SmacError
 
@@ -178,6 +177,8 @@ class TransitionDataset:
         G_t = r_t + gamma * G_{t+1} within an episode, G = r at the episode's last step (no
         bootstrap beyond the data, whether the episode terminated or was truncated).
         """
+        from scipy.signal import lfilter
+
         if not 0.0 <= gamma <= 1.0:
             raise SmacError(f"gamma must be in [0, 1]; got {gamma}")
         rtg = np.empty(self.size, dtype=np.float64)

@@ -31,23 +31,19 @@ import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from minari.dataset.minari_storage import MinariStorage
 
 from smac_core import tasks
-from smac_core.algos import make_agent
-from smac_core.checkpoint import load_tensors, load_train_state, save_checkpoint
-from smac_core.cli import module_command
-from smac_core.data.buffers import ObsNormalizer
+from smac_core.cli import add_device_flag, module_command
 from smac_core.data.dataset import TransitionDataset
-from smac_core.data.minari_store import store_root, write_minari
 from smac_core.errors import SmacError
 from smac_core.files import atomic_write_text
-from smac_core.runs import ActionScaler, derived_seed
-from smac_core.train import TRAIN_COMMAND, build_online, build_parser, check_flags, run_directory
+from smac_core.train import TRAIN_COMMAND, build_parser, check_flags, run_directory
+
+if TYPE_CHECKING:
+    from smac_core.runs import ActionScaler
 
 VARIANTS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 GENERATION_FILE = "generation.json"
@@ -73,6 +69,8 @@ def parse_target(target: str) -> tuple[str, str | None]:
 
 
 def generator_dir(env: str, seed: int) -> Path:
+    from smac_core.data.minari_store import store_root
+
     return store_root().parent / "smac_generators" / env / f"seed_{seed}"
 
 
@@ -84,6 +82,8 @@ def rollout(task: tasks.Task, act: Callable[[np.ndarray], np.ndarray], samples: 
     Episode ``k`` resets with ``derived_seed(seed, stream, k)``; the last episode is cut at
     ``samples`` (recorded as a truncation).
     """
+    from smac_core.rollout import derived_seed
+
     env = tasks.make_env(task.name)
     episodes, collected, k = [], 0, 0
     while collected < samples:
@@ -109,6 +109,12 @@ def rollout(task: tasks.Task, act: Callable[[np.ndarray], np.ndarray], samples: 
 def policy_from_checkpoint(path: Path, scaler: ActionScaler,
                            action_seed: int) -> Callable[[np.ndarray], np.ndarray]:
     """The stochastic SAC policy of a checkpoint as raw obs -> env action; seeds torch."""
+    import torch
+
+    from smac_core.algos import make_agent
+    from smac_core.checkpoint import load_tensors
+    from smac_core.data.buffers import ObsNormalizer
+
     tensors, meta = load_tensors(path)
     agent = make_agent(meta["algorithm"], meta["obs_dim"], meta["act_dim"], meta["config"])
     agent.load_networks(tensors)
@@ -130,6 +136,8 @@ def replay_dataset(run_dir: Path, checkpoint: str, transitions: int, scaler: Act
     The buffer stores no episode boundaries: a transition ends an episode when it terminated
     or when the next transition does not start from its next observation (the env was reset).
     """
+    from smac_core.checkpoint import load_train_state
+
     state = load_train_state(run_dir / "checkpoints" / checkpoint)["online_buffer"]
     if state["size"] < transitions:
         raise SmacError(f"the replay buffer in {run_dir} holds {state['size']} transitions, "
@@ -176,6 +184,9 @@ def train_generator(env: str, task: tasks.Task, args: argparse.Namespace,
     train_args = build_parser().parse_args(argv)
     check_flags(train_args)
     print(f"the generating SAC run: {module_command('smac_core.train', argv)}", flush=True)
+    from smac_core.checkpoint import save_checkpoint
+    from smac_core.trainers import build_online
+
     with run_directory(run_dir, [TRAIN_COMMAND, *argv]):
         trainer, resume_from = build_online(train_args, argv)
 
@@ -205,6 +216,12 @@ def train_generator(env: str, task: tasks.Task, args: argparse.Namespace,
 
 def generate(args: argparse.Namespace) -> list[Path]:
     """Make the requested variants; the paths of the Minari datasets written."""
+    from minari.dataset.minari_storage import MinariStorage
+
+    from smac_core.data.minari_store import write_minari
+    from smac_core.rollout import derived_seed
+    from smac_core.runs import ActionScaler
+
     env, variant_in_name = parse_target(args.task)
     task = generatable_tasks()[env]
     variant = args.variant or variant_in_name or "all"
@@ -267,7 +284,7 @@ def add_generate_parser(subparsers) -> None:
     """The ``generate`` subcommand of ``python -m smac_core.data``."""
     p = subparsers.add_parser(
         "generate", help="make D4RL-style hopper/walker2d datasets by training SAC",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__.replace("``", ""), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("task", help="hopper, walker2d, or ENV-VARIANT (e.g. hopper-medium-replay)")
     p.add_argument("--variant", choices=(*VARIANTS, "all"),
                    help="what to make (default: the variant in TASK, else all)")
@@ -288,8 +305,7 @@ def add_generate_parser(subparsers) -> None:
                    help="episodes per evaluation (default: 5)")
     p.add_argument("--start-steps", type=int,
                    help="SAC's initial random steps (default: the trainer's, 5000)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
-                   help="where SAC trains (default: cpu)")
+    add_device_flag(p, "where SAC trains")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a SAC config field (JSON value), repeatable")
