@@ -114,7 +114,8 @@ class Muon(torch.optim.Optimizer):
         """Momentum per parameter, then one batched Newton-Schulz per (rows, cols) shape: every
         same-shape matrix of the group (2-D weights and members of 3-D stacks) in one bmm chain."""
         lr, momentum = group["lr"], group["momentum"]
-        by_shape: dict[tuple[int, int, torch.device], list[tuple[Tensor, Tensor]]] = {}
+        by_shape: dict[tuple[int, int, torch.device, torch.dtype],
+                       list[tuple[Tensor, Tensor]]] = {}
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -125,8 +126,9 @@ class Muon(torch.optim.Optimizer):
             buf.lerp_(p.grad, 1 - momentum)                          # B = mu B + (1 - mu) G
             update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf  # (1-mu) G + mu B
             stack = _as_linear_stack(update)                         # (N, out, in)
-            by_shape.setdefault((*stack.shape[-2:], p.device), []).append((p, stack))
-        for (rows, cols, device), members in by_shape.items():
+            key = (*stack.shape[-2:], p.device, p.dtype)
+            by_shape.setdefault(key, []).append((p, stack))
+        for (rows, cols, device, _), members in by_shape.items():
             stacks = [stack for _, stack in members]
             ortho = newton_schulz(torch.cat(stacks) if len(stacks) > 1 else stacks[0],
                                   group["ns_coefficients"], group["ns_steps"], group["eps"],
