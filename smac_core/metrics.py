@@ -292,8 +292,9 @@ def transfer_drop(curve: EvalCurve, baseline: np.ndarray | None = None, window: 
                             f"episodes in every evaluation")
     n = baseline.size
     if n < 2:
-        raise SmacError("a drop's standard error over episodes needs at least 2 evaluation "
-                        "episodes per evaluation; group seeds with transfer_drop_over_seeds")
+        raise SmacError(f"a drop's standard error over episodes needs at least 2 evaluation "
+                        f"episodes per evaluation, these have {n}: train with --eval-episodes 2 "
+                        f"or more (with one, only a drop over several seeds can be tested)")
     differences = baseline - np.stack([curve.episodes[i] for i in indices])  # d_ki, (K, n)
     ses = differences.std(axis=1, ddof=1) / math.sqrt(n)                   # std(d) / sqrt(n)
     return _deepest_dip(differences.mean(axis=1), ses, np.full(indices.size, n - 1.0),

@@ -9,7 +9,8 @@
    valley verdict and a Plotly page.
 
 Each step is one of the toolkit's commands run in-process with small budgets (flags below), all
-of them resumable: rerunning the quick start continues where it stopped.
+of them resumable: rerunning the quick start continues where it stopped. Every flag is checked
+before the first step runs.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from importlib.resources import files
 from pathlib import Path
 
 from landscape import interpolate
+from landscape.interpolate import interpolation_ts
 from smac_core import metrics, train
-from smac_core.cli import add_device_flag, command_line, resolve_device
+from smac_core.cli import add_device_flag, check_seed, command_line, resolve_device
 from smac_core.data import __main__ as data_cli
-from smac_core.errors import cli_entry
+from smac_core.errors import SmacError, cli_entry
 
 DOOR_DATASET_ID = "local/door/human-binary-v0"
 
@@ -47,13 +49,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--online-steps", type=int, default=2000,
                         help="SAC fine-tuning env steps (default 2000)")
     parser.add_argument("--episodes", type=int, default=5,
-                        help="evaluation episodes per evaluation and per landscape point "
-                             "(default 5)")
+                        help="evaluation episodes per evaluation and per landscape point, 2 or "
+                             "more (default 5)")
     parser.add_argument("--points", type=int, default=11,
-                        help="points on the interpolation line (default 11)")
+                        help="points on the interpolation line, 3 or more (default 11)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every step (default 0)")
     add_device_flag(parser, "where every step runs")
     return parser
+
+
+def check_flags(args: argparse.Namespace) -> str:
+    """``SmacError`` naming the flag of any value that a step would refuse, before anything is
+    trained (a bad value would otherwise surface minutes later, in the step that reads it); the
+    resolved ``--device``."""
+    for flag in ("--offline-steps", "--score-model-steps", "--online-steps"):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value < 1:
+            raise SmacError(f"{flag} must be a positive integer, got {value}")
+    if args.episodes < 2:
+        raise SmacError(f"--episodes must be 2 or more, got {args.episodes}: the drop at transfer "
+                        "and the valley verdict need a standard error over episodes")
+    interpolation_ts(args.points, *interpolate.build_parser().get_default("range"))
+    check_seed(args.seed)
+    if args.out.exists() and not args.out.is_dir():
+        raise SmacError(f"--out {args.out} is a file, not a directory")
+    return resolve_device(args.device)
 
 
 def run_step(title: str, main, argv: list[str]) -> None:
@@ -67,9 +87,9 @@ def run_step(title: str, main, argv: list[str]) -> None:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    device = check_flags(args)
     from smac_core.data.minari_store import local_dataset_ids  # after parsing: --help is quick
 
-    device = resolve_device(args.device)
     offline, online = args.out / "smac", args.out / "smac-sac"
     common = ["--seed", str(args.seed), "--device", device,
               "--eval-episodes", str(args.episodes)]

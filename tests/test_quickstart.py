@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 
 import pytest
 from conftest import DOOR_HUMAN
@@ -36,3 +38,28 @@ def test_quickstart_runs_every_step_and_writes_the_landscape(minari_root, tmp_pa
     assert (out / "interpolation" / "interpolation.html").stat().st_size > 0
     # rerunning continues the finished runs instead of starting afresh or failing
     assert main(argv) == 0
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--episodes", "1"], "--episodes must be 2 or more, got 1"),
+    (["--offline-steps", "0"], "--offline-steps must be a positive integer, got 0"),
+    (["--score-model-steps", "-5"], "--score-model-steps must be a positive integer, got -5"),
+    (["--online-steps", "0"], "--online-steps must be a positive integer, got 0"),
+    (["--points", "2"], "--points 2 in --range [-0.25, 1.25] puts no t between 0 and 1"),
+    (["--seed", "-1"], "--seed must be in [0, 4294967295], got -1"),
+    (["--device", "gpu"], "--device 'gpu' is not a torch device"),
+])
+def test_bad_flags_are_refused_before_anything_runs(minari_root, tmp_path, capsys, flags,
+                                                    message):
+    assert main(["--out", str(tmp_path / "qs"), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "qs").exists() and not list(minari_root.iterdir())
+
+
+def test_episodes_1_exits_2_at_once_naming_the_flag(minari_root, tmp_path):
+    """The issue's case: it used to train for minutes, then fail in the metrics step."""
+    done = subprocess.run([sys.executable, "-m", "smac_core.quickstart", "--episodes", "1",
+                           "--out", str(tmp_path / "qs")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: --episodes must be 2 or more") and not done.stdout
