@@ -198,10 +198,11 @@ def check_flags(args: argparse.Namespace) -> None:
     args.device = resolve_device(args.device)
 
 
-def train(argv: Sequence[str]) -> int:
-    """Run ``python -m smac_core.train ARGV`` in this process; its exit status (0, or 128 +
-    signal when stopped by one). Bad input raises ``SmacError`` (``main`` prints it)."""
-    argv = list(argv)
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: exit status 0, or 128 + signal when stopped by one (``smac_core.api``
+    calls it undecorated, ``main.__wrapped__``, to have bad input raised)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     check_flags(args)
     from smac_core.trainers import build_offline, build_online
@@ -210,11 +211,6 @@ def train(argv: Sequence[str]) -> int:
     with run_directory(args.out, [TRAIN_COMMAND, *argv]):
         trainer, resume_from = build(args, argv)
         return trainer.run(resume_from)
-
-
-@cli_entry
-def main(argv: Sequence[str] | None = None) -> int:
-    return train(sys.argv[1:] if argv is None else argv)
 
 
 def run_directory(out: Path, command: list[str]) -> AbstractContextManager[Path]:
