@@ -42,13 +42,13 @@ def write_html(figure: go.Figure, path: Path) -> None:
     atomic_write_text(path, figure.to_html(include_plotlyjs=True, full_html=True))
 
 
-def _save_png(figure: Figure, path: Path) -> None:
+def save_png(figure: Figure, path: Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=PNG_DPI, bbox_inches="tight")
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _rgba(hex_color: str, alpha: float) -> str:
+def rgba(hex_color: str, alpha: float) -> str:
     r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r},{g},{b},{alpha})"
 
@@ -61,7 +61,7 @@ def interpolation_figure(curves: Sequence[Curve], unit: str, title: str) -> go.F
         band_t = np.concatenate([curve.ts, curve.ts[::-1]])
         band = np.concatenate([curve.mean + curve.se, (curve.mean - curve.se)[::-1]])
         figure.add_trace(go.Scatter(x=band_t.tolist(), y=band.tolist(), fill="toself",
-                                    fillcolor=_rgba(color, 0.2), line={"width": 0},
+                                    fillcolor=rgba(color, 0.2), line={"width": 0},
                                     hoverinfo="skip", showlegend=False,
                                     legendgroup=curve.label))
         figure.add_trace(go.Scatter(
@@ -91,7 +91,7 @@ def save_interpolation_png(curves: Sequence[Curve], unit: str, title: str, path:
         ax.axvline(t, color="gray", linestyle="--", linewidth=1)
     ax.set(xlabel="t", ylabel=f"{unit} (mean ± s.e.)", title=title)
     ax.legend()
-    _save_png(figure, path)
+    save_png(figure, path)
 
 
 def surface_figure(xs: np.ndarray, ys: np.ndarray, mean: np.ndarray, se: np.ndarray, unit: str,
@@ -147,7 +147,7 @@ def save_surface_png(xs: np.ndarray, ys: np.ndarray, mean: np.ndarray, unit: str
     ax.set(xlabel=axis_labels[0], ylabel=axis_labels[1], title=title)
     if marks:
         ax.legend(loc="best")
-    _save_png(figure, path)
+    save_png(figure, path)
 
 
 def trajectory_figure(embeddings: dict[str, np.ndarray], reward: np.ndarray, labels: Sequence[str],
@@ -192,4 +192,4 @@ def save_trajectory_png(embeddings: dict[str, np.ndarray], reward: np.ndarray,
         ax.set(title=name)
         ax.legend(loc="best", fontsize="small")
     figure.suptitle(title)
-    _save_png(figure, path)
+    save_png(figure, path)

@@ -81,7 +81,7 @@ def _parsers(parser):
 
 @pytest.mark.parametrize("module", ["smac_core.train", "smac_core.data.__main__",
                                     "smac_core.metrics", "smac_core.experiments",
-                                    "smac_core.quickstart",
+                                    "smac_core.quickstart", "smac_core.plot",
                                     "landscape.interpolate", "landscape.surface",
                                     "landscape.trajectory"])
 def test_every_flag_of_every_command_is_described_and_device_defaults_to_auto(module):
