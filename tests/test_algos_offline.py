@@ -323,7 +323,7 @@ def test_smac_update_without_a_score_model_says_what_to_do():
         agent.update(random_batch(8, 3, 2))
 
 
-@pytest.mark.parametrize("mode", ["temperature", "temperature_floor", "learned"])
+@pytest.mark.parametrize("mode", ["temperature", "temperature_floor", "learned", "fixed"])
 def test_alpha_psi_modes_are_what_their_names_say(mode):
     torch.manual_seed(0)
     agent = make_agent("smac", 2, 2, {**TINY, "alpha_psi_mode": mode, "optimizer": "adam"})
@@ -343,6 +343,9 @@ def test_alpha_psi_modes_are_what_their_names_say(mode):
         assert id(agent.temperature.log_alpha) not in critic_params
     elif mode == "temperature_floor":
         assert torch.all(scale >= alpha) and torch.any(scale > alpha)
+    elif mode == "fixed":
+        torch.testing.assert_close(scale, torch.full((64,), 0.2))
+        assert "score_scale" not in agent.networks
     else:
         assert torch.all(scale >= agent.config.alpha_psi_min)
 

@@ -498,12 +498,12 @@ def test_missing_datasets_are_listed_before_any_run_starts(tmp_path, minari_root
 
 
 def test_offline_only_spec_plans_offline_runs_only():
-    """notebooks/specs/alpha-psi.yaml has no online phase: three SMAC score-scale modes on two
+    """notebooks/specs/alpha-psi.yaml has no online phase: four SMAC score-scale modes on two
     tasks, each with its mode in --set."""
     plans = expand_grid(load_spec(REDUCED.parent / "alpha-psi.yaml"))
     assert {p.phase for p in plans} == {"offline"}
-    assert len(plans) == 3 * 2
+    assert len(plans) == 4 * 2
     modes = sorted(next(a for a in p.args if a.startswith("alpha_psi_mode=")) for p in plans
                    if p.task == "door-binary")
-    assert modes == [f'alpha_psi_mode="{m}"' for m in ("learned", "temperature",
+    assert modes == [f'alpha_psi_mode="{m}"' for m in ("fixed", "learned", "temperature",
                                                        "temperature_floor")]

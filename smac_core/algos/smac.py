@@ -25,10 +25,13 @@ alpha. How it is set (``alpha_psi_mode``):
   trained with the critic. Its weakness: L_SM is smallest for alpha_psi -> 0 with a flat critic,
   so the scale drifts down to ``alpha_psi_min`` (measured: 0.28 -> 0.065 in 3k hopper updates,
   0.21 -> 0.025 in 3.5k door updates) and the regulariser fades.
+- ``"fixed"``: alpha_psi(s) = ``alpha_psi_value`` (0.2, the fixed temperature of the first SAC
+  paper on MuJoCo), for when SAC's own offline temperature decays: it does, 1.0 -> ~0.02 in 20k
+  updates, and "temperature" fades with it.
 
-The learned networks (``score_scale``) are trained by the critic's optimizer. The default was
-chosen by 20k-update runs of the three modes on hopper-medium-replay and door-binary (README,
-"SMAC's score scale").
+The learned networks (``score_scale``) are trained by the critic's optimizer. The modes were
+compared over 20k updates on hopper-medium-replay and door-binary (README, "SMAC's
+score-matching regulariser").
 
 ``train/score_cosine`` (mean over critics and sampled (s, a) of cos(grad_a Q_i, score_D)) is the
 quantity the method exists to raise; it is logged every update with the mean alpha_psi and the
@@ -62,7 +65,7 @@ from smac_core.nets import MLP, CriticEnsemble
 
 SCORE_MODEL_DIR = "score_model"
 SCORE_MODEL_TRAINING_DIR = "score_model_training"  # an interrupted training, continued on resume
-ALPHA_PSI_MODES = ("temperature", "temperature_floor", "learned")
+ALPHA_PSI_MODES = ("temperature", "temperature_floor", "learned", "fixed")
 CONDITION_KIND = "trajectory_return"
 SCORE_MODEL_STREAM = 7  # SeedSequence stream of the score model's seed
 
@@ -76,7 +79,8 @@ class SMACConfig(SACConfig):
 
     optimizer: str = "muon"
     kappa: float = 1.0
-    alpha_psi_mode: str = "temperature"   # "temperature" | "temperature_floor" | "learned"
+    alpha_psi_mode: str = "temperature"   # one of ALPHA_PSI_MODES (module docstring)
+    alpha_psi_value: float = 0.2          # the constant of the "fixed" mode
     alpha_psi_hidden: int = 64
     alpha_psi_min: float = 0.01           # the floor of the "learned" mode
     score_model: dict[str, Any] = field(default_factory=dict)
@@ -89,6 +93,8 @@ class SMACConfig(SACConfig):
         check_config(self.alpha_psi_mode in ALPHA_PSI_MODES, self,
                      f"alpha_psi_mode must be one of {list(ALPHA_PSI_MODES)}; "
                      f"got {self.alpha_psi_mode!r}")
+        check_config(self.alpha_psi_value > 0.0, self,
+                     f"alpha_psi_value must be > 0; got {self.alpha_psi_value}")
         check_config(self.alpha_psi_min >= 0.0, self,
                      f"alpha_psi_min must be >= 0; got {self.alpha_psi_min}")
         DiffusionConfig.from_dict(self.score_model)
@@ -153,7 +159,7 @@ class SMAC(SAC):
     def __init__(self, obs_dim: int, act_dim: int, config: SMACConfig,
                  device: str | torch.device = "cpu") -> None:
         super().__init__(obs_dim, act_dim, config, device)
-        if config.alpha_psi_mode != "temperature":
+        if config.alpha_psi_mode in ("learned", "temperature_floor"):
             # "learned": alpha_psi_min + softplus(MLP); "temperature_floor": alpha + softplus(MLP)
             minimum = config.alpha_psi_min if config.alpha_psi_mode == "learned" else 0.0
             score_scale = ScoreScale(obs_dim, config.alpha_psi_hidden, minimum).to(self.device)
@@ -207,6 +213,8 @@ class SMAC(SAC):
         """The score's scale alpha_psi(s) >= 0 of ``alpha_psi_mode``: (B, obs_dim) -> (B,)."""
         if self.config.alpha_psi_mode == "learned":
             return self.networks["score_scale"](obs)
+        if self.config.alpha_psi_mode == "fixed":
+            return torch.full(obs.shape[:1], self.config.alpha_psi_value, device=obs.device)
         alpha = self.temperature().detach().expand(obs.shape[0])
         if self.config.alpha_psi_mode == "temperature":
             return alpha
