@@ -36,7 +36,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from landscape.params import check_finite, param_spec, unflatten_params
 from smac_core.errors import SmacError
@@ -252,13 +251,15 @@ def _result(env_name: str, returns: np.ndarray, successes: np.ndarray,
 @torch.no_grad()
 def evaluate_vectors(template: DeterministicPolicy, vectors: torch.Tensor, env_name: str,
                      episodes: int, seed: int = 0, device: str = "cpu",
-                     max_episode_steps: int | None = None, progress: bool = False,
+                     max_episode_steps: int | None = None,
+                     progress: Callable[[float], None] | None = None,
                      workers: int | None = None) -> EvaluationResult:
     """Roll out P parameter vectors (P, D) of ``template``'s architecture for E episodes each.
 
     Env p*E + e runs vector p from reset seed ``eval_episode_seed(seed, e)``.
     ``max_episode_steps`` caps episodes
     (default: the env's time limit). ``workers``: env processes (default ``default_workers``).
+    ``progress(fraction)`` is called after each env step with the fraction of the horizon done.
     """
     setup = _setup(template, vectors, env_name, episodes, device, max_episode_steps)
     num_vectors = vectors.shape[0]
@@ -267,17 +268,15 @@ def evaluate_vectors(template: DeterministicPolicy, vectors: torch.Tensor, env_n
     seeds = [eval_episode_seed(seed, e) for _ in range(num_vectors) for e in range(episodes)]
     returns, lengths = np.zeros(num_envs), np.zeros(num_envs, int)
     successes, active = np.zeros(num_envs, bool), np.ones(num_envs, bool)
-    bar = tqdm(total=setup.horizon, unit="step", disable=not progress,
-               desc=f"{num_vectors} vectors x {episodes} episodes")
     # never more worker processes than envs (a small last chunk of a grid)
     workers = min(default_workers(num_envs, setup.horizon) if workers is None else workers,
                   num_envs)
-    with EnvPool(env_name, seeds, workers) as pool, bar:
+    with EnvPool(env_name, seeds, workers) as pool:
         obs = pool.reset()
         running = np.arange(num_vectors)  # vectors with an episode still running
         params = setup.params
         actions = np.zeros((num_vectors, episodes, setup.policy.action_low.shape[0]), np.float32)
-        for _ in range(setup.horizon):
+        for t in range(setup.horizon):
             # the running vectors' whole blocks, finished envs and padding rows included (see
             # the module docstring); finished envs' actions are computed but not used
             block = obs_block(obs.reshape(num_vectors, episodes, -1)[running], len(running),
@@ -288,8 +287,8 @@ def evaluate_vectors(template: DeterministicPolicy, vectors: torch.Tensor, env_n
             lengths[active] += 1
             successes |= success & active
             active &= ~done
-            bar.update()
-            bar.set_postfix(running=int(active.sum()))
+            if progress is not None:
+                progress((t + 1) / setup.horizon)
             still_running = np.flatnonzero(active.reshape(num_vectors, episodes).any(axis=1))
             if len(still_running) == 0:
                 break

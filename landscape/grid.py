@@ -17,6 +17,7 @@ other chunks.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import sys
@@ -27,11 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
 from smac_core.cli import add_device_flag, check_seed, resolve_device
 from smac_core.errors import SmacError
 from smac_core.files import atomic_write_text, output_directory
+from smac_core.progress import Progress
 
 if TYPE_CHECKING:  # imported where used: the command lines parse their flags without torch
     import torch
@@ -278,31 +279,39 @@ def evaluate_points(store: PointStore, template: DeterministicPolicy,
     """Evaluate the store's missing points chunk by chunk and return the results of all points.
 
     ``vectors_of(indices (P,)) -> (P, D)`` builds the parameter vectors of the given points, so
-    a large grid is never held in memory at once. Interrupting (Ctrl-C) keeps every finished
-    chunk and says how to continue. ``settings.seed`` must be resolved (``for_checkpoint``).
+    a large grid is never held in memory at once. The progress (``smac_core.progress``) moves
+    with the env steps of each chunk, not only at its end. Interrupting (Ctrl-C) keeps every
+    finished chunk and says how to continue. ``settings.seed`` must be resolved
+    (``for_checkpoint``).
     """
     if settings.seed is None:
         raise ValueError("evaluate_points needs a resolved seed: EvalSettings.for_checkpoint")
     from landscape.evaluate import evaluate_vectors
 
     missing = store.missing()
-    with tqdm(total=store.n_points, initial=store.n_points - len(missing), desc=desc,
-              unit="point", dynamic_ncols=True) as bar:
+    with Progress(store.n_points, desc, initial=store.n_points - len(missing),
+                  unit="point") as progress:
         try:
             for start in range(0, len(missing), settings.chunk_size):
                 indices = missing[start:start + settings.chunk_size]
-                result = evaluate_vectors(template, vectors_of(indices), env_name,
-                                          settings.episodes, seed=settings.seed,
-                                          device=settings.device,
-                                          max_episode_steps=settings.max_episode_steps,
-                                          workers=settings.workers)
+                done = progress.position
+                result = evaluate_vectors(
+                    template, vectors_of(indices), env_name, settings.episodes,
+                    seed=settings.seed, device=settings.device,
+                    max_episode_steps=settings.max_episode_steps, workers=settings.workers,
+                    progress=functools.partial(_advance, progress, done, len(indices)))
                 store.add(indices, result)
-                bar.update(len(indices))
+                progress.set_position(done + len(indices))
         except KeyboardInterrupt:
             raise SmacError(f"interrupted: {int(store.done.sum())} of {store.n_points} points "
                             f"are saved in {store.root}; rerun the same command to continue") \
                 from None
     return store.result()
+
+
+def _advance(progress: Progress, done: float, points: int, fraction: float) -> None:
+    """A chunk of ``points`` after ``done`` is ``fraction`` of the way through its episodes."""
+    progress.set_position(done + fraction * points)
 
 
 def result_unit(result: EvaluationResult) -> str:

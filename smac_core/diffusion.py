@@ -57,12 +57,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm import tqdm
 
 from smac_core.checkpoint import load_tensors, load_train_state, save_checkpoint, sub_state_dict
 from smac_core.configs import build_config
 from smac_core.errors import Interrupted, SmacError, signals_as_requests
 from smac_core.optim import make_optimizer
+from smac_core.progress import Progress
 
 SCHEDULES = ("cosine", "vp")
 ARTIFACT_KIND = "dataset_score"
@@ -324,7 +324,7 @@ def split_holdout(n: int, fraction: float) -> tuple[Tensor, Tensor | None]:
 
 def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
                       config: DiffusionConfig, device: str | torch.device,
-                      generator: torch.Generator | None, progress: bool = False,
+                      generator: torch.Generator | None, progress: bool = True,
                       condition_value: float | None = None,
                       checkpoint: Path | None = None) -> DatasetScore:
     """Fit eps_omega on (s, a, w) triples and return the frozen score at w*.
@@ -334,8 +334,9 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
     ``condition_value`` is w* (default: the ``w_quantile`` quantile of ``condition``).
     ``generator`` seeds everything (initialisation, minibatches, noise, dropout); None uses the
     global RNG. Training stops by the held-out criterion (module docstring) or after
-    ``config.steps`` steps; each held-out loss is printed (a progress bar's postfix with
-    ``progress``). ``progress`` shows a progress bar with the running loss. ``checkpoint`` (with a
+    ``config.steps`` steps. ``progress`` shows it (``smac_core.progress``: a bar in a terminal,
+    else a line every few seconds) with the running loss, and each held-out loss (a line of its
+    own in a log; printed even without ``progress``). ``checkpoint`` (with a
     ``generator``): SIGINT and SIGTERM stop training after the current step, save its exact
     state there and raise ``Interrupted``; a later call with the same inputs continues from it
     bit for bit, and removes it when done.
@@ -376,41 +377,43 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
             start = _restore_partial(checkpoint, identity, network, optimizer, ema,
                                      recent_losses, criterion, device)
         converged = False
-        bar = tqdm(range(start, config.steps), desc="dataset score model",
-                   disable=not progress)
-        for step in bar:
-            idx = train_rows[torch.randint(len(train_rows), (config.batch_size,), device=device)]
-            obs, a0, w = obs_all[idx], actions_all[idx], condition_all[idx]
-            k = torch.randint(1, config.num_noise_levels + 1, (len(idx),), device=device)
-            eps = torch.randn_like(a0)
-            # a_k = sqrt(abar_k) a_0 + sigma_k eps
-            noisy = sqrt_abar[k, None] * a0 + sigma[k, None] * eps
-            use_condition = None
-            if config.condition_dropout > 0:
-                use_condition = torch.rand(len(idx), device=device) >= config.condition_dropout
-            # L = || eps_omega(s, a_k, w, k) - eps ||^2  (DDPM's "simple" loss)
-            loss = (network(obs, noisy, w, k, use_condition) - eps).pow(2).sum(-1).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            ema.update_parameters(network)
-            recent_losses.append(loss.detach())
-            if progress and step % 100 == 0:
-                bar.set_postfix(loss=f"{float(torch.stack(list(recent_losses)).mean()):.4f}")
-            if heldout is not None and ((step + 1) % config.eval_every == 0
-                                        or step + 1 == config.steps):
-                converged = _evaluate(heldout, ema.module, step + 1, config, criterion,
-                                      bar if progress else None)
-                if converged:
-                    break
-            if stop and step + 1 < config.steps:
-                _save_partial(checkpoint, identity, step + 1, network, optimizer, ema,
-                              recent_losses, criterion, device)
-                signum = stop[0]
-                raise Interrupted(signum, f"stopped by {signal.Signals(signum).name} at step "
-                                  f"{step + 1} of {config.steps} of the dataset score model; "
-                                  f"its state is saved in {checkpoint} (continue with the same "
-                                  "command and --resume)")
+        with (Progress(config.steps, "dataset score model", initial=start) if progress
+              else nullcontext()) as bar:
+            for step in range(start, config.steps):
+                idx = train_rows[torch.randint(len(train_rows), (config.batch_size,),
+                                               device=device)]
+                obs, a0, w = obs_all[idx], actions_all[idx], condition_all[idx]
+                k = torch.randint(1, config.num_noise_levels + 1, (len(idx),), device=device)
+                eps = torch.randn_like(a0)
+                # a_k = sqrt(abar_k) a_0 + sigma_k eps
+                noisy = sqrt_abar[k, None] * a0 + sigma[k, None] * eps
+                use_condition = None
+                if config.condition_dropout > 0:
+                    use_condition = torch.rand(len(idx), device=device) >= config.condition_dropout
+                # L = || eps_omega(s, a_k, w, k) - eps ||^2  (DDPM's "simple" loss)
+                loss = (network(obs, noisy, w, k, use_condition) - eps).pow(2).sum(-1).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                ema.update_parameters(network)
+                recent_losses.append(loss.detach())
+                if bar is not None:
+                    bar.update()
+                    if step % 100 == 0:
+                        bar.note(f"loss {float(torch.stack(list(recent_losses)).mean()):.4f}")
+                if heldout is not None and ((step + 1) % config.eval_every == 0
+                                            or step + 1 == config.steps):
+                    converged = _evaluate(heldout, ema.module, step + 1, config, criterion, bar)
+                    if converged:
+                        break
+                if stop and step + 1 < config.steps:
+                    _save_partial(checkpoint, identity, step + 1, network, optimizer, ema,
+                                  recent_losses, criterion, device)
+                    signum = stop[0]
+                    raise Interrupted(signum, f"stopped by {signal.Signals(signum).name} at step "
+                                      f"{step + 1} of {config.steps} of the dataset score model; "
+                                      f"its state is saved in {checkpoint} (continue with the same "
+                                      "command and --resume)")
     if resumable:
         shutil.rmtree(checkpoint, ignore_errors=True)
     history = criterion["history"]
@@ -425,7 +428,7 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
 
 
 def _evaluate(heldout: HeldOut, ema_network: NoisePredictor, step: int, config: DiffusionConfig,
-              criterion: dict, bar: tqdm | None) -> bool:
+              criterion: dict, progress: Progress | None) -> bool:
     """Record the held-out loss at ``step`` in ``criterion``, print it; whether to stop."""
     loss = heldout.loss(ema_network)
     criterion["history"].append([step, loss])
@@ -435,12 +438,12 @@ def _evaluate(heldout: HeldOut, ema_network: NoisePredictor, step: int, config: 
         criterion["stale"] += 1
     converged = 0 < config.patience <= criterion["stale"]
     line = (f"held-out loss {loss:.4f} (best {criterion['best']:.4f}, {criterion['stale']}/"
-            f"{config.patience} evaluations without a {config.tolerance:.0%} gain)")
-    if bar is not None:
-        bar.set_postfix_str(line)
+            f"{config.patience} evaluations without a {config.tolerance:.0%} gain)"
+            + (" | converged" if converged else ""))
+    if progress is not None:
+        progress.event(line)
     else:
-        print(f"[dataset score model] step {step}/{config.steps} | {line}"
-              + (" | converged" if converged else ""), flush=True)
+        print(f"[dataset score model] step {step}/{config.steps} | {line}", flush=True)
     return converged
 
 

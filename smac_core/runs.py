@@ -48,7 +48,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from smac_core.algos.base import Agent
 from smac_core.checkpoint import (
@@ -62,6 +61,7 @@ from smac_core.checkpoint import (
 from smac_core.data.buffers import MixedReplayBuffer, ObsNormalizer, ReplayBuffer
 from smac_core.errors import SmacError
 from smac_core.files import atomic_write_text
+from smac_core.progress import Progress
 from smac_core.rollout import EXPLORATION_STREAM, TRAIN_EPISODE_STREAM, derived_seed, rollout
 from smac_core.rundir import CONFIG_FILE, METRICS_FILE, read_metrics
 from smac_core.tasks import episode_score, make_env
@@ -364,7 +364,7 @@ class Trainer:
         self.train_sums: dict[str, list[float]] = {}
         self.stop_signal: str | None = None
         self.stop_requested = False
-        self._session_start, self._session_first_step = time.monotonic(), 0
+        self._session_start = time.monotonic()
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_metadata(self) -> dict[str, Any]:
@@ -417,17 +417,18 @@ class Trainer:
         if stopping:  # a second signal: stop now (a checkpoint being written is finished
             raise KeyboardInterrupt  # first, see smac_core.checkpoint)
 
-    def _evaluate(self, bar: tqdm | None) -> None:
+    def _evaluate(self, progress: Progress) -> None:
         row = {"step": self.step, "phase": self.spec.phase, "wall_time": self.wall_time(),
                **evaluate(self.agent, self.eval_envs, self.spec.env, self.normalizer,
                           self.scaler, self.spec.seed)}
         self.log.append(row)
-        self._report(bar, f"eval return {row['eval_return']:.1f}"
-                     + (f" score {row['eval_score']:.1f}" if row["eval_score"] is not None else ""))
+        progress.event(f"eval return {row['eval_return']:.1f}"
+                       + (f" score {row['eval_score']:.1f}" if row["eval_score"] is not None
+                          else ""))
         if self.on_eval:
             self.on_eval(self.step, row)
 
-    def _log_training(self, bar: tqdm | None) -> None:
+    def _log_training(self, progress: Progress) -> None:
         if self.collector and self.collector.finished_returns:
             finished = self.collector.finished_returns
             self.train_sums["episode_return"] = [sum(finished), float(len(finished))]
@@ -437,17 +438,7 @@ class Trainer:
         self.train_sums = {}
         self.log.append(row)
         if "train/episode_return" in row:
-            self._report(bar, f"return {row['train/episode_return']:.1f}")
-
-    def _report(self, bar: tqdm | None, text: str) -> None:
-        """Latest numbers on the progress bar (which shows steps/s itself), or a log line."""
-        if bar is not None:
-            bar.set_postfix_str(text)
-            return
-        rate = (self.step - self._session_first_step) / max(
-            time.monotonic() - self._session_start, 1e-9)
-        print(f"[{self.spec.phase} {self.spec.algorithm}] step {self.step}/{self.spec.steps} | "
-              f"{text} | {rate:.0f} steps/s", flush=True)
+            progress.note(f"training episode return {row['train/episode_return']:.1f}")
 
     def _one_step(self) -> None:
         exploring = self.step < self.spec.start_steps
@@ -475,22 +466,21 @@ class Trainer:
                 return 0
         self.log.truncate_after(self.step if resume_from is not None else -1)
         write_config(self.run_dir, self.spec)
-        self._session_start, self._session_first_step = time.monotonic(), self.step
+        self._session_start = time.monotonic()
         previous = {s: signal.signal(s, self._handle_signal)
                     for s in (signal.SIGINT, signal.SIGTERM)}
-        bar = tqdm(total=self.spec.steps, initial=self.step, unit="step", dynamic_ncols=True,
-                   desc=f"{self.spec.phase} {self.spec.algorithm}") if sys.stderr.isatty() else None
+        progress = Progress(self.spec.steps, f"{self.spec.phase} {self.spec.algorithm}",
+                            initial=self.step)
         try:
             if resume_from is None and 0 in self.eval_at:
-                self._evaluate(bar)
+                self._evaluate(progress)
             while self.step < self.spec.steps:
                 self._one_step()
-                if bar is not None:
-                    bar.update(1)
+                progress.update()
                 if self.step % self.spec.log_every == 0:
-                    self._log_training(bar)
+                    self._log_training(progress)
                 if self.step in self.eval_at:
-                    self._evaluate(bar)
+                    self._evaluate(progress)
                 if self.stop_requested:
                     self.save(f"step_{self.step}")
                     return 0
@@ -508,8 +498,7 @@ class Trainer:
                   "same command and --resume, from the latest checkpoint)", file=sys.stderr)
             return 128 + signal.Signals[name]
         finally:
-            if bar is not None:
-                bar.close()
+            progress.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
         return 0
