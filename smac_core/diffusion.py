@@ -36,9 +36,10 @@ the weights (``ema_decay``), which makes the small-noise predictions far less no
 When to stop (``DiffusionConfig``): a fixed held-out split (``holdout_fraction`` of the rows, at
 most ``HOLDOUT_MAX_ROWS``, chosen by a fixed permutation; never trained on) with fixed noise
 draws (k, eps) per row, so its denoising loss is a deterministic function of the weights. Every
-``eval_every`` steps the EMA network's held-out loss L is computed; training stops once
-``patience`` evaluations in a row have not improved the best one by the relative ``tolerance``
-(L >= (1 - tolerance) L_best), and after ``steps`` steps at the latest. The held-out losses are
+``eval_every`` steps the EMA network's held-out loss L is computed; a gain is L < (1 -
+``tolerance``) L_ref, L_ref the loss of the last gain (the first evaluation is one); training
+stops once ``patience`` evaluations in a row bring no gain, and after ``steps`` steps at the
+latest. The held-out losses are
 printed as they are computed and kept in the model's ``train_info``.
 """
 
@@ -87,7 +88,7 @@ class DiffusionConfig:
     eval_every: int = 1000         # steps between held-out loss evaluations
     holdout_fraction: float = 0.05  # rows held out of training (at most HOLDOUT_MAX_ROWS)
     patience: int = 5              # stop after this many evaluations without a gain; 0: never
-    tolerance: float = 0.01        # a gain: held-out loss < (1 - tolerance) * the best so far
+    tolerance: float = 0.01        # a gain: held-out loss < (1 - tolerance) * that of the last gain
     batch_size: int = 256
     lr: float = 3e-4               # Adam
     ema_decay: float = 0.999       # the score uses an exponential moving average of the weights
@@ -369,8 +370,8 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
         optimizer = make_optimizer(network, config.lr, "adam")
         ema = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
         recent_losses: deque[Tensor] = deque(maxlen=100)
-        # held-out evaluations: [step, loss] rows, the best loss, evaluations since a gain
-        criterion: dict = {"history": [], "best": math.inf, "stale": 0}
+        # held-out evaluations: [step, loss] rows, the loss of the last gain, evaluations since
+        criterion: dict = {"history": [], "reference": math.inf, "stale": 0}
         identity = {"config": asdict(config), "seed": seed, "num_samples": n}
         start = 0
         if resumable and (checkpoint / "metadata.json").is_file():
@@ -432,13 +433,13 @@ def _evaluate(heldout: HeldOut, ema_network: NoisePredictor, step: int, config: 
     """Record the held-out loss at ``step`` in ``criterion``, print it; whether to stop."""
     loss = heldout.loss(ema_network)
     criterion["history"].append([step, loss])
-    if loss < (1 - config.tolerance) * criterion["best"]:
-        criterion["best"], criterion["stale"] = loss, 0
+    if loss < (1 - config.tolerance) * criterion["reference"]:
+        criterion["reference"], criterion["stale"] = loss, 0
     else:
         criterion["stale"] += 1
     converged = 0 < config.patience <= criterion["stale"]
-    line = (f"held-out loss {loss:.4f} (best {criterion['best']:.4f}, {criterion['stale']}/"
-            f"{config.patience} evaluations without a {config.tolerance:.0%} gain)"
+    line = (f"held-out loss {loss:.4f} ({criterion['stale']}/{config.patience} evaluations "
+            f"without a {config.tolerance:.0%} gain on {criterion['reference']:.4f})"
             + (" | converged" if converged else ""))
     if progress is not None:
         progress.event(line)

@@ -77,7 +77,7 @@ def test_held_out_criterion_stops_early_with_the_same_score_quality(capsys):
     history = info["heldout_history"]
     assert [row[0] for row in history] == list(range(250, info["steps_trained"] + 1, 250))
     best = min(loss for _, loss in history)
-    # stopped after 3 evaluations without a 1% gain on the best
+    # stopped after 3 evaluations without a 1% gain on the loss of the last gain (>= the best)
     assert all(loss >= 0.99 * best for _, loss in history[-3:])
     assert history[-1][1] == info["heldout_loss"]
     out = capsys.readouterr().out
