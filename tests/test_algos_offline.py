@@ -353,9 +353,9 @@ def test_alpha_psi_modes_are_what_their_names_say(mode):
 @pytest.mark.slow
 def test_default_score_scale_does_not_fade_to_a_flat_critic():
     # The reviewed failure: a learned alpha_psi drifts to its floor (L_SM is smallest there for a
-    # flat critic) and the regulariser fades. On the toy problem, with the learned mode the scale
-    # falls from ~0.7 to near its floor within 2000 updates; the default must hold it at the
-    # temperature and keep grad_a Q at the score's scale.
+    # flat critic) and the regulariser fades: on this toy the learned scale falls from 0.70 to
+    # 0.088 in 2000 updates. The default ("fixed") holds the scale, so a flat critic keeps
+    # paying, and grad_a Q stays at the score's scale and aligned with it.
     config = {"actor_hidden": [64, 64], "critic_hidden": [64, 64], "batch_size": 128,
               "gamma": 0.9, "optimizer": "adam"}
     torch.manual_seed(0)
@@ -365,11 +365,9 @@ def test_default_score_scale_does_not_fade_to_a_flat_critic():
     first = agent.update(toy_batch(128, data))
     for _ in range(1999):
         last = agent.update(toy_batch(128, data))
-    assert last["alpha_psi"] == pytest.approx(last["alpha"], rel=1e-6)
-    # the regulariser keeps its grip: a flat critic would pay a large share of what it pays
-    # at the first update, relative to the temperature (which SAC tunes on its own)
-    assert last["sm_loss_flat_critic"] / last["alpha"] ** 2 > \
-        0.5 * first["sm_loss_flat_critic"] / first["alpha"] ** 2
+    assert last["alpha_psi"] == pytest.approx(first["alpha_psi"], rel=1e-6)
+    # measured: the flat critic's cost 702 -> 426, |grad_a Q| 0.62 of alpha_psi |score|, cos 0.67
+    assert last["sm_loss_flat_critic"] > 0.5 * first["sm_loss_flat_critic"]
     assert last["grad_q_norm"] > 0.3 * last["alpha_psi"] * math.sqrt(
         last["sm_loss_flat_critic"] / (2 * last["alpha_psi"] ** 2))
     assert last["score_cosine"] > 0.5

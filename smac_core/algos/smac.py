@@ -16,18 +16,21 @@ losses are SAC's, unchanged.
 alpha_psi(s) >= 0 is the scale of the score in L_SM; in the identity above it is SAC's temperature
 alpha. How it is set (``alpha_psi_mode``):
 
-- ``"temperature"`` (default): alpha_psi(s) = alpha, the current SAC temperature, detached (L_SM
-  moves only the critic). This is the identity read literally, grad_a Q* = alpha grad_a log pi*,
-  and it has no degenerate minimiser: L_SM cannot shrink the scale to excuse a flat critic.
+- ``"fixed"`` (default): alpha_psi(s) = ``alpha_psi_value`` (0.2, the fixed temperature of the
+  first SAC paper on MuJoCo): the temperature the critic is shaped for (a critic with grad_a Q =
+  alpha_psi score_D makes the data's policy soft-optimal at temperature alpha_psi), chosen once
+  rather than read off the offline run. No degenerate minimiser, and it does not decay with
+  SAC's offline temperature.
+- ``"temperature"``: alpha_psi(s) = alpha, the current SAC temperature, detached (L_SM moves only
+  the critic): the identity read with the *offline* temperature. That temperature decays (1.0 ->
+  ~0.02 over 20k updates on hopper and door, SAC tuning entropy to -act_dim), and the
+  regulariser with it.
 - ``"temperature_floor"``: alpha_psi(s) = alpha + softplus(MLP(s)): learned, never below the
-  temperature.
+  temperature (its learned surplus falls to ~0 within 2k updates: it behaves as "temperature").
 - ``"learned"``: alpha_psi(s) = alpha_psi_min + softplus(MLP(s)), the paper's free state network
   trained with the critic. Its weakness: L_SM is smallest for alpha_psi -> 0 with a flat critic,
   so the scale drifts down to ``alpha_psi_min`` (measured: 0.28 -> 0.065 in 3k hopper updates,
   0.21 -> 0.025 in 3.5k door updates) and the regulariser fades.
-- ``"fixed"``: alpha_psi(s) = ``alpha_psi_value`` (0.2, the fixed temperature of the first SAC
-  paper on MuJoCo), for when SAC's own offline temperature decays: it does, 1.0 -> ~0.02 in 20k
-  updates, and "temperature" fades with it.
 
 The learned networks (``score_scale``) are trained by the critic's optimizer. The modes were
 compared over 20k updates on hopper-medium-replay and door-binary (README, "SMAC's
@@ -65,7 +68,7 @@ from smac_core.nets import MLP, CriticEnsemble
 
 SCORE_MODEL_DIR = "score_model"
 SCORE_MODEL_TRAINING_DIR = "score_model_training"  # an interrupted training, continued on resume
-ALPHA_PSI_MODES = ("temperature", "temperature_floor", "learned", "fixed")
+ALPHA_PSI_MODES = ("fixed", "temperature", "temperature_floor", "learned")
 CONDITION_KIND = "trajectory_return"
 SCORE_MODEL_STREAM = 7  # SeedSequence stream of the score model's seed
 
@@ -79,7 +82,7 @@ class SMACConfig(SACConfig):
 
     optimizer: str = "muon"
     kappa: float = 1.0
-    alpha_psi_mode: str = "temperature"   # one of ALPHA_PSI_MODES (module docstring)
+    alpha_psi_mode: str = "fixed"         # one of ALPHA_PSI_MODES (module docstring)
     alpha_psi_value: float = 0.2          # the constant of the "fixed" mode
     alpha_psi_hidden: int = 64
     alpha_psi_min: float = 0.01           # the floor of the "learned" mode
