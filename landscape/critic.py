@@ -70,8 +70,8 @@ from landscape.params import (
 from landscape.paths import interpolate_linear, plane_points
 from landscape.plot import (
     COLORS,
-    PNG_DPI,
     PlanePoint,
+    save_png,
     save_surface_png,
     surface_figure,
     write_html,
@@ -83,7 +83,7 @@ from smac_core.checkpoint import Checkpoint, load_checkpoint, sub_state_dict
 from smac_core.data import load_dataset
 from smac_core.diffusion import DatasetScore
 from smac_core.errors import SmacError, cli_entry
-from smac_core.files import atomic_write_bytes, atomic_write_text
+from smac_core.files import atomic_write_text
 from smac_core.nets import CriticEnsemble, DeterministicPolicy
 from smac_core.rollout import batched_policy
 
@@ -308,9 +308,7 @@ def save_critic_png(results: dict[str, Any], title: str, path: Path) -> None:
         ax.set(ylabel=label)
     axes[0].set_title(title)
     axes[-1].set(xlabel="t")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=PNG_DPI, bbox_inches="tight")
-    atomic_write_bytes(path, buffer.getvalue())
+    save_png(figure, path)
 
 
 def format_table(results: dict[str, Any]) -> str:

@@ -59,10 +59,10 @@ from landscape.grid import (
 )
 from landscape.params import param_spec, policy_vector
 from landscape.path import cached_training, policy_value
-from landscape.plot import COLORS, PNG_DPI, write_html
+from landscape.plot import COLORS, save_png, write_html
 from smac_core.checkpoint import Checkpoint, load_checkpoint
 from smac_core.errors import SmacError, cli_entry
-from smac_core.files import atomic_write_bytes, atomic_write_text
+from smac_core.files import atomic_write_text
 from smac_core.rollout import derived_seed
 
 RISK_STREAM = 11  # SeedSequence stream of the update sequences' minibatches
@@ -213,9 +213,7 @@ def save_risk_png(results: dict[str, Any], title: str, path: Path) -> None:
     ax.axhline(results["theta0"]["mean"], color="gray", linestyle="--", label="θ₀")
     ax.set(xlabel="distance from θ₀", ylabel=f"{results['unit']} (mean ± s.e.)", title=title)
     ax.legend()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=PNG_DPI, bbox_inches="tight")
-    atomic_write_bytes(path, buffer.getvalue())
+    save_png(figure, path)
 
 
 def build_parser() -> argparse.ArgumentParser:
