@@ -23,7 +23,7 @@ import torch
 
 from smac_core.algos.smac import trajectory_return_condition
 from smac_core.data import load_dataset
-from smac_core.data.buffers import ObsNormalizer
+from smac_core.data.normalization import ObsNormalizer
 from smac_core.diffusion import DiffusionConfig, train_score_model
 from smac_core.errors import SmacError, cli_entry
 

@@ -18,7 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from smac_core.runs import read_metrics
+from smac_core.rundir import read_metrics
 from smac_core.train import main as train
 
 

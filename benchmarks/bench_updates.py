@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from smac_core.algos import ALGORITHMS, make_agent
+from smac_core.checkpoint import RunArtifacts
 from smac_core.data.buffers import ReplayBuffer
 from smac_core.data.dataset import TransitionDataset
 from smac_core.errors import SmacError, cli_entry
@@ -125,7 +126,7 @@ def contender(label: tuple[str, ...], algo: str, device: torch.device,
     agent = make_agent(algo, OBS_DIM, ACT_DIM, config, device)
     if "offline" in agent.phases:
         with tempfile.TemporaryDirectory() as workdir:
-            agent.prepare_offline(dataset, buffer, Path(workdir))
+            agent.prepare_offline(dataset, buffer, RunArtifacts(Path(workdir)))
     batches = [buffer.sample(agent.update_batch_size) for _ in range(PREPARED_BATCHES)]
     done = [0]
 

@@ -79,15 +79,15 @@ from landscape.plot import (
 from landscape.valley import DEFAULT_Z, valley_verdict
 from smac_core.algos import make_agent
 from smac_core.algos.smac import SCORE_MODEL_DIR
-from smac_core.checkpoint import Checkpoint, load_checkpoint, sub_state_dict
+from smac_core.checkpoint import Checkpoint, CheckpointArtifact, load_checkpoint, sub_state_dict
 from smac_core.data import load_dataset
 from smac_core.diffusion import DatasetScore
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
+from smac_core.metrics import mean_and_se
 from smac_core.nets import CriticEnsemble, DeterministicPolicy
 from smac_core.rollout import batched_policy
 
-METRICS = ("q_pi", "td_error", "score_cosine")
 LABELS = {"q_pi": "mean Q(s, π(s))", "td_error": "TD error (squared)",
           "score_cosine": "cos(∇ₐQ, score_D)"}
 
@@ -237,8 +237,7 @@ def plane_values(checkpoints: Sequence[Checkpoint], coords: np.ndarray,
 
 def summary(values: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """name -> (mean (T,), standard error over the batch's states (T,))."""
-    return {name: (v.mean(axis=1), v.std(axis=1, ddof=1) / math.sqrt(v.shape[1]))
-            for name, v in values.items()}
+    return {name: mean_and_se(v, axis=1) for name, v in values.items()}
 
 
 def results_json(ts: np.ndarray, stats: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -388,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sample = dataset_sample(checkpoints[0], args.dataset, args.batch, settings.seed)
     batch = agent_batch(checkpoints[0].policy, sample, checkpoints[0].metadata)
     score_dir = args.score_model or default_score_model(checkpoints[0])
-    score = None if score_dir is None else DatasetScore.load(score_dir)
+    score = None if score_dir is None else DatasetScore.load(CheckpointArtifact(score_dir))
     info = {"batch": len(sample["rewards"]), "dataset": args.dataset or
             checkpoints[0].metadata.get("dataset_id"), "seed": settings.seed,
             "score_model": None if score_dir is None else str(score_dir)}

@@ -39,6 +39,7 @@ import torch
 
 from landscape.params import check_finite, param_spec, unflatten_params
 from smac_core.errors import SmacError
+from smac_core.metrics import standard_error
 from smac_core.nets import DeterministicPolicy
 from smac_core.rollout import batched_policy, eval_episode_seed, obs_block, rollout
 from smac_core.tasks import episode_score, make_env
@@ -67,12 +68,9 @@ class EvaluationResult:
         return self.values.mean(axis=1)
 
     def stderr(self) -> np.ndarray:
-        """(P,) standard error of the mean over episodes (std with ddof=1 / sqrt(E));
-        NaN when E = 1."""
-        episodes = self.values.shape[1]
-        if episodes < 2:
-            return np.full(self.values.shape[0], np.nan)
-        return self.values.std(axis=1, ddof=1) / np.sqrt(episodes)
+        """(P,) standard error of the mean over episodes (``smac_core.metrics.standard_error``:
+        std with ddof=1 / sqrt(E)); NaN when E = 1."""
+        return standard_error(self.values, axis=1)
 
 
 def default_workers(num_envs: int, horizon: int) -> int:

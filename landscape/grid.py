@@ -138,6 +138,18 @@ def landscape_output(out: Path, command: str, argv: Sequence[str] | None
     return output_directory(out, f"landscape.{command}", [f"python -m landscape.{command}", *argv])
 
 
+def seed_results(root: Path, kind: str, name: str) -> list[tuple[str, str, int, Path]]:
+    """(task, label, seed, file) of every ``ROOT/landscapes/<kind>/<task>/<label>/seed<k>/<name>``
+    in path order: where the experiment runner puts a command's results for each offline run
+    (``kind``: "interpolation", "planes" or "trajectories")."""
+    found = []
+    for path in sorted((root / "landscapes" / kind).glob(f"*/*/seed*/{name}")):
+        seed_dir = path.parent
+        found.append((seed_dir.parent.parent.name, seed_dir.parent.name,
+                      int(seed_dir.name.removeprefix("seed")), path))
+    return found
+
+
 def periodic_checkpoints(run: str | Path, what: str) -> list[tuple[int, Path]]:
     """A run's ``checkpoints/step_<N>`` in step order; ``SmacError`` naming ``what`` (a flag)
     and how to train a run that saves them when it has none."""

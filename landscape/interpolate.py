@@ -40,10 +40,13 @@ from landscape.grid import (
     landscape_output,
     output_dir,
     result_unit,
+    seed_results,
 )
 from landscape.valley import DEFAULT_Z, ENDPOINT_ATOL, Curve, valley_verdict
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
+from smac_core.metrics import mean_and_se
+from smac_core.paper import display
 
 if TYPE_CHECKING:  # torch-based modules are imported where used: --help answers at once
     from landscape.evaluate import EvaluationResult
@@ -138,6 +141,47 @@ def results_csv(pairs: Sequence[PairResult]) -> str:
             writer.writerow([p.curve.label, repr(float(t)), repr(float(mean)), repr(float(se)),
                              repr(float(success))])
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Interpolation:
+    """One seed's interpolation offline final -> online final, read back from the first curve
+    of the ``interpolation.json`` (``results_json``) the experiment runner wrote for it."""
+
+    task: str
+    label: str
+    seed: int
+    unit: str
+    ts: np.ndarray
+    mean: np.ndarray
+    se: np.ndarray
+    verdict: str
+
+
+def load_interpolations(root: Path) -> list[Interpolation]:
+    """Every interpolation under an experiment root (``grid.seed_results``)."""
+    result = []
+    for task, label, seed, path in seed_results(root, "interpolation", "interpolation.json"):
+        data = json.loads(path.read_text())
+        curve = data["curves"][0]
+        result.append(Interpolation(task, label, seed, data["unit"], np.asarray(curve["t"]),
+                                    np.asarray(curve["mean"]), np.asarray(curve["se"]),
+                                    curve["verdict"]["verdict"]))
+    return result
+
+
+def interpolation_over_seeds(seeds: Sequence[Interpolation]) -> tuple[Curve, str]:
+    """Mean +- s.e. over seeds at each t with the valley verdict of that curve, and what the
+    s.e. is over. One seed: its own curve (s.e. over episodes) and verdict."""
+    first = seeds[0]
+    if any(not np.array_equal(s.ts, first.ts) for s in seeds):
+        raise SmacError(f"{first.task}/{first.label}: the seeds' interpolations use different t")
+    label = f"{display(first.label)}, {len(seeds)} seed{'s' * (len(seeds) > 1)}"
+    if len(seeds) == 1:
+        verdict = valley_verdict(first.ts, first.mean, first.se)
+        return Curve(label, first.ts, first.mean, first.se, verdict), "episodes of 1 seed"
+    mean, se = mean_and_se([s.mean for s in seeds])  # over seeds (S, T)
+    return Curve(label, first.ts, mean, se, valley_verdict(first.ts, mean, se)), "seeds"
 
 
 def build_parser() -> argparse.ArgumentParser:

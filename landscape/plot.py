@@ -3,7 +3,9 @@
 Each analysis has a ``*_figure`` (Plotly; the data is embedded in the page as plain JSON
 numbers, together with plotly.js, so the page works offline and its numbers are readable) and a
 ``save_*_png`` (matplotlib, object-oriented API: no global pyplot state, no display needed).
-Files are written atomically.
+The ``draw_*`` functions draw on a matplotlib axes or figure the caller lays out: the PNGs here
+and the notebooks' figures (``notebooks/results.py``) are both drawn with them. Files are
+written atomically.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
@@ -53,6 +56,15 @@ def rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+def draw_band(ax: Axes, x: np.ndarray, mean: np.ndarray, se: np.ndarray, color: str,
+              label: str | None = None, fmt: str = "-", markersize: float | None = None) -> None:
+    """``mean`` against ``x`` in a band of +- ``se`` (no band where the s.e. is NaN, e.g. of a
+    single seed)."""
+    ax.plot(x, mean, fmt, color=color, markersize=markersize, label=label)
+    if np.isfinite(se).any():
+        ax.fill_between(x, mean - se, mean + se, color=color, alpha=0.2)
+
+
 def interpolation_figure(curves: Sequence[Curve], unit: str, title: str) -> go.Figure:
     """Mean +- s.e. bands of every curve against t, dashed lines at the checkpoints t = 0, 1."""
     figure = go.Figure()
@@ -78,18 +90,22 @@ def interpolation_figure(curves: Sequence[Curve], unit: str, title: str) -> go.F
     return figure
 
 
+def draw_interpolations(ax: Axes, curves: Sequence[Curve], unit: str) -> None:
+    """Mean +- s.e. of every curve against t, labelled with its verdict, dashed lines at the
+    checkpoints t = 0, 1."""
+    for k, curve in enumerate(curves):
+        draw_band(ax, curve.ts, curve.mean, curve.se, COLORS[k % len(COLORS)],
+                  f"{curve.label} ({curve.verdict.verdict})", "o-", 3)
+    for t in (0.0, 1.0):
+        ax.axvline(t, color="gray", linestyle="--", linewidth=1)
+    ax.set(xlabel="t", ylabel=f"{unit} (mean ± s.e.)")
+
+
 def save_interpolation_png(curves: Sequence[Curve], unit: str, title: str, path: Path) -> None:
     figure = Figure(figsize=(7, 4.5))
     ax = figure.subplots()
-    for k, curve in enumerate(curves):
-        color = COLORS[k % len(COLORS)]
-        ax.plot(curve.ts, curve.mean, "o-", color=color, markersize=3,
-                label=f"{curve.label} ({curve.verdict.verdict})")
-        ax.fill_between(curve.ts, curve.mean - curve.se, curve.mean + curve.se, color=color,
-                        alpha=0.2)
-    for t in (0.0, 1.0):
-        ax.axvline(t, color="gray", linestyle="--", linewidth=1)
-    ax.set(xlabel="t", ylabel=f"{unit} (mean ± s.e.)", title=title)
+    draw_interpolations(ax, curves, unit)
+    ax.set(title=title)
     ax.legend()
     save_png(figure, path)
 
@@ -128,11 +144,10 @@ def surface_figure(xs: np.ndarray, ys: np.ndarray, mean: np.ndarray, se: np.ndar
     return figure
 
 
-def save_surface_png(xs: np.ndarray, ys: np.ndarray, mean: np.ndarray, unit: str,
-                     marks: Sequence[PlanePoint], title: str, axis_labels: tuple[str, str],
-                     path: Path) -> None:
-    figure = Figure(figsize=(7, 5.5))
-    ax = figure.subplots()
+def draw_surface(figure: Figure, ax: Axes, xs: np.ndarray, ys: np.ndarray, mean: np.ndarray,
+                 unit: str, marks: Sequence[PlanePoint], axis_labels: tuple[str, str]) -> None:
+    """Filled contours of ``mean`` (Y, X) with a colour bar, the ``marks`` on top (checkpoints
+    annotated, other groups joined in order; a legend when there are several groups)."""
     filled = ax.contourf(xs, ys, mean, levels=20, cmap="viridis")
     ax.contour(xs, ys, mean, levels=10, colors="k", linewidths=0.4)
     figure.colorbar(filled, ax=ax, label=unit)
@@ -144,9 +159,18 @@ def save_surface_png(xs: np.ndarray, ys: np.ndarray, mean: np.ndarray, unit: str
         if group == "anchor":
             for m in members:
                 ax.annotate(m.label, (m.x, m.y), textcoords="offset points", xytext=(4, 4))
-    ax.set(xlabel=axis_labels[0], ylabel=axis_labels[1], title=title)
-    if marks:
+    ax.set(xlabel=axis_labels[0], ylabel=axis_labels[1])
+    if len({mark.group for mark in marks}) > 1:
         ax.legend(loc="best")
+
+
+def save_surface_png(xs: np.ndarray, ys: np.ndarray, mean: np.ndarray, unit: str,
+                     marks: Sequence[PlanePoint], title: str, axis_labels: tuple[str, str],
+                     path: Path) -> None:
+    figure = Figure(figsize=(7, 5.5))
+    ax = figure.subplots()
+    draw_surface(figure, ax, xs, ys, mean, unit, marks, axis_labels)
+    ax.set(title=title)
     save_png(figure, path)
 
 
@@ -176,9 +200,10 @@ def trajectory_figure(embeddings: dict[str, np.ndarray], reward: np.ndarray, lab
     return figure
 
 
-def save_trajectory_png(embeddings: dict[str, np.ndarray], reward: np.ndarray,
-                        groups: Sequence[str], unit: str, title: str, path: Path) -> None:
-    figure = Figure(figsize=(6 * len(embeddings), 5))
+def draw_trajectory(figure: Figure, embeddings: dict[str, np.ndarray], reward: np.ndarray,
+                    groups: Sequence[str], unit: str) -> None:
+    """One panel per embedding (name -> (N, 2)) across ``figure``: points coloured by ``reward``
+    (N,), the checkpoints of a group (e.g. one run) joined in order, one marker per group."""
     axes = figure.subplots(1, len(embeddings), squeeze=False)[0]
     group_array = np.asarray(groups)
     for ax, (name, points) in zip(axes, embeddings.items(), strict=True):
@@ -191,5 +216,11 @@ def save_trajectory_png(embeddings: dict[str, np.ndarray], reward: np.ndarray,
         figure.colorbar(scatter, ax=ax, label=unit)
         ax.set(title=name)
         ax.legend(loc="best", fontsize="small")
+
+
+def save_trajectory_png(embeddings: dict[str, np.ndarray], reward: np.ndarray,
+                        groups: Sequence[str], unit: str, title: str, path: Path) -> None:
+    figure = Figure(figsize=(6 * len(embeddings), 5))
+    draw_trajectory(figure, embeddings, reward, groups, unit)
     figure.suptitle(title)
     save_png(figure, path)

@@ -31,6 +31,7 @@ from smac_core.checkpoint import load_checkpoint, resolve_checkpoint
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
 from smac_core.metrics import DEFAULT_ALPHA, load_run, transfer_drop
+from smac_core.rundir import read_config
 
 
 def auroc(scores: np.ndarray, drops: np.ndarray) -> float:
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = [load_run(run) for run in args.runs]
     sources = []
     for run in runs:
-        source = Path(json.loads((run.path / "config.json").read_text())["from"])
+        source = Path(read_config(run.path)["from"])
         sources.append(resolve_checkpoint(source))
     drops = [transfer_drop(run.curve, run.baseline, alpha=args.drop_alpha) for run in runs]
     out = output_dir(args.out, "risk_validation", {

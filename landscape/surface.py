@@ -43,9 +43,13 @@ from landscape.grid import (
     periodic_checkpoints,
     plane_coordinates,
     result_unit,
+    seed_results,
 )
+from landscape.valley import ENDPOINT_ATOL, Curve, valley_verdict
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
+from smac_core.metrics import mean_and_se
+from smac_core.paper import display
 
 if TYPE_CHECKING:  # torch-based modules are imported where used: --help answers at once
     import torch
@@ -201,6 +205,66 @@ def results_csv(coords: np.ndarray, mean: np.ndarray, se: np.ndarray,
     for (x, y), m, s, rate in zip(coords, mean, se, success, strict=True):
         writer.writerow([repr(float(v)) for v in (x, y, m, s, rate)])
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class RewardPlane:
+    """One seed's reward plane through offline, online[0] and online[1], read back from the
+    ``surface.json`` the experiment runner wrote for it: ``mean`` (Y, X) over ``x`` (X,) and
+    ``y`` (Y,)."""
+
+    task: str
+    label: str
+    seed: int  # -1: a mean over seeds
+    unit: str
+    x: np.ndarray
+    y: np.ndarray
+    mean: np.ndarray
+    se: np.ndarray
+    checkpoints: tuple[str, ...]
+
+    def path_curve(self, axis: str) -> Curve | None:
+        """The straight path pre-trained -> theta_1 (``axis`` "x", along y = 0) or -> theta_2
+        ("y", along x = 0) read off the grid, with its valley verdict; None when the grid does
+        not hold both checkpoints and a point between them."""
+        along, across = (self.x, self.y) if axis == "x" else (self.y, self.x)
+        row = np.flatnonzero(np.isclose(across, 0.0, atol=ENDPOINT_ATOL))
+        inside = (along >= -ENDPOINT_ATOL) & (along <= 1 + ENDPOINT_ATOL)
+        ts = along[inside]
+        if row.size == 0 or not (np.isclose(ts, 0.0).any() and np.isclose(ts, 1.0).any()) \
+                or ts.size < 3:
+            return None
+        grid_mean, grid_se = (self.mean, self.se) if axis == "y" else (self.mean.T, self.se.T)
+        mean, se = grid_mean[inside, row[0]], grid_se[inside, row[0]]
+        if not np.isfinite(se).all():
+            return None
+        target = "θ1" if axis == "x" else "θ2"
+        return Curve(f"{display(self.label)}: θ -> {target}", ts, mean, se,
+                     valley_verdict(ts, mean, se))
+
+
+def load_planes(root: Path) -> list[RewardPlane]:
+    """Every reward plane under an experiment root (``grid.seed_results``)."""
+    result = []
+    for task, label, seed, path in seed_results(root, "planes", "surface.json"):
+        data = json.loads(path.read_text())
+        se = np.asarray(data["se"], dtype=np.float64)  # json_floats' None (E = 1) -> NaN
+        result.append(RewardPlane(task, label, seed, data["unit"], np.asarray(data["x"]),
+                                  np.asarray(data["y"]), np.asarray(data["mean"]), se,
+                                  tuple(data["checkpoints"])))
+    return result
+
+
+def plane_over_seeds(seeds: Sequence[RewardPlane]) -> RewardPlane:
+    """Mean over seeds of each grid point, s.e. over seeds (one seed: the plane itself)."""
+    first = seeds[0]
+    if len(seeds) == 1:
+        return first
+    if any(not (np.array_equal(p.x, first.x) and np.array_equal(p.y, first.y)) for p in seeds):
+        raise SmacError(f"{first.task}/{first.label}: the seeds' planes use different grids")
+    mean, se = mean_and_se([p.mean for p in seeds])  # over seeds (S, Y, X)
+    return RewardPlane(first.task, first.label, -1, first.unit, first.x, first.y, mean, se,
+                       tuple(c for p in seeds for c in p.checkpoints))
 
 
 @cli_entry

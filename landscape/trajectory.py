@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import math
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from landscape.grid import (
     output_dir,
     periodic_checkpoints,
     result_unit,
+    seed_results,
 )
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
@@ -133,6 +135,61 @@ def results_csv(series: Sequence[RunSeries], embeddings: dict[str, np.ndarray],
         writer.writerow([run, step, phase, repr(float(mean[k])), repr(float(se[k])),
                          *(repr(float(v)) for v in (*pca[k], *tsne[k]))])
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One ``trajectory.json`` the experiment runner wrote for an offline run and its online
+    runs: per checkpoint its run, step and reward (N,), and the 2-D embeddings name -> (N, 2)."""
+
+    task: str
+    label: str
+    seed: int
+    unit: str
+    runs: list[str]
+    steps: list[int]
+    reward: np.ndarray
+    embeddings: dict[str, np.ndarray]
+
+    def online_dip(self, run_name: str) -> float:
+        """Reward of the last offline checkpoint minus the lowest checkpoint of the online run
+        ``run_name`` (> 0: fine-tuning passed below where it started)."""
+        names = [Path(run).name for run in self.runs]
+        start = self.reward[[k for k, n in enumerate(names) if n == "offline"][-1]]
+        online = self.reward[[n == run_name for n in names]]
+        return float(start - online.min())
+
+
+@dataclass(frozen=True)
+class TrajectoryJob:
+    """The runs of one trajectory figure (an offline run and its two online runs) and the
+    directory the command writes it to."""
+
+    task: str
+    label: str
+    seed: int
+    runs: tuple[Path, Path, Path]
+    out: Path
+
+    def argv(self, episodes: int) -> list[str]:
+        """Arguments of ``python -m landscape.trajectory`` that write ``out``."""
+        return [*map(str, self.runs), "--episodes", str(episodes), "--out", str(self.out)]
+
+    def command(self, episodes: int) -> str:
+        return shlex.join(["python", "-m", "landscape.trajectory", *self.argv(episodes)])
+
+
+def load_trajectories(root: Path) -> list[Trajectory]:
+    """Every trajectory under an experiment root (``grid.seed_results``)."""
+    result = []
+    for task, label, seed, path in seed_results(root, "trajectories", "trajectory.json"):
+        data = json.loads(path.read_text())
+        result.append(Trajectory(task, label, seed, data["unit"],
+                                 [c["run"] for c in data["checkpoints"]],
+                                 [c["step"] for c in data["checkpoints"]],
+                                 np.asarray(data["mean"]),
+                                 {k: np.asarray(v) for k, v in data["embeddings"].items()}))
+    return result
 
 
 @cli_entry

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from smac_core.runs import read_metrics
+from smac_core.rundir import read_config, read_metrics
 
 COLUMNS = ("alpha", "alpha_psi", "grad_q_norm", "score_cosine", "sm_loss_flat_critic", "td_loss")
 
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args()
     runs = sorted(p.parent for p in args.root.rglob("metrics.jsonl")
-                  if json.loads((p.parent / "config.json").read_text()).get("algorithm") == "smac")
+                  if read_config(p.parent).get("algorithm") == "smac")
     report = {str(run.relative_to(args.root)): health_table(run, args.steps) for run in runs}
     if args.json:
         print(json.dumps(report, indent=1))

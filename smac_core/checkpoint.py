@@ -8,6 +8,10 @@ Layout of one checkpoint directory::
     train_state.pt      optional, for --resume: optimizer states, replay buffer, RNG states
                         (plain tensors and containers, read with torch.load(weights_only=True))
 
+Other artifacts in the same format carry a metadata ``kind`` (SMAC's score model, its interrupted
+training): ``CheckpointArtifact`` stores one at a path, ``RunArtifacts`` those of a run directory
+(``<run>/<name>/``), for the agents that keep state across runs (``smac_core.state.Artifact``).
+
 ``export_policy`` writes a policy-only copy (the ``actor.*`` tensors, no resume state, metadata
 ``exported_from``): what ``load_checkpoint`` and ``landscape`` need, a fifth of the size; it
 cannot be fine-tuned from (no critic).
@@ -45,6 +49,7 @@ from torch import nn
 
 from smac_core.errors import SmacError
 from smac_core.nets import MLP, DeterministicPolicy
+from smac_core.state import flat_state_dict, sub_state_dict
 
 FORMAT_VERSION = 1
 METADATA_DIGEST = "metadata_sha256"  # covers the metadata itself; an added key, so readers of
@@ -85,10 +90,14 @@ def package_versions() -> dict[str, str]:
             "gymnasium": gymnasium.__version__, "python": platform.python_version()}
 
 
+def stored_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors as safetensors stores them: detached, contiguous, on the CPU."""
+    return {name: value.detach().cpu().contiguous() for name, value in tensors.items()}
+
+
 def network_tensors(networks: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
     """Flatten named modules into "<network>.<tensor>" -> contiguous CPU tensor."""
-    return {f"{name}.{key}": value.detach().cpu().contiguous()
-            for name, module in networks.items() for key, value in module.state_dict().items()}
+    return stored_tensors(flat_state_dict(networks))
 
 
 def save_checkpoint(path: str | Path, networks: dict[str, nn.Module], metadata: dict[str, Any],
@@ -98,7 +107,14 @@ def save_checkpoint(path: str | Path, networks: dict[str, nn.Module], metadata: 
     ``metadata`` must hold at least ``algorithm``, ``step``, ``env``, ``obs_dim``, ``act_dim``,
     ``actor_hidden``, ``obs_mean``, ``obs_std``, ``action_low``, ``action_high``.
     """
-    return _write_checkpoint(Path(path), network_tensors(networks),
+    return save_tensors(path, network_tensors(networks), metadata, train_state)
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any],
+                 train_state: dict[str, Any] | None = None) -> Path:
+    """``save_checkpoint`` of tensors already named "<network>.<tensor>" (any artifact: its
+    metadata's ``kind`` says which, a policy checkpoint has none)."""
+    return _write_checkpoint(Path(path), stored_tensors(tensors),
                              {**metadata, "versions": package_versions(),
                               "git_commit": git_commit()}, train_state)
 
@@ -309,10 +325,43 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
                         "another checkpoint of the run") from None
 
 
-def sub_state_dict(tensors: dict[str, torch.Tensor], network: str) -> dict[str, torch.Tensor]:
-    """The tensors of one network, with its "<network>." prefix removed."""
-    prefix = f"{network}."
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+@dataclass(frozen=True)
+class CheckpointArtifact:
+    """An artifact (``smac_core.state.Artifact``) stored as a checkpoint directory at ``path``:
+    tensors in ``model.safetensors``, metadata in ``metadata.json``, the resume state in
+    ``train_state.pt``, written atomically and checked when read."""
+
+    path: Path
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def exists(self) -> bool:
+        return (self.path / METADATA_FILE).is_file()
+
+    def load(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return load_tensors(self.path)
+
+    def load_state(self) -> dict[str, Any]:
+        return load_train_state(self.path)
+
+    def save(self, tensors: dict[str, torch.Tensor], metadata: dict[str, Any],
+             state: dict[str, Any] | None = None) -> None:
+        save_tensors(self.path, tensors, metadata, state)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class RunArtifacts:
+    """The artifacts of a run directory (``smac_core.state.ArtifactStore``): ``<root>/<name>/``,
+    each a ``CheckpointArtifact`` (SMAC's ``score_model/`` and ``score_model_training/``)."""
+
+    root: Path
+
+    def artifact(self, name: str) -> CheckpointArtifact:
+        return CheckpointArtifact(Path(self.root) / name)
 
 
 @dataclass

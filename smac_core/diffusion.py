@@ -41,29 +41,31 @@ draws (k, eps) per row, so its denoising loss is a deterministic function of the
 stops once ``patience`` evaluations in a row bring no gain, and after ``steps`` steps at the
 latest. The held-out losses are
 printed as they are computed and kept in the model's ``train_info``.
+
+Storing: ``DatasetScore.save``/``load`` and an interrupted training write to and read from an
+``Artifact`` (``smac_core.state``) that the caller hands in; this module does not know the files
+(``smac_core.checkpoint.CheckpointArtifact`` stores them as a checkpoint directory).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 import signal
 from collections import deque
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from smac_core.checkpoint import load_tensors, load_train_state, save_checkpoint, sub_state_dict
 from smac_core.configs import build_config
 from smac_core.errors import Interrupted, SmacError, signals_as_requests
 from smac_core.optim import make_optimizer
 from smac_core.progress import Progress
+from smac_core.state import Artifact, flat_state_dict, sub_state_dict
 
 SCHEDULES = ("cosine", "vp")
 ARTIFACT_KIND = "dataset_score"
@@ -242,18 +244,20 @@ class DatasetScore:
         # score_D(s, a) = -eps_omega(s, a, w*, 1) / sigma_1
         return (-eps / self.sigma_1).reshape(*leading, self.act_dim)
 
-    def save(self, directory: str | Path) -> None:
-        """Write ``model.safetensors`` + ``metadata.json`` atomically (checkpoint format)."""
+    def save(self, artifact: Artifact) -> None:
+        """Store the network's weights and what rebuilds the score (metadata kind
+        ``ARTIFACT_KIND``) in ``artifact``."""
         metadata = {"kind": ARTIFACT_KIND, "config": asdict(self.config), "obs_dim": self.obs_dim,
                     "act_dim": self.act_dim, "condition_value": self.condition_value,
                     "sigma_1": self.sigma_1, "train_info": self.train_info}
-        save_checkpoint(directory, {NETWORK_NAME: self.network}, metadata)
+        artifact.save(flat_state_dict({NETWORK_NAME: self.network}), metadata)
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> DatasetScore:
-        tensors, meta = load_tensors(directory)
+    def load(cls, artifact: Artifact, device: str | torch.device = "cpu") -> DatasetScore:
+        """The score that ``save`` stored in ``artifact``, on ``device``."""
+        tensors, meta = artifact.load()
         if meta.get("kind") != ARTIFACT_KIND:
-            raise SmacError(f"{directory} is not a saved dataset score model "
+            raise SmacError(f"{artifact} is not a saved dataset score model "
                             f"(metadata kind {meta.get('kind')!r}, expected {ARTIFACT_KIND!r})")
         config = DiffusionConfig.from_dict(meta["config"])
         # the initialisation is overwritten: draw it without moving the global RNG, so that a
@@ -263,7 +267,7 @@ class DatasetScore:
         try:
             network.load_state_dict(sub_state_dict(tensors, NETWORK_NAME))
         except RuntimeError as exc:
-            raise SmacError(f"the score network in {directory} does not match its config: "
+            raise SmacError(f"the score network in {artifact} does not match its config: "
                             f"{exc}") from exc
         return cls(network, config, meta["obs_dim"], meta["act_dim"], meta["condition_value"],
                    meta.get("train_info")).to(device)
@@ -327,7 +331,7 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
                       config: DiffusionConfig, device: str | torch.device,
                       generator: torch.Generator | None, progress: bool = True,
                       condition_value: float | None = None,
-                      checkpoint: Path | None = None) -> DatasetScore:
+                      checkpoint: Artifact | None = None) -> DatasetScore:
     """Fit eps_omega on (s, a, w) triples and return the frozen score at w*.
 
     ``observations`` (N, obs_dim), already normalised; ``actions`` (N, act_dim) in [-1, 1];
@@ -337,7 +341,7 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
     global RNG. Training stops by the held-out criterion (module docstring) or after
     ``config.steps`` steps. ``progress`` shows it (``smac_core.progress``: a bar in a terminal,
     else a line every few seconds) with the running loss, and each held-out loss (a line of its
-    own in a log; printed even without ``progress``). ``checkpoint`` (with a
+    own in a log; printed even without ``progress``). ``checkpoint``, an ``Artifact`` (with a
     ``generator``): SIGINT and SIGTERM stop training after the current step, save its exact
     state there and raise ``Interrupted``; a later call with the same inputs continues from it
     bit for bit, and removes it when done.
@@ -374,7 +378,7 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
         criterion: dict = {"history": [], "reference": math.inf, "stale": 0}
         identity = {"config": asdict(config), "seed": seed, "num_samples": n}
         start = 0
-        if resumable and (checkpoint / "metadata.json").is_file():
+        if resumable and checkpoint.exists():
             start = _restore_partial(checkpoint, identity, network, optimizer, ema,
                                      recent_losses, criterion, device)
         converged = False
@@ -416,7 +420,7 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
                                       f"its state is saved in {checkpoint} (continue with the same "
                                       "command and --resume)")
     if resumable:
-        shutil.rmtree(checkpoint, ignore_errors=True)
+        checkpoint.remove()
     history = criterion["history"]
     train_info = {"final_loss": float(torch.stack(list(recent_losses)).mean()), "num_samples": n,
                   "condition_min": float(condition.min()), "condition_max": float(condition.max()),
@@ -455,26 +459,26 @@ def _rng_states(device: torch.device) -> dict[str, Tensor]:
     return states
 
 
-def _save_partial(path: Path, identity: dict, step: int, network: NoisePredictor,
+def _save_partial(artifact: Artifact, identity: dict, step: int, network: NoisePredictor,
                   optimizer: torch.optim.Optimizer, ema: AveragedModel,
                   recent_losses: deque[Tensor], criterion: dict, device: torch.device) -> None:
-    save_checkpoint(path, {NETWORK_NAME: network, "ema": ema},
-                    {"kind": PARTIAL_KIND, "step": step, **identity},
-                    {"optimizer": optimizer.state_dict(), "rng": _rng_states(device),
-                     "recent_losses": torch.stack(list(recent_losses)).cpu(),
-                     "criterion": criterion})
+    artifact.save(flat_state_dict({NETWORK_NAME: network, "ema": ema}),
+                  {"kind": PARTIAL_KIND, "step": step, **identity},
+                  {"optimizer": optimizer.state_dict(), "rng": _rng_states(device),
+                   "recent_losses": torch.stack(list(recent_losses)).cpu(),
+                   "criterion": criterion})
 
 
-def _restore_partial(path: Path, identity: dict, network: NoisePredictor,
+def _restore_partial(artifact: Artifact, identity: dict, network: NoisePredictor,
                      optimizer: torch.optim.Optimizer, ema: AveragedModel,
                      recent_losses: deque[Tensor], criterion: dict, device: torch.device) -> int:
     """Load an interrupted training's state (``_save_partial``); the step to continue at."""
-    tensors, meta = load_tensors(path)
+    tensors, meta = artifact.load()
     stored = {key: meta.get(key) for key in identity}
     if meta.get("kind") != PARTIAL_KIND or stored != json.loads(json.dumps(identity)):
-        raise SmacError(f"{path} holds an interrupted score-model training of other settings "
+        raise SmacError(f"{artifact} holds an interrupted score-model training of other settings "
                         "or data; delete it to train afresh")
-    state = load_train_state(path)
+    state = artifact.load_state()
     try:
         network.load_state_dict(sub_state_dict(tensors, NETWORK_NAME))
         ema.load_state_dict(sub_state_dict(tensors, "ema"))
@@ -485,6 +489,6 @@ def _restore_partial(path: Path, identity: dict, network: NoisePredictor,
         recent_losses.extend(state["recent_losses"].to(device))
         criterion.update(state["criterion"])
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        raise SmacError(f"cannot continue the score-model training saved in {path} "
+        raise SmacError(f"cannot continue the score-model training saved in {artifact} "
                         f"({type(exc).__name__}: {exc}); delete it to train afresh") from exc
     return int(meta["step"])

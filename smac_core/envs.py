@@ -1,6 +1,7 @@
 """Making gymnasium envs: the registered ids (gymnasium-robotics included), seeding, and the
 Kitchen adapter. Imported by ``smac_core.tasks`` only when an env is made, so that reading the
-task table (command lines, labels) needs no simulator.
+task table (command lines, labels) needs no simulator; it knows no task (the task table passes
+what it needs, ``make_registered``'s ``unknown``).
 """
 
 from __future__ import annotations
@@ -19,18 +20,18 @@ import gymnasium_robotics  # noqa: E402
 from gymnasium_robotics.utils import mujoco_utils  # noqa: E402
 
 from smac_core.errors import SmacError  # noqa: E402
-from smac_core.tasks import TASKS  # noqa: E402
 
 gym.register_envs(gymnasium_robotics)
 
 KITCHEN_PARTIAL_TASKS = ["microwave", "kettle", "light switch", "slide cabinet"]
 
 
-def make_registered(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gym.make(env_id)``, with the Kitchen shim and adapter for FrankaKitchen."""
+def make_registered(env_id: str, unknown: str = "not a registered gymnasium id",
+                    **kwargs: Any) -> gym.Env:
+    """``gym.make(env_id)``, with the Kitchen shim and adapter for FrankaKitchen; ``SmacError``
+    "unknown env '<env_id>': <unknown>" for an id the registry lacks."""
     if env_id not in gym.registry:
-        raise SmacError(f"unknown env '{env_id}': neither a task ({', '.join(TASKS)}) nor a "
-                        f"registered gymnasium id")
+        raise SmacError(f"unknown env '{env_id}': {unknown}")
     if env_id.startswith("FrankaKitchen"):
         _patch_kitchen_joint_type_check()
         kwargs.setdefault("tasks_to_complete", KITCHEN_PARTIAL_TASKS)

@@ -1,4 +1,5 @@
-"""Files and output directories: atomic writes, ownership, exclusive locks, stale temporaries.
+"""Files and output directories: atomic writes, JSON-lines reading, ownership, exclusive locks,
+stale temporaries.
 
 Every command that writes an output directory (``smac_core.train``, the ``landscape`` commands)
 opens it with ``output_directory``:
@@ -20,10 +21,11 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from smac_core.cli import command_line
 from smac_core.errors import SmacError
@@ -50,6 +52,29 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def read_jsonl(path: Path, is_row: Callable[[Any], bool] = lambda row: True,
+               row_name: str = "a JSON row") -> list[Any]:
+    """The rows of the JSON-lines file ``path``, blank lines skipped. Text after the last
+    newline is a line still being appended (or one a killed writer left unfinished) and is left
+    out. ``SmacError`` naming ``path:line`` for a line that is not JSON or not ``is_row``."""
+    try:
+        lines = path.read_text().split("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SmacError(f"cannot read {path}: {exc}") from exc
+    rows = []
+    for number, line in enumerate(lines[:-1], start=1):  # lines[-1] follows the last newline
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SmacError(f"{path}:{number} is not valid JSON ({exc.msg})") from None
+        if not is_row(row):
+            raise SmacError(f"{path}:{number} is not {row_name}")
+        rows.append(row)
+    return rows
 
 
 def is_stale_temporary(name: str) -> bool:

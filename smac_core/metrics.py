@@ -37,7 +37,11 @@ success rate in % on binary ones; raw episode returns when the env has no refere
   expert). Undefined for raw returns (no reference): ``cumulative_regret`` refuses them.
 - **Regret table** (the paper's): per task, the mean regret over seeds of every (offline, online)
   cell, min-max normalised across that task's cells (0 = the task's best cell, 1 = its worst; all
-  cells 0 when they tie), then averaged over the tasks each cell has.
+  cells 0 when they tie), then averaged over the tasks each cell has. The paper's own numbers are
+  in ``smac_core.paper``.
+- **Mean +- standard error** and **t-tests**, one implementation each for the metrics, the
+  landscapes and the notebooks: ``standard_error`` (std with ddof=1 / sqrt(n),
+  ``scipy.stats.sem``; NaN for one value) and ``one_sided_t_test`` (Student's t, ``scipy.stats``).
 """
 
 from __future__ import annotations
@@ -54,34 +58,51 @@ from typing import Any
 import numpy as np
 
 from smac_core.errors import SmacError, cli_entry
-from smac_core.rundir import CONFIG_FILE, METRICS_FILE
+from smac_core.files import read_jsonl
+from smac_core.paper import (
+    OFFLINE_ORDER,
+    ONLINE_ORDER,
+    PAPER_REGRET_TABLE,  # noqa: F401  (its former home; tests import it)
+    display,
+)
+from smac_core.rundir import CONFIG_FILE, METRICS_FILE, read_config
 from smac_core.tasks import dataset_label
 
 DEFAULT_WINDOW_FRACTION = 0.1
 DEFAULT_ALPHA = 0.05
 REGRET_REFERENCE = 100.0  # the normalised score regret is measured from (expert = 100)
 
-# The paper's Table (de Lara & Shkurti 2026): regret min-max normalised per task, averaged over
-# its six tasks; offline algorithm -> online algorithm -> value. Its "CalQL/CQL" row is "calql".
-PAPER_REGRET_TABLE: dict[str, dict[str, float]] = {
-    "smac": {"awr": 0.380, "sac": 0.031, "td3": 0.090, "td3bc": 0.226},
-    "calql": {"awr": 0.482, "sac": 0.448, "td3": 0.442, "td3bc": 0.614},
-    "iql": {"awr": 0.508, "sac": 0.471, "td3": 0.653, "td3bc": 0.494},
-    "td3bc": {"awr": 0.654, "sac": 0.962, "td3": 0.545, "td3bc": 0.562},
-}
-DISPLAY_NAMES = {"smac": "SMAC", "calql": "CalQL", "cql": "CQL", "iql": "IQL", "td3bc": "TD3+BC",
-                 "sac": "SAC", "td3": "TD3", "awr": "AWR"}
-OFFLINE_ORDER = ("smac", "calql", "cql", "iql", "td3bc")
-ONLINE_ORDER = ("awr", "sac", "td3", "td3bc")
 
 
-def normalized_score(episode_return: float | np.ndarray, ref_min: float,
-                     ref_max: float) -> float | np.ndarray:
-    """D4RL normalised score 100 * (R - R_min) / (R_max - R_min): 0 = random, 100 = expert."""
-    if not ref_max > ref_min:
-        raise SmacError(f"reference returns need ref_max > ref_min, got min {ref_min}, "
-                        f"max {ref_max}")
-    return 100.0 * (episode_return - ref_min) / (ref_max - ref_min)
+def standard_error(values: np.ndarray | Sequence[float], axis: int = 0) -> Any:
+    """Standard error of the mean along ``axis``: std (ddof=1) / sqrt(n), ``scipy.stats.sem``;
+    NaN where there is a single value (no spread to estimate it from)."""
+    from scipy import stats  # here: the command lines parse their flags without scipy
+
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape[axis] < 2:
+        return np.full(np.delete(values.shape, axis), math.nan)[()]
+    return stats.sem(values, axis=axis)
+
+
+def mean_and_se(values: np.ndarray | Sequence[float], axis: int = 0) -> tuple[Any, Any]:
+    """Mean along ``axis`` and its ``standard_error``."""
+    values = np.asarray(values, dtype=np.float64)
+    return values.mean(axis=axis), standard_error(values, axis)
+
+
+def one_sided_t_test(samples: np.ndarray) -> float:
+    """p-value of the one-sample t-test that the mean of ``samples`` (n,) is above 0: t = mean /
+    ``standard_error`` against Student's t with n - 1 degrees of freedom (``scipy.stats.t``;
+    ``scipy.stats.ttest_1samp(samples, 0, alternative="greater")`` without its warnings on the
+    nearly equal episodes of near-deterministic envs). Samples without spread (all equal) make
+    the mean exact: 0 when it is above 0, else 1."""
+    from scipy import stats
+
+    mean, se = mean_and_se(samples)
+    if not se > 0:
+        return 0.0 if mean > 0 else 1.0
+    return float(stats.t.sf(mean / se, len(samples) - 1))
 
 
 @dataclass(frozen=True)
@@ -113,25 +134,11 @@ class EvalCurve:
     @property
     def se(self) -> np.ndarray:
         """(E,) standard error of each evaluation's mean; NaN for a single episode."""
-        return np.array([values.std(ddof=1) / math.sqrt(values.size) if values.size > 1
-                         else math.nan for values in self.episodes])
+        return np.array([standard_error(values) for values in self.episodes])
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path) as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SmacError(f"{path}:{line_number} is not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-                raise SmacError(f"{path}:{line_number} is not a metrics row with an integer "
-                                f"'step'")
-            rows.append(row)
-    return rows
+def _is_metrics_row(row: Any) -> bool:
+    return isinstance(row, dict) and isinstance(row.get("step"), int)
 
 
 def read_evaluations(run_dir: str | Path, phase: str | None = None) -> EvalCurve:
@@ -141,7 +148,8 @@ def read_evaluations(run_dir: str | Path, phase: str | None = None) -> EvalCurve
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         raise SmacError(f"{run_dir} has no {METRICS_FILE}: not a run directory")
-    by_step = {row["step"]: row for row in _read_jsonl(path)
+    rows = read_jsonl(path, _is_metrics_row, "a metrics row with an integer 'step'")
+    by_step = {row["step"]: row for row in rows
                if "eval_returns" in row and (phase is None or row.get("phase") == phase)}
     if not by_step:
         which = f"{phase} evaluation" if phase else "evaluation"
@@ -181,15 +189,11 @@ def _offline_run_dir(source: str) -> Path:
 
 
 def load_run(run_dir: str | Path) -> Run:
-    """Read an online run directory (config.json + metrics.jsonl, format in contracts.md)."""
+    """Read an online run directory (config.json + metrics.jsonl, the format of README,
+    "Run directory")."""
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_FILE
-    if not config_path.is_file():
-        raise SmacError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise SmacError(f"{config_path} is not valid JSON ({exc.msg})") from None
+    config = read_config(run_dir)
     if "from" not in config:
         raise SmacError(f"{run_dir} is not an online run ({CONFIG_FILE} has no 'from'); the "
                         f"transfer metrics need online runs started from an offline checkpoint")
@@ -254,17 +258,14 @@ def _window_indices(steps: np.ndarray, window: int | None) -> tuple[np.ndarray, 
     return indices, window
 
 
-def _deepest_dip(dips: np.ndarray, ses: np.ndarray, dofs: np.ndarray, steps: np.ndarray,
-                 window: int, alpha: float) -> TransferDrop:
-    """Test the largest of K dips (K,) with a one-sided t-test, Bonferroni-corrected by K."""
-    from scipy import stats
-
+def _deepest_dip(samples: np.ndarray, steps: np.ndarray, window: int,
+                 alpha: float) -> TransferDrop:
+    """Test the largest of K mean dips, each over its samples (K, n), with a one-sided t-test,
+    Bonferroni-corrected by K."""
+    dips, ses = mean_and_se(samples, axis=1)
     k = int(np.argmax(dips))
     dip, se = float(dips[k]), float(ses[k])
-    if se > 0:
-        p_one_sided = float(stats.t.sf(dip / se, dofs[k]))
-    else:  # every episode equal on both sides: the difference is exact
-        p_one_sided = 0.0 if dip > 0 else 1.0
+    p_one_sided = one_sided_t_test(samples[k])
     p_value = min(1.0, dips.size * p_one_sided)  # Bonferroni: K * p
     return TransferDrop(dip, se, int(steps[k]), window, p_value,
                         "drop" if p_value < alpha else "smooth", p_one_sided, dips.size)
@@ -296,9 +297,7 @@ def transfer_drop(curve: EvalCurve, baseline: np.ndarray | None = None, window: 
                         f"episodes per evaluation, these have {n}: train with --eval-episodes 2 "
                         f"or more (with one, only a drop over several seeds can be tested)")
     differences = baseline - np.stack([curve.episodes[i] for i in indices])  # d_ki, (K, n)
-    ses = differences.std(axis=1, ddof=1) / math.sqrt(n)                   # std(d) / sqrt(n)
-    return _deepest_dip(differences.mean(axis=1), ses, np.full(indices.size, n - 1.0),
-                        curve.steps[indices], window, alpha)
+    return _deepest_dip(differences, curve.steps[indices], window, alpha)
 
 
 def transfer_drop_over_seeds(curves: Sequence[EvalCurve],
@@ -330,10 +329,7 @@ def transfer_drop_over_seeds(curves: Sequence[EvalCurve],
                             f"in the window, run 0 at {steps}: seeds must share the schedule")
         per_seed_dips.append(baseline.mean() - curve.mean[seed_indices])
     per_seed_dips = np.stack(per_seed_dips)                              # (seeds, K)
-    n = per_seed_dips.shape[0]
-    ses = per_seed_dips.std(axis=0, ddof=1) / math.sqrt(n)
-    return _deepest_dip(per_seed_dips.mean(axis=0), ses, np.full(steps.size, n - 1.0), steps,
-                        window, alpha)
+    return _deepest_dip(per_seed_dips.T, steps, window, alpha)
 
 
 def cumulative_regret(curve: EvalCurve) -> float:
@@ -381,11 +377,11 @@ def format_table(table: Mapping[str, Mapping[str, float]]) -> str:
     rows = _ordered(list(table), OFFLINE_ORDER)
     columns = _ordered(sorted({online for cells in table.values() for online in cells}),
                        ONLINE_ORDER)
-    lines = ["| offline \\ online | " + " | ".join(DISPLAY_NAMES.get(c, c) for c in columns) + " |",
+    lines = ["| offline \\ online | " + " | ".join(display(c) for c in columns) + " |",
              "|---" * (len(columns) + 1) + "|"]
     for row in rows:
         cells = [f"{table[row][c]:.3f}" if c in table[row] else "-" for c in columns]
-        lines.append(f"| {DISPLAY_NAMES.get(row, row)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {display(row)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

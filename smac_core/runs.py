@@ -1,11 +1,6 @@
-"""The one training loop shared by offline and online runs: run directory, metrics log,
-evaluation, checkpoints with resume state, signals.
-
-A run directory::
-
-    RUN/config.json        the resolved ``RunSpec`` (command, algorithm, agent config, env, ...)
-    RUN/metrics.jsonl      one JSON object per line: evaluation rows and training rows
-    RUN/checkpoints/step_<N>/, RUN/checkpoints/final/   (``smac_core.checkpoint`` format)
+"""The one training loop shared by offline and online runs: the env collector, evaluation,
+checkpoints with resume state, signals. The files it writes are ``smac_core.rundir``'s format
+(``config.json``, ``metrics.jsonl``, the evaluation schedule ``eval_steps``).
 
 Offline and online runs differ only in their data source: an online run owns an
 ``EnvCollector`` that adds one env transition to the buffer before every update, an offline run
@@ -24,24 +19,18 @@ same seed and replays the actions (MuJoCo and classic-control envs are determini
 checks that the observation is bit-identical to the recorded one. On CPU a stopped and resumed
 run therefore ends with the same parameters, bit for bit, as an uninterrupted one.
 
-Evaluation schedule (``eval_steps``): offline runs evaluate every ``eval_every`` steps; online
-runs at step 0 (the handed-over policy), then every ``early_eval_every`` steps up to
-``early_eval_until`` (the transfer drop happens in the first thousands of steps), then every
-``eval_every`` steps; every run also evaluates at its last step. Evaluation episode ``i`` of
-every evaluation resets with the same seed, ``rollout.eval_episode_seed(run seed, i)``, so points
-of a curve are comparable; evaluations follow ``smac_core.rollout``'s convention, which the
+Evaluations (at the steps of ``rundir.eval_steps``): episode ``i`` of every evaluation resets
+with the same seed, ``rollout.eval_episode_seed(run seed, i)``, so points of a curve are
+comparable; evaluations follow ``smac_core.rollout``'s convention, which the
 landscape engine shares (its point at a checkpoint reproduces the checkpoint's evaluation).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,24 +39,15 @@ import numpy as np
 import torch
 
 from smac_core.algos.base import Agent
-from smac_core.checkpoint import (
-    METADATA_FILE,
-    checkpoint_series,
-    load_tensors,
-    load_train_state,
-    read_metadata,
-    save_checkpoint,
-)
-from smac_core.data.buffers import MixedReplayBuffer, ObsNormalizer, ReplayBuffer
+from smac_core.checkpoint import load_tensors, load_train_state, save_checkpoint
+from smac_core.data.buffers import MixedReplayBuffer, ReplayBuffer
+from smac_core.data.normalization import ActionScaler, ObsNormalizer
 from smac_core.errors import SmacError
-from smac_core.files import atomic_write_text
+from smac_core.metrics import standard_error
 from smac_core.progress import Progress
 from smac_core.rollout import EXPLORATION_STREAM, TRAIN_EPISODE_STREAM, derived_seed, rollout
-from smac_core.rundir import CONFIG_FILE, METRICS_FILE, read_metrics
+from smac_core.rundir import METRICS_FILE, MetricsLog, RunSpec, eval_steps, write_config
 from smac_core.tasks import episode_score, make_env
-
-# config fields that must agree between a run directory and the command that resumes it
-RESUME_MUST_MATCH = ("phase", "algorithm", "env", "dataset_id", "seed", "agent_config", "from")
 
 
 def seed_everything(seed: int) -> None:
@@ -75,84 +55,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-# ---------------------------------------------------------------------------------------- spec
-@dataclass
-class RunSpec:
-    """The resolved configuration of a run, written to ``config.json``."""
-
-    phase: str                    # "offline" | "online"
-    algorithm: str
-    agent_config: dict[str, Any]
-    env: str                      # task name or gymnasium id used for evaluation / interaction
-    dataset_id: str | None
-    seed: int
-    steps: int                    # loop steps: env steps (online) or updates (offline)
-    device: str = "cpu"
-    eval_every: int = 10_000
-    eval_episodes: int = 10
-    early_eval_every: int = 500   # online only
-    early_eval_until: int = 5_000  # online only
-    checkpoint_every: int = 50_000
-    log_every: int = 1_000
-    start_steps: int = 0          # online only: uniform random actions, no updates
-    mix: float | None = None      # online fine-tuning: offline fraction of each batch
-    from_checkpoint: str | None = None
-    from_algorithm: str | None = None
-    handoff: dict[str, Any] | None = None  # online --from: rule and step-0 values (handoff.py)
-    obs_normalization: bool = False
-    task: str | None = None       # what it is labelled with: the task or dataset id (train.py)
-    command: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["from"] = out.pop("from_checkpoint")
-        out["schedule"] = describe_schedule(self)
-        return out
-
-
-def eval_steps(spec: RunSpec) -> set[int]:
-    """The steps at which a run evaluates its policy (see the module docstring)."""
-    steps = set(range(spec.eval_every, spec.steps + 1, spec.eval_every)) | {spec.steps}
-    if spec.phase == "online":
-        early_end = min(spec.early_eval_until, spec.steps)
-        steps |= {0, *range(spec.early_eval_every, early_end + 1, spec.early_eval_every)}
-    return steps
-
-
-def describe_schedule(spec: RunSpec) -> str:
-    text = f"evaluate every {spec.eval_every} steps and at step {spec.steps}"
-    if spec.phase == "online":
-        text = (f"evaluate at step 0, every {spec.early_eval_every} steps up to step "
-                f"{spec.early_eval_until}, then {text}")
-    return (f"{text} ({spec.eval_episodes} episodes); checkpoint every {spec.checkpoint_every} "
-            f"steps, at SIGINT/SIGTERM and at the end (final)")
-
-
 # ---------------------------------------------------------------------------------------- env side
-@dataclass
-class ActionScaler:
-    """Maps between the env's action box [low, high] and the agents' [-1, 1]. Shapes (act_dim,)."""
-
-    low: np.ndarray
-    high: np.ndarray
-
-    @classmethod
-    def from_env(cls, env) -> ActionScaler:
-        space = env.action_space
-        if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
-            raise SmacError(f"the action space {space} is unbounded; agents need a finite box")
-        return cls(np.asarray(space.low, np.float32), np.asarray(space.high, np.float32))
-
-    def to_env(self, action: np.ndarray) -> np.ndarray:
-        """[-1, 1] -> [low, high]."""
-        return (self.low + (action + 1.0) * 0.5 * (self.high - self.low)).astype(np.float32)
-
-    def to_agent(self, action: np.ndarray) -> np.ndarray:
-        """[low, high] -> [-1, 1], clipped into the box (dataset actions may lie outside)."""
-        scaled = 2.0 * (action - self.low) / (self.high - self.low) - 1.0
-        return np.clip(scaled, -1.0, 1.0).astype(np.float32)
-
-
 def _policy_action(agent: Agent, normalizer: ObsNormalizer, obs: np.ndarray) -> np.ndarray:
     """The agent's stochastic (exploration) action in [-1, 1] for one raw observation."""
     obs_t = torch.as_tensor(normalizer(obs)[None], device=agent.device)
@@ -244,85 +147,8 @@ def evaluate(agent: Agent, envs: list[gym.Env], env_name: str, normalizer: ObsNo
             "eval_scores": scores if has_scores else None,
             "eval_return": float(np.mean(returns)),
             "eval_score": float(np.mean(scores)) if has_scores else None,
-            "eval_score_se": (float(np.std(scores, ddof=1) / math.sqrt(len(scores)))
+            "eval_score_se": (float(standard_error(scores))
                               if has_scores and len(scores) > 1 else None)}
-
-
-# ---------------------------------------------------------------------------------------- run dir
-class MetricsLog:
-    """Appends one JSON object per line to ``RUN/metrics.jsonl`` (flushed at every row)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def append(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-
-    def truncate_after(self, step: int) -> None:
-        """Keep only the rows of steps <= ``step`` (what the checkpoint a run resumes from had
-        logged; -1: none); a partial last line, from a process killed while writing it, goes."""
-        if self.path.exists():
-            kept = [row for row in read_metrics(self.path.parent) if row["step"] <= step]
-            atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in kept))
-
-
-def _difference(stored: Any, wanted: Any) -> str:
-    """'X, this command asks for Y', naming only the differing entries of two dicts."""
-    if isinstance(stored, dict) and isinstance(wanted, dict):
-        keys = sorted(k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k))
-        stored, wanted = ({k: d.get(k) for k in keys} for d in (stored, wanted))
-    return f"{stored!r}, this command asks for {wanted!r}"
-
-
-def write_config(run_dir: Path, spec: RunSpec) -> None:
-    atomic_write_text(run_dir / CONFIG_FILE, json.dumps(spec.to_json(), indent=2))
-
-
-def prepare_run_dir(run_dir: Path, spec: RunSpec, resume: bool) -> Path | None:
-    """Check ``run_dir`` (owned and locked by the caller) and write its config.json if it has
-    none; the checkpoint to resume from (None: start afresh).
-
-    Without ``resume`` the directory must not hold a run already. With ``resume`` the stored
-    config must agree with ``spec`` on ``RESUME_MUST_MATCH`` (it is rewritten with ``spec``
-    once the run has resumed, ``Trainer.run``); the latest ``step_<N>`` checkpoint is returned
-    (None when the run never wrote one).
-    """
-    config_path = run_dir / CONFIG_FILE
-    if config_path.exists() and not resume:
-        raise SmacError(f"{run_dir} already holds a run; pass --resume to continue it or choose "
-                        "another --out")
-    if resume and config_path.exists():
-        try:
-            stored = json.loads(config_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise SmacError(f"{config_path} is not valid JSON: {exc}") from exc
-        if not isinstance(stored, dict):
-            raise SmacError(f"{config_path} is not a run's config (a JSON object)")
-        wanted = json.loads(json.dumps(spec.to_json()))  # tuples -> lists, as stored
-        for key in RESUME_MUST_MATCH:
-            if stored.get(key) != wanted[key]:
-                raise SmacError(f"cannot resume {run_dir}: its {key} is "
-                                f"{_difference(stored.get(key), wanted[key])}")
-    else:
-        write_config(run_dir, spec)
-    if not resume:
-        return None
-    final = run_dir / "checkpoints" / "final"
-    series = checkpoint_series(run_dir)
-    if (final / METADATA_FILE).is_file():
-        latest = final  # a finished run: resuming re-saves it, or extends it to more --steps
-    elif series:
-        latest = series[-1][1]
-    else:
-        return None
-    meta = read_metadata(latest)
-    for key in ("algorithm", "env"):
-        expected = getattr(spec, key)
-        if meta.get(key) != expected:
-            raise SmacError(f"cannot resume from {latest}: it was written by {key} "
-                            f"{meta.get(key)!r}, this run uses {expected!r}")
-    return latest
 
 
 # ---------------------------------------------------------------------------------------- loop

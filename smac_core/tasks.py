@@ -3,6 +3,10 @@
 ``make_env`` also accepts any registered gymnasium id. Reference returns are D4RL's (random and
 expert policy returns) and define the normalised score, 100 = expert. The table is light (no
 simulator is imported until an env is made, ``smac_core.envs``), so command lines read it.
+``find_task`` is the one lookup of a task, by name, dataset id or env id and reward.
+
+The task layer: this table, ``smac_core.envs`` (making envs, which knows no task) and
+``smac_core.binary_reward`` (the success tests and the binary reward wrapper).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ class Task:
 
     def make_env(self, seed: int | None = None, **kwargs: Any) -> gym.Env:
         """The task's env: time limit, binary reward where the task has one, Kitchen shim."""
-        from smac_core.data.rewards import BinaryReward
+        from smac_core.binary_reward import BinaryReward
         from smac_core.envs import make_registered, seeded
 
         env = make_registered(self.env_id, max_episode_steps=self.max_episode_steps, **kwargs)
@@ -77,23 +81,34 @@ envs of gymnasium-robotics (door, hammer, pen, relocate) return ``terminated=Fal
 step, success included."""
 
 
-def never_terminates(name: str) -> bool:
-    """Whether episodes of task or env id ``name`` can only end by truncation, so that the end of
-    a recorded episode (a demonstration that stopped) is a truncation, never a terminal state."""
-    env_id = TASKS[name].env_id if name in TASKS else name
-    return env_id.startswith(NEVER_TERMINATING_ENV_PREFIXES)
+def find_task(name: str | None = None, *, dataset_id: str | None = None,
+              env_id: str | None = None, reward: str | None = None) -> Task | None:
+    """The task whose fields equal every key given (``name``, ``dataset_id``, ``env_id``,
+    ``reward``; None = any), the first in table order; None when no task matches or no key is
+    given. The one lookup of the task table: ``find_task("door-binary")``,
+    ``find_task(dataset_id=...)``, ``find_task(env_id="AdroitHandPen-v1", reward="binary")``."""
+    keys = {"name": name, "dataset_id": dataset_id, "env_id": env_id, "reward": reward}
+    given = {key: value for key, value in keys.items() if value is not None}
+    if not given:
+        return None
+    return next((task for task in TASKS.values()
+                 if all(getattr(task, key) == value for key, value in given.items())), None)
 
 
 def get_task(name: str) -> Task:
     """The task called ``name``; ``SmacError`` listing the known names otherwise."""
-    if name not in TASKS:
+    task = find_task(name)
+    if task is None:
         raise SmacError(f"unknown task '{name}'; known tasks: {', '.join(TASKS)}")
-    return TASKS[name]
+    return task
 
 
-def task_of_dataset(dataset_id: str | None) -> Task | None:
-    """The task whose own dataset ``dataset_id`` is; None for any other dataset."""
-    return next((task for task in TASKS.values() if task.dataset_id == dataset_id), None)
+def never_terminates(name: str) -> bool:
+    """Whether episodes of task or env id ``name`` can only end by truncation, so that the end of
+    a recorded episode (a demonstration that stopped) is a truncation, never a terminal state."""
+    task = find_task(name)
+    env_id = name if task is None else task.env_id
+    return env_id.startswith(NEVER_TERMINATING_ENV_PREFIXES)
 
 
 def dataset_label(dataset_id: str | None, env: str) -> str:
@@ -102,7 +117,7 @@ def dataset_label(dataset_id: str | None, env: str) -> str:
     the hopper-medium-replay task's env is not hopper-medium-replay); ``env`` without a dataset."""
     if dataset_id is None:
         return env
-    task = task_of_dataset(dataset_id)
+    task = find_task(dataset_id=dataset_id)
     return dataset_id if task is None else task.name
 
 
@@ -110,9 +125,9 @@ def describe_env(name: str | None) -> str:
     """An env as ``data show`` prints it: a task's env (the key datasets record it by) as its
     env id, reward, time limit and score, without the task's name, which labels only the task's
     own dataset; any other env id as is."""
-    if name not in TASKS:
+    task = find_task(name)
+    if task is None:
         return str(name)
-    task = TASKS[name]
     score = ("the success rate" if task.reward == "binary" else
              f"D4RL's reference returns {task.ref_min_score:g} (0) and {task.ref_max_score:g} "
              "(100)")
@@ -122,15 +137,16 @@ def describe_env(name: str | None) -> str:
 
 def make_env(name: str, seed: int | None = None, **kwargs: Any) -> gym.Env:
     """A task's env (see ``Task.make_env``) or any registered gymnasium id, made and seeded."""
-    if name in TASKS:
-        return TASKS[name].make_env(seed, **kwargs)
+    task = find_task(name)
+    if task is not None:
+        return task.make_env(seed, **kwargs)
     from smac_core.envs import make_registered, seeded
 
-    return seeded(make_registered(name, **kwargs), seed)
+    unknown = f"neither a task ({', '.join(TASKS)}) nor a registered gymnasium id"
+    return seeded(make_registered(name, unknown, **kwargs), seed)
 
 
 def episode_score(name: str, episode_return: float, success: bool) -> float | None:
     """Normalised score of one episode of task ``name``; None for envs without reference returns."""
-    if name not in TASKS:
-        return None
-    return TASKS[name].episode_score(episode_return, success)
+    task = find_task(name)
+    return None if task is None else task.episode_score(episode_return, success)

@@ -19,49 +19,46 @@ Offline::
 The dataset is normalised (observations, by default; actions always mapped into [-1, 1]) into
 the form the agent sees, handed to ``agent.prepare_offline`` and held in a replay buffer;
 evaluation runs in the env of the dataset's task (or ``--env``).
+
+From Python, the same run without the command line (``RunConfig`` has a field for every flag)::
+
+    from smac_core.train import RunConfig, run
+
+    run(RunConfig("offline", "calql", out="runs/calql", dataset="door-binary", steps=1000))
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from smac_core.cli import ArgumentParser, add_device_flag, check_seed, resolve_device
-from smac_core.errors import SmacError, cli_entry
+from smac_core.cli import ArgumentParser, add_device_flag
+from smac_core.errors import cli_entry
 from smac_core.files import output_directory
+from smac_core.runconfig import (
+    DEFAULT_START_STEPS,
+    HANDOFF_RULES,
+    OFFLINE_ALGORITHMS,
+    ONLINE_ALGORITHMS,
+    OPTIMIZERS,
+    PHASE_DEFAULTS,
+    RunConfig,
+    parse_overrides,
+)
 from smac_core.rundir import RUN_DIR_MARKERS, RUN_OWNER
 
-ONLINE_ALGORITHMS = ("sac", "td3", "td3bc", "awr", "qam", "trqam")
-OFFLINE_ALGORITHMS = ("smac", "calql", "cql", "iql", "td3bc", "qam", "trqam")
-HANDOFF_RULES = ("matched", "inherit")  # the rules of smac_core.handoff.hand_over
-TRAIN_COMMAND = f"python -m {RUN_OWNER}"
-DEFAULT_START_STEPS = 5_000  # CleanRL's SAC learning_starts; 0 when fine-tuning (--from)
+if TYPE_CHECKING:
+    from smac_core.runs import Trainer
 
-
-# ---------------------------------------------------------------------------------------- parsing
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["utd=4", "actor_hidden=[64,64]"]`` -> {"utd": 4, "actor_hidden": [64, 64]}.
-
-    Values are read as JSON when they parse as JSON, else kept as strings.
-    """
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SmacError(f"--set expects KEY=VALUE; got '{item}'")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
+__all__ = ["RunConfig", "build_parser", "main", "parse_config", "run"]
+DEFAULTS = {f.name: f.default for f in fields(RunConfig)}  # the flags' defaults
 
 
 def algorithm_defaults(names: tuple[str, ...]) -> str:
@@ -89,26 +86,29 @@ def algorithm_defaults(names: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def _add_common_flags(p: argparse.ArgumentParser, default_steps: int, default_eval_every: int,
-                      default_checkpoint_every: int) -> None:
+# ---------------------------------------------------------------------------------------- parsing
+def _add_common_flags(p: argparse.ArgumentParser, phase: str) -> None:
     p.add_argument("--out", required=True, type=Path, help="run directory to write")
-    p.add_argument("--steps", type=int, default=default_steps,
+    p.add_argument("--steps", type=int, default=PHASE_DEFAULTS["steps"][phase],
                    help="loop steps: env steps online, gradient updates offline "
                         "(default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seeds everything (default: 0)")
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"],
+                   help="seeds everything (default: %(default)s)")
     add_device_flag(p, "where networks and replay buffers live")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=int, default=DEFAULTS["threads"],
                    help="torch CPU threads (default: 1; updates of networks this small gain "
                         "little from more, and on a busy machine extra threads slow them down "
                         "many times)")
-    p.add_argument("--eval-every", type=int, default=default_eval_every,
+    p.add_argument("--eval-every", type=int, default=DEFAULTS["eval_every"],
                    help="steps between evaluations (default: %(default)s)")
-    p.add_argument("--eval-episodes", type=int, default=10,
-                   help="episodes per evaluation, deterministic policy (default: 10)")
-    p.add_argument("--checkpoint-every", type=int, default=default_checkpoint_every,
+    p.add_argument("--eval-episodes", type=int, default=DEFAULTS["eval_episodes"],
+                   help="episodes per evaluation, deterministic policy (default: %(default)s)")
+    p.add_argument("--checkpoint-every", type=int,
+                   default=PHASE_DEFAULTS["checkpoint_every"][phase],
                    help="steps between checkpoints/step_<N> (default: %(default)s)")
-    p.add_argument("--log-every", type=int, default=1_000,
-                   help="steps between training-metric rows in metrics.jsonl (default: 1000)")
+    p.add_argument("--log-every", type=int, default=DEFAULTS["log_every"],
+                   help="steps between training-metric rows in metrics.jsonl "
+                        "(default: %(default)s)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint (exactly, on CPU); "
                         "starts afresh when it has none")
@@ -133,14 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
                                       "checkpoint's env)")
     online.add_argument("--from", dest="from_checkpoint", metavar="OFFLINE_RUN_OR_CKPT",
                         help="start from this checkpoint (or run directory's final checkpoint)")
-    online.add_argument("--handoff", choices=HANDOFF_RULES, default="matched",
+    online.add_argument("--handoff", choices=HANDOFF_RULES, default=DEFAULTS["handoff"],
                         help="with --from: how the online agent starts from the checkpoint "
                              "(default: matched: the offline policy's actions and distribution, "
                              "a deterministic actor given TD3's noise 0.1 as its std, SAC's "
                              "target entropy and temperature set so that the step-0 entropy is "
                              "a fixed point, the same rule for every offline method; inherit: "
                              "copy the networks only; see smac_core.handoff)")
-    online.add_argument("--mix", type=float, default=0.5,
+    online.add_argument("--mix", type=float, default=DEFAULTS["mix"],
                         help="with --from: fraction of each batch drawn from the offline data "
                              "(default: 0.5, CalQL's symmetric sampling)")
     online.add_argument("--start-steps", type=int,
@@ -148,11 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(default: {DEFAULT_START_STEPS}, 0 with --from)")
     online.add_argument("--buffer-size", type=int,
                         help="online replay capacity (default: --steps, i.e. keep everything)")
-    online.add_argument("--early-eval-every", type=int, default=500,
-                        help="steps between evaluations early on (default: 500)")
-    online.add_argument("--early-eval-until", type=int, default=5_000,
-                        help="the dense early evaluations last until this step (default: 5000)")
-    _add_common_flags(online, 100_000, 10_000, 50_000)
+    online.add_argument("--early-eval-every", type=int, default=DEFAULTS["early_eval_every"],
+                        help="steps between evaluations early on (default: %(default)s)")
+    online.add_argument("--early-eval-until", type=int, default=DEFAULTS["early_eval_until"],
+                        help="the dense early evaluations last until this step "
+                             "(default: %(default)s)")
+    _add_common_flags(online, "online")
 
     offline = sub.add_parser("offline", formatter_class=fmt, help="offline pre-training",
                              description="Pre-train on a dataset, evaluating in its task's env.",
@@ -163,54 +164,53 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Minari dataset id, task name or dataset file")
     offline.add_argument("--env", help="evaluation env (default: the dataset's task, else its "
                                        "env id)")
-    offline.add_argument("--optimizer", choices=("muon", "adam"),
+    offline.add_argument("--optimizer", choices=OPTIMIZERS,
                          help="optimizer kind (default: the algorithm's config)")
-    offline.add_argument("--normalize-obs", action=argparse.BooleanOptionalAction, default=True,
+    offline.add_argument("--normalize-obs", action=argparse.BooleanOptionalAction,
+                         default=DEFAULTS["normalize_obs"],
                          help="normalise observations by the dataset's mean/std (default: on; "
                               "CORL does for TD3+BC and IQL, CalQL's reference does not: "
                               "--no-normalize-obs to match it)")
-    _add_common_flags(offline, 1_000_000, 10_000, 100_000)
+    _add_common_flags(offline, "offline")
     return parser
 
 
-def check_flags(args: argparse.Namespace) -> None:
-    """``SmacError`` for out-of-range flag values (argparse checks only their types); resolves
-    ``--device auto`` (``smac_core.cli.resolve_device``)."""
-    positive = {"--steps": args.steps, "--threads": args.threads, "--eval-every": args.eval_every,
-                "--eval-episodes": args.eval_episodes, "--checkpoint-every": args.checkpoint_every,
-                "--log-every": args.log_every}
-    if args.phase == "online":
-        positive |= {"--early-eval-every": args.early_eval_every}
-        if args.buffer_size is not None:
-            positive["--buffer-size"] = args.buffer_size
-        if args.start_steps is not None and args.start_steps < 0:
-            raise SmacError(f"--start-steps must be >= 0; got {args.start_steps}")
-        if args.early_eval_until < 0:
-            raise SmacError(f"--early-eval-until must be >= 0; got {args.early_eval_until}")
-        if not 0.0 <= args.mix <= 1.0:
-            raise SmacError(f"--mix must be in [0, 1]; got {args.mix}")
-        if args.env is None and args.from_checkpoint is None:
-            raise SmacError("online runs need --env (or --from, which brings its env)")
-    for flag, value in positive.items():
-        if value < 1:
-            raise SmacError(f"{flag} must be a positive integer; got {value}")
-    check_seed(args.seed)
-    args.device = resolve_device(args.device)
+def parse_config(argv: Sequence[str]) -> RunConfig:
+    """The ``RunConfig`` of a command line (argparse's errors exit 2; ``--set`` values are
+    parsed here, ``SmacError`` for one that is not KEY=VALUE); not yet checked."""
+    values = vars(build_parser().parse_args(list(argv)))
+    values["overrides"] = parse_overrides(values["overrides"])
+    return RunConfig(**values)
+
+
+# ---------------------------------------------------------------------------------------- running
+def run(config: RunConfig,
+        on_eval: Callable[[Trainer, int, dict[str, Any]], None] | None = None) -> int:
+    """Train as ``python -m smac_core.train CONFIG.to_argv()`` does: check ``config`` (a
+    ``SmacError`` for a bad value, before anything is written), claim and lock ``config.out``,
+    build the trainer and run it. The exit status: 0 when finished (or asked to stop), 128 +
+    signal when stopped by one (continue with ``resume=True``).
+
+    ``on_eval(trainer, step, row)`` is called after each evaluation (dataset generation uses
+    it to keep the medium policy and stop).
+    """
+    checked = config.checked()
+    from smac_core.trainers import build_offline, build_online
+
+    build = build_online if checked.phase == "online" else build_offline
+    command = config.command()  # as given: --device auto stays auto
+    with run_directory(checked.out, command):
+        trainer, resume_from = build(checked, command)
+        if on_eval is not None:
+            trainer.on_eval = functools.partial(on_eval, trainer)
+        return trainer.run(resume_from)
 
 
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line: exit status 0, or 128 + signal when stopped by one (``smac_core.api``
+    """The command line: exit status 0, or 128 + signal when stopped by one (``studies.api``
     calls it undecorated, ``main.__wrapped__``, to have bad input raised)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    check_flags(args)
-    from smac_core.trainers import build_offline, build_online
-
-    build = build_online if args.phase == "online" else build_offline
-    with run_directory(args.out, [TRAIN_COMMAND, *argv]):
-        trainer, resume_from = build(args, argv)
-        return trainer.run(resume_from)
+    return run(parse_config(sys.argv[1:] if argv is None else argv))
 
 
 def run_directory(out: Path, command: list[str]) -> AbstractContextManager[Path]:

@@ -1,37 +1,30 @@
-"""The trainer of a ``python -m smac_core.train`` run, built from its parsed flags: the agent,
+"""The trainer of a ``python -m smac_core.train`` run, built from its ``RunConfig``: the agent,
 its data source (the dataset, or the env and the offline checkpoint it starts from), the env and
-the run directory's spec. ``smac_core.train`` (the command line) imports it once the flags are
-checked.
+the run directory's spec. ``smac_core.train.run`` imports it once the configuration is checked.
 """
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from smac_core.algos import ALGORITHMS, make_agent
 from smac_core.algos.base import Agent
-from smac_core.checkpoint import load_tensors
+from smac_core.checkpoint import RunArtifacts, load_tensors
 from smac_core.data import load_dataset
-from smac_core.data.buffers import MixedReplayBuffer, ObsNormalizer, ReplayBuffer
+from smac_core.data.buffers import MixedReplayBuffer, ReplayBuffer
 from smac_core.data.dataset import TransitionDataset
+from smac_core.data.normalization import ActionScaler, ObsNormalizer
 from smac_core.errors import SmacError
 from smac_core.handoff import hand_over
-from smac_core.runs import (
-    ActionScaler,
-    EnvCollector,
-    RunSpec,
-    Trainer,
-    prepare_run_dir,
-    seed_everything,
-)
-from smac_core.tasks import TASKS, dataset_label, make_env, task_of_dataset
-from smac_core.train import DEFAULT_START_STEPS, TRAIN_COMMAND, parse_overrides
+from smac_core.runconfig import DEFAULT_START_STEPS, RunConfig
+from smac_core.rundir import RunSpec, prepare_run_dir
+from smac_core.runs import EnvCollector, Trainer, seed_everything
+from smac_core.tasks import dataset_label, find_task, make_env
 
 
 def _env_spaces(env_name: str) -> tuple[int, ActionScaler]:
@@ -66,9 +59,7 @@ def offline_env(dataset_arg: str, dataset: TransitionDataset, env: str | None) -
     reward wrappers apply), else the dataset's own env id."""
     if env is not None:
         return env
-    if dataset_arg in TASKS:
-        return dataset_arg
-    task = task_of_dataset(dataset.dataset_id)
+    task = find_task(dataset_arg) or find_task(dataset_id=dataset.dataset_id)
     if task is not None:
         return task.name
     if dataset.env_id is None:
@@ -76,13 +67,13 @@ def offline_env(dataset_arg: str, dataset: TransitionDataset, env: str | None) -
     return dataset.env_id
 
 
-def _make_agent(args: argparse.Namespace, obs_dim: int, act_dim: int) -> Agent:
-    if args.algo in ALGORITHMS and args.phase not in ALGORITHMS[args.algo].phases:
-        raise SmacError(f"{args.algo} cannot run {args.phase}")
-    config = parse_overrides(args.overrides)
-    if getattr(args, "optimizer", None) is not None:
-        config["optimizer"] = args.optimizer
-    return make_agent(args.algo, obs_dim, act_dim, config, args.device)
+def _make_agent(config: RunConfig, obs_dim: int, act_dim: int) -> Agent:
+    if config.algo in ALGORITHMS and config.phase not in ALGORITHMS[config.algo].phases:
+        raise SmacError(f"{config.algo} cannot run {config.phase}")
+    values = dict(config.overrides)
+    if config.optimizer is not None:
+        values["optimizer"] = config.optimizer
+    return make_agent(config.algo, obs_dim, act_dim, values, config.device)
 
 
 def _static_metadata(agent: Agent, normalizer: ObsNormalizer,
@@ -90,94 +81,100 @@ def _static_metadata(agent: Agent, normalizer: ObsNormalizer,
     """Checkpoint metadata that does not change during a run."""
     return {"obs_dim": agent.obs_dim, "act_dim": agent.act_dim,
             "actor_hidden": list(agent.config.actor_hidden),
-            "obs_mean": normalizer.mean.tolist(), "obs_std": normalizer.std.tolist(),
-            "action_low": scaler.low.tolist(), "action_high": scaler.high.tolist(),
+            **normalizer.to_metadata(), **scaler.to_metadata(),
             "reward_scale": agent.reward_scale, "reward_bias": agent.reward_bias}
 
 
-def _spec(args: argparse.Namespace, agent: Agent, env: str, dataset_id: str | None,
-          argv: list[str], **extra: Any) -> RunSpec:
-    return RunSpec(phase=args.phase, algorithm=args.algo, agent_config=agent.config.to_dict(),
-                   env=env, dataset_id=dataset_id, seed=args.seed, steps=args.steps,
-                   device=args.device, eval_every=args.eval_every,
-                   eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
-                   log_every=args.log_every, command=[TRAIN_COMMAND, *argv],
+def _spec(config: RunConfig, agent: Agent, env: str, dataset_id: str | None,
+          command: Sequence[str] | None, **extra: Any) -> RunSpec:
+    return RunSpec(phase=config.phase, algorithm=config.algo,
+                   agent_config=agent.config.to_dict(), env=env, dataset_id=dataset_id,
+                   seed=config.seed, steps=config.steps, device=config.device,
+                   eval_every=config.eval_every, eval_episodes=config.eval_episodes,
+                   checkpoint_every=config.checkpoint_every, log_every=config.log_every,
+                   command=list(config.command() if command is None else command),
                    task=dataset_label(dataset_id, env), **extra)
 
 
-def build_online(args: argparse.Namespace, argv: list[str]) -> tuple[Trainer, Path | None]:
-    """The trainer of an online run and the checkpoint to resume from (None: a fresh run)."""
-    torch.set_num_threads(args.threads)
-    seed_everything(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
+def build_online(config: RunConfig, command: Sequence[str] | None = None
+                 ) -> tuple[Trainer, Path | None]:
+    """The trainer of an online run and the checkpoint to resume from (None: a fresh run).
+
+    ``config`` is checked (``RunConfig.checked``); ``command`` is what the run directory
+    records (default: ``config.command()``).
+    """
+    torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
     source_meta: dict[str, Any] = {}
-    if args.from_checkpoint is not None:
-        tensors, source_meta = load_tensors(args.from_checkpoint)
-        if args.env is not None and args.env != source_meta["env"]:
-            raise SmacError(f"--env {args.env} differs from the env of {args.from_checkpoint} "
+    if config.from_checkpoint is not None:
+        tensors, source_meta = load_tensors(config.from_checkpoint)
+        if config.env is not None and config.env != source_meta["env"]:
+            raise SmacError(f"--env {config.env} differs from the env of {config.from_checkpoint} "
                             f"({source_meta['env']})")
         env = source_meta["env"]
     else:
-        env = args.env
+        env = config.env
     obs_dim, scaler = _env_spaces(env)
-    agent = _make_agent(args, obs_dim, scaler.low.shape[0])
-    online_buffer = ReplayBuffer(args.buffer_size or args.steps, obs_dim, agent.act_dim,
-                                 args.device, generator)
+    agent = _make_agent(config, obs_dim, scaler.low.shape[0])
+    online_buffer = ReplayBuffer(config.buffer_size or config.steps, obs_dim, agent.act_dim,
+                                 config.device, generator)
     handoff = None
     if source_meta:
-        normalizer = ObsNormalizer(np.asarray(source_meta["obs_mean"], np.float32),
-                                   np.asarray(source_meta["obs_std"], np.float32))
+        normalizer = ObsNormalizer.from_metadata(source_meta)
         dataset_id = source_meta.get("dataset_id")
         if dataset_id is None:
-            raise SmacError(f"{args.from_checkpoint} records no dataset_id to fill the replay "
+            raise SmacError(f"{config.from_checkpoint} records no dataset_id to fill the replay "
                             "buffer with")
         dataset = load_dataset(dataset_id)
         _check_dataset_fits(dataset, env, obs_dim, scaler)
         seen = agent_view(dataset, normalizer, scaler)
         handoff = hand_over(agent, tensors, source_meta,
                             torch.as_tensor(seen.observations, device=agent.device),
-                            args.handoff, args.seed)
-        offline_buffer = ReplayBuffer.from_dataset(seen, args.device, agent.config.gamma,
+                            config.handoff, config.seed)
+        offline_buffer = ReplayBuffer.from_dataset(seen, config.device, agent.config.gamma,
                                                    generator=generator)
-        sampler = MixedReplayBuffer(offline_buffer, online_buffer, args.mix)
-        start_steps = 0 if args.start_steps is None else args.start_steps
+        sampler = MixedReplayBuffer(offline_buffer, online_buffer, config.mix)
+        start_steps = 0 if config.start_steps is None else config.start_steps
     else:
         normalizer, dataset_id = ObsNormalizer.identity(obs_dim), None
         sampler = online_buffer
-        start_steps = DEFAULT_START_STEPS if args.start_steps is None else args.start_steps
-    spec = _spec(args, agent, env, dataset_id, argv, start_steps=start_steps,
-                 early_eval_every=args.early_eval_every, early_eval_until=args.early_eval_until,
-                 mix=args.mix if source_meta else None,
-                 from_checkpoint=args.from_checkpoint,
+        start_steps = DEFAULT_START_STEPS if config.start_steps is None else config.start_steps
+    spec = _spec(config, agent, env, dataset_id, command, start_steps=start_steps,
+                 early_eval_every=config.early_eval_every, early_eval_until=config.early_eval_until,
+                 mix=config.mix if source_meta else None,
+                 from_checkpoint=config.from_checkpoint,
                  from_algorithm=source_meta.get("algorithm"), handoff=handoff,
                  obs_normalization=bool(source_meta))
-    resume_from = prepare_run_dir(args.out, spec, args.resume)
-    collector = EnvCollector(env, args.seed, scaler, normalizer, online_buffer)
-    trainer = Trainer(spec, args.out, agent, sampler, generator, normalizer, scaler,
+    resume_from = prepare_run_dir(config.out, spec, config.resume)
+    collector = EnvCollector(env, config.seed, scaler, normalizer, online_buffer)
+    trainer = Trainer(spec, config.out, agent, sampler, generator, normalizer, scaler,
                       _static_metadata(agent, normalizer, scaler), collector)
     return trainer, resume_from
 
 
-def build_offline(args: argparse.Namespace, argv: list[str]) -> tuple[Trainer, Path | None]:
-    """The trainer of an offline run and the checkpoint to resume from (None: a fresh run)."""
-    torch.set_num_threads(args.threads)
-    seed_everything(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
-    dataset = load_dataset(args.dataset)
-    env = offline_env(args.dataset, dataset, args.env)
+def build_offline(config: RunConfig, command: Sequence[str] | None = None
+                  ) -> tuple[Trainer, Path | None]:
+    """The trainer of an offline run and the checkpoint to resume from (None: a fresh run);
+    arguments as ``build_online``."""
+    torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    dataset = load_dataset(config.dataset)
+    env = offline_env(config.dataset, dataset, config.env)
     obs_dim, scaler = _env_spaces(env)
     _check_dataset_fits(dataset, env, obs_dim, scaler)
-    normalizer = (ObsNormalizer.from_dataset(dataset) if args.normalize_obs
+    normalizer = (ObsNormalizer.from_dataset(dataset) if config.normalize_obs
                   else ObsNormalizer.identity(obs_dim))
-    agent = _make_agent(args, obs_dim, scaler.low.shape[0])
+    agent = _make_agent(config, obs_dim, scaler.low.shape[0])
     seen = agent_view(dataset, normalizer, scaler)
-    buffer = ReplayBuffer.from_dataset(seen, args.device, agent.config.gamma,
+    buffer = ReplayBuffer.from_dataset(seen, config.device, agent.config.gamma,
                                        generator=generator)
-    spec = _spec(args, agent, env, dataset.dataset_id or args.dataset, argv,
-                 obs_normalization=args.normalize_obs)
-    resume_from = prepare_run_dir(args.out, spec, args.resume)
-    agent.prepare_offline(seen, buffer, args.out)
-    agent.plan_updates(args.steps)
-    trainer = Trainer(spec, args.out, agent, buffer, generator, normalizer, scaler,
+    spec = _spec(config, agent, env, dataset.dataset_id or config.dataset, command,
+                 obs_normalization=config.normalize_obs)
+    resume_from = prepare_run_dir(config.out, spec, config.resume)
+    agent.prepare_offline(seen, buffer, RunArtifacts(config.out))
+    agent.plan_updates(config.steps)
+    trainer = Trainer(spec, config.out, agent, buffer, generator, normalizer, scaler,
                       _static_metadata(agent, normalizer, scaler))
     return trainer, resume_from

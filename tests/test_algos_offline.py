@@ -11,8 +11,10 @@ import torch
 from torch.nn import functional as F
 
 from smac_core.algos import make_agent
-from smac_core.algos.calql import conservative_gap
+from smac_core.algos.calql import CalQL, conservative_gap
+from smac_core.algos.sac import SAC
 from smac_core.algos.smac import ScoreScale, score_matching_loss, trajectory_return_condition
+from smac_core.checkpoint import RunArtifacts
 from smac_core.data.buffers import Batch, ReplayBuffer
 from smac_core.data.dataset import TransitionDataset
 from smac_core.errors import SmacError
@@ -94,6 +96,55 @@ def test_calql_agent_floors_where_returns_exceed_q_and_equals_cql_where_none_do(
     assert metrics["cql_gap"].item() == pytest.approx(500.0, rel=0.05)
 
 
+def test_calql_critic_loss_is_the_td_loss_plus_the_conservative_term():
+    # SAC's contract: CalQL keeps SAC's update and critic loss, J = J_Q(y) + R, and overrides the
+    # target y (max backup, no entropy) and R (the conservative term); both recomputed here
+    assert CalQL.update is SAC.update and CalQL.critic_loss is SAC.critic_loss
+    obs_dim, act_dim, n, size, gamma, cql_alpha = 3, 2, 4, 8, 0.9, 2.0
+    torch.manual_seed(0)
+    agent = make_agent("calql", obs_dim, act_dim, {**TINY, "num_sampled_actions": n,
+                                                   "cql_alpha": cql_alpha, "gamma": gamma})
+    agent.reward_scale, agent.reward_bias = 10.0, 5.0
+    batch = random_batch(size, obs_dim, act_dim, returns_to_go=torch.linspace(-2.0, 2.0, size))
+    batch.dones = torch.tensor([0.0, 1.0] * (size // 2))
+    torch.manual_seed(3)
+    loss, metrics = agent.critic_loss(batch)
+
+    torch.manual_seed(3)  # the same draws, in the same order: a' for y, then U, pi(.|s), pi(.|s')
+    actor, critic = agent.actor, agent.critic
+    with torch.no_grad():
+        # y = 10 r + 5 + gamma (1 - d) max_j min_i Q_target_i(s', a'_j)
+        next_obs = batch.next_observations.repeat_interleave(n, dim=0)
+        next_q = agent.critic_target(next_obs, actor(next_obs)[0]).min(dim=0).values
+        y = (10.0 * batch.rewards + 5.0
+             + gamma * (1.0 - batch.dones) * next_q.view(size, n).max(dim=1).values)
+        # J_Q = sum_i mean_b (Q_i(s_b, a_b) - y_b)^2
+        q_data = critic(batch.observations, batch.actions)
+        td = ((q_data - y) ** 2).mean(dim=1).sum()
+        # R = alpha_cql sum_i mean_b max(logsumexp_j x_ibj - Q_i(s_b, a_b), -200), x over the
+        # uniform (minus log 0.5^d) and the policy proposals (floored at G(s), minus log pi)
+        obs = batch.observations.repeat_interleave(n, dim=0)
+        uniform = torch.empty(size * n, act_dim).uniform_(-1, 1)
+        current, log_pi_current = actor(obs)
+        following, log_pi_next = actor(next_obs)
+        floor = batch.returns_to_go.repeat_interleave(n)
+        x = torch.cat([critic(obs, uniform) - act_dim * math.log(0.5),
+                       torch.maximum(critic(obs, current), floor) - log_pi_current,
+                       torch.maximum(critic(obs, following), floor) - log_pi_next], dim=1)
+        # (N, 3 proposals x B states x n samples) -> per state: (N, B, 3 n)
+        lse = torch.logsumexp(x.view(-1, 3, size, n).transpose(1, 2).reshape(-1, size, 3 * n),
+                              dim=-1)
+        conservative = cql_alpha * (lse - q_data).clamp(min=-200.0).mean(dim=1).sum()
+    assert metrics["td_loss"].item() == pytest.approx(td.item(), rel=1e-5)
+    assert metrics["cql_loss"].item() == pytest.approx(conservative.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(td.item() + conservative.item(), rel=1e-5)
+    assert loss.item() == (metrics["td_loss"] + metrics["cql_loss"]).item()
+    # SAC's own R is 0: its critic loss is its TD loss
+    sac = make_agent("sac", obs_dim, act_dim, TINY)
+    sac_loss, sac_metrics = sac.critic_loss(batch)
+    assert sac_loss.item() == sac_metrics["td_loss"].item()
+
+
 def door_like_dataset() -> TransitionDataset:
     """Two episodes of binary rewards: one ends in success, one in failure."""
     rewards = [[-1.0, -1.0, 0.0], [-1.0, 0.0, -1.0]]
@@ -108,7 +159,7 @@ def test_calql_prepare_offline_uses_adroit_defaults_and_the_sparse_return_rule(t
     dataset = door_like_dataset()
     buffer = ReplayBuffer.from_dataset(dataset, "cpu", gamma=0.9)
     agent = make_agent("calql", 3, 2, {**TINY, "gamma": 0.9})
-    agent.prepare_offline(dataset, buffer, tmp_path)
+    agent.prepare_offline(dataset, buffer, RunArtifacts(tmp_path))
     assert (agent.cql_alpha, agent.reward_scale, agent.reward_bias) == (1.0, 10.0, 5.0)
     # scaled rewards: -1 -> -5, 0 -> +5. Success episode: plain discounted sums; the episode
     # whose last reward is a failure: every return is -5 / (1 - 0.9) = -50 (CORL's rule)
@@ -119,14 +170,14 @@ def test_calql_prepare_offline_uses_adroit_defaults_and_the_sparse_return_rule(t
 
 def test_iql_prepare_offline_sets_family_expectile_and_mujoco_reward_scale(tmp_path):
     agent = make_agent("iql", 3, 2, TINY)
-    agent.prepare_offline(door_like_dataset(), None, tmp_path)
+    agent.prepare_offline(door_like_dataset(), None, RunArtifacts(tmp_path))
     assert (agent.expectile, agent.reward_scale) == (0.8, 1.0)
     hopper_like = TransitionDataset.from_episodes(
         [{"observations": np.zeros((3, 3)), "actions": np.zeros((2, 2)), "rewards": np.array(r),
           "terminals": np.zeros(2), "truncations": np.array([0, 1])} for r in ([1, 2], [5, 5])],
         env_id="Hopper-v5")
     agent = make_agent("iql", 3, 2, TINY)
-    agent.prepare_offline(hopper_like, None, tmp_path)
+    agent.prepare_offline(hopper_like, None, RunArtifacts(tmp_path))
     # CORL: rewards * 1000 / (max return - min return) = 1000 / (10 - 3)
     assert (agent.expectile, agent.reward_scale) == (0.7, pytest.approx(1000 / 7))
 
@@ -305,16 +356,16 @@ def test_smac_prepare_offline_trains_then_reuses_the_cached_score_model(tmp_path
     config = {**TINY, "score_model": {"steps": 3, "hidden_dim": 8, "num_blocks": 1,
                                       "embed_dim": 4, "batch_size": 4}}
     agent = make_agent("smac", 3, 2, config)
-    agent.prepare_offline(dataset, None, tmp_path)
+    agent.prepare_offline(dataset, None, RunArtifacts(tmp_path))
     assert (tmp_path / "score_model").is_dir()
     obs, actions = torch.randn(4, 3), torch.rand(4, 2)
     trained = agent.dataset_score(obs, actions)
     again = make_agent("smac", 3, 2, config)
-    again.prepare_offline(dataset, None, tmp_path)
+    again.prepare_offline(dataset, None, RunArtifacts(tmp_path))
     torch.testing.assert_close(again.dataset_score(obs, actions), trained, rtol=0, atol=0)
     other = make_agent("smac", 4, 2, config)
     with pytest.raises(SmacError, match="obs_dim 3"):
-        other.prepare_offline(dataset, None, tmp_path)
+        other.prepare_offline(dataset, None, RunArtifacts(tmp_path))
 
 
 def test_smac_update_without_a_score_model_says_what_to_do():
@@ -400,7 +451,7 @@ def test_score_condition_is_the_trajectory_return_and_favours_the_better_traject
     config = {**TINY, "score_model": {"steps": 1500, "hidden_dim": 64, "num_blocks": 2,
                                       "dropout": 0.0, "lr": 1e-3, "ema_decay": 0.99}}
     agent = make_agent("smac", 1, 1, config)
-    agent.prepare_offline(dataset, None, tmp_path)
+    agent.prepare_offline(dataset, None, RunArtifacts(tmp_path))
     assert agent.dataset_score.condition_value == 1.0
     late = torch.linspace(0.75, 0.95, 16)[:, None]
     # at a = 0, between the two behaviours, the score at w* points to the good action +0.5, at

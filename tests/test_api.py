@@ -1,4 +1,4 @@
-"""The Python API (smac_core.api): the README's example at tiny budgets on the real door
+"""The Python API (studies.api): the README's example at tiny budgets on the real door
 demonstrations, through the command lines' own code path."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import DOOR_HUMAN
 
-from smac_core import api
 from smac_core.data.__main__ import main as data_main
 from smac_core.errors import SmacError
-from smac_core.runs import read_metrics
+from smac_core.rundir import read_metrics
+from studies import api
 
 TINY = {"actor_hidden": [16, 16], "critic_hidden": [16, 16], "batch_size": 16}
 FLAGS = {"eval_episodes": 2, "checkpoint_every": 4, "log_every": 4}
@@ -55,7 +55,7 @@ def test_the_readme_example_at_tiny_budgets(door_binary, tmp_path):
 
 
 def test_bad_arguments_raise_smac_errors_before_anything_runs(tmp_path):
-    with pytest.raises(SmacError, match="argument --algo: invalid choice: 'ppo'"):
+    with pytest.raises(SmacError, match="--algo 'ppo' is not one of smac, "):
         api.train_offline("door-binary", algo="ppo", out=tmp_path / "x")
     with pytest.raises(SmacError, match="--steps must be a positive integer; got 0"):
         api.train_offline("door-binary", out=tmp_path / "x", steps=0)
@@ -63,4 +63,6 @@ def test_bad_arguments_raise_smac_errors_before_anything_runs(tmp_path):
         api.train_online(None, env="Pendulum-v1", out=tmp_path / "x", device="gpu")
     with pytest.raises(SmacError, match="is not a run directory"):
         api.load_run(tmp_path)
+    with pytest.raises(SmacError, match="not a training option: .*'learning_rate'"):
+        api.train_offline("door-binary", out=tmp_path / "x", learning_rate=1e-3)
     assert not (tmp_path / "x").exists()

@@ -22,7 +22,7 @@ def test_an_echoed_command_splits_back_into_the_same_argv(command):
 
 
 def test_the_quickstart_echo_is_pasteable(monkeypatch, capsys):
-    from smac_core import quickstart
+    from studies import quickstart
 
     seen = []
     argv = ["python", "-m", "smac_core.train", "offline", "--set", SCORE_MODEL]
@@ -43,7 +43,7 @@ def test_missing_dataset_commands_are_pasteable(tmp_path, monkeypatch):
 
 
 def test_runner_records_hold_a_pasteable_line():
-    from smac_core.experiments import command_record
+    from studies.experiments import command_record
 
     record = command_record("smac_core.train", ["offline", "--set", SCORE_MODEL])
     assert record["command"] == ["python -m smac_core.train", "offline", "--set", SCORE_MODEL]
@@ -80,8 +80,8 @@ def _parsers(parser):
 
 
 @pytest.mark.parametrize("module", ["smac_core.train", "smac_core.data.__main__",
-                                    "smac_core.metrics", "smac_core.experiments",
-                                    "smac_core.quickstart", "smac_core.plot",
+                                    "smac_core.metrics", "studies.experiments",
+                                    "studies.quickstart", "studies.plot",
                                     "landscape.interpolate", "landscape.surface",
                                     "landscape.trajectory"])
 def test_every_flag_of_every_command_is_described_and_device_defaults_to_auto(module):

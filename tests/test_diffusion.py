@@ -11,6 +11,7 @@ import torch
 from torch.nn import functional as F
 
 import smac_core.diffusion
+from smac_core.checkpoint import CheckpointArtifact
 from smac_core.diffusion import DatasetScore, DiffusionConfig, alpha_bars, train_score_model
 from smac_core.errors import Interrupted, SmacError
 
@@ -138,14 +139,14 @@ def test_save_load_round_trip_and_shapes(tmp_path):
                                .reshape(4, 7, 2))
     assert all(not p.requires_grad for p in score.network.parameters())
 
-    score.save(tmp_path / "score")
-    loaded = DatasetScore.load(tmp_path / "score")
+    score.save(CheckpointArtifact(tmp_path / "score"))
+    loaded = DatasetScore.load(CheckpointArtifact(tmp_path / "score"))
     assert loaded.config == score.config and loaded.condition_value == score.condition_value
     assert loaded.sigma_1 == score.sigma_1
     torch.testing.assert_close(loaded(obs, actions), out, rtol=0, atol=0)
 
     with pytest.raises(SmacError, match="no such checkpoint"):
-        DatasetScore.load(tmp_path / "missing")
+        DatasetScore.load(CheckpointArtifact(tmp_path / "missing"))
     with pytest.raises(SmacError, match=r"obs \(\.\.\., 3\) and actions \(\.\.\., 2\)"):
         score(obs[..., :2], actions)
 
@@ -178,7 +179,7 @@ def test_interrupted_training_resumes_exactly_with_its_held_out_record(tmp_path,
     config = DiffusionConfig(hidden_dim=16, num_blocks=1, embed_dim=8, steps=30, batch_size=32,
                              eval_every=4, patience=0)
     train = lambda: train_score_model(s, a, w, config, "cpu", torch.Generator().manual_seed(1),  # noqa: E731
-                                      checkpoint=tmp_path / "partial")
+                                      checkpoint=CheckpointArtifact(tmp_path / "partial"))
     straight = train()
     forward, calls = smac_core.diffusion.NoisePredictor.forward, []
 

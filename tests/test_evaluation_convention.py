@@ -17,7 +17,7 @@ from smac_core import train
 from smac_core.checkpoint import load_checkpoint, save_checkpoint
 from smac_core.data.__main__ import main as data_main
 from smac_core.nets import TanhGaussianActor
-from smac_core.runs import read_metrics
+from smac_core.rundir import read_metrics
 
 RUN_SEED = 3  # not 0: the landscape's default seed must come from the checkpoint
 TINY = ["--eval-episodes", "2", "--checkpoint-every", "4", "--log-every", "4",

@@ -15,10 +15,10 @@ import torch
 import yaml
 from conftest import DOOR_HUMAN
 
-from smac_core import experiments
 from smac_core.checkpoint import FORMAT_VERSION, METADATA_FILE, load_checkpoint
 from smac_core.errors import SmacError
-from smac_core.experiments import (
+from studies import experiments
+from studies.experiments import (
     RUN_RECORD,
     Runner,
     RunPlan,
@@ -243,16 +243,21 @@ class FakeTraining:
 
 
 class FakeLauncher:
-    """Records launches and how many runs were alive at once; ``behaviour``: FakeTraining
-    options per run id, spelled with "_" for "/" and "-"."""
+    """A backend that records launches and how many runs were alive at once; ``behaviour``:
+    FakeTraining options per run id, spelled with "_" for "/" and "-"; ``plans``: the runner's
+    plans by run id (set by ``make_runner``)."""
+
+    name = "fake"
 
     def __init__(self, polls: int = 2, **behaviour: dict) -> None:
         self.polls, self.behaviour = polls, behaviour
         self.launched: list[str] = []
         self.processes: dict[str, FakeTraining] = {}
         self.most_alive = 0
+        self.plans: dict[str, RunPlan] = {}
 
-    def __call__(self, plan: RunPlan, root: Path, env: dict[str, str]) -> FakeTraining:
+    def submit(self, job: experiments.Job) -> FakeTraining:
+        plan, root = self.plans[job.name], job.cwd
         for run_id, process in self.processes.items():
             assert process.returncode is not None or run_id != plan.run_id
         if plan.parent is not None:  # an online run starts only from a finished offline run
@@ -284,8 +289,10 @@ def make_runner(tmp_path: Path, launcher: FakeLauncher, jobs: int = 2,
     spec_dict["seeds"] = list(seeds)
     spec = load_spec(write_spec(tmp_path, spec_dict))
     clock = clock or FakeClock()
-    return Runner(spec.root, expand_grid(spec), jobs, {}, deadline, grace_seconds=5.0,
-                  launcher=launcher, clock=clock, sleep=clock.sleep)
+    plans = expand_grid(spec)
+    launcher.plans = {plan.run_id: plan for plan in plans}
+    return Runner(spec.root, plans, jobs, deadline, grace_seconds=5.0, backend=launcher,
+                  clock=clock, sleep=clock.sleep)
 
 
 def test_runs_everything_offline_first_then_skips_finished_runs(tmp_path):
@@ -361,24 +368,43 @@ def test_runs_ignoring_sigterm_are_killed_after_the_grace(tmp_path):
     assert 10.0 + 5.0 < clock.now < 10.0 + 5.0 + 2  # grace_seconds = 5
 
 
-def test_landscapes_wait_for_runs_and_stop_at_the_deadline(tmp_path, monkeypatch):
+class NeverEndingLandscapes:
+    """A backend whose commands run until they are signalled (by the --max-minutes deadline);
+    ``calls``: the arguments of each command after ``python -m MODULE``."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def submit(self, job: experiments.Job) -> NeverEndingLandscapes:
+        self.calls.append(list(job.argv[3:]))
+        self.returncode = None
+        return self
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        self.returncode = 128 + sig
+
+    def kill(self) -> None:
+        self.returncode = -signal.SIGKILL
+
+
+def test_landscapes_wait_for_runs_and_stop_at_the_deadline(tmp_path):
     spec = load_spec(write_spec(tmp_path, smoke_dict(tmp_path / "out")))
-    calls = []
-
-    def never_ending_landscape(argv: list[str]) -> int:
-        calls.append(argv)
-        time.sleep(60)  # interrupted by the --max-minutes alarm
-        return 0
-
-    monkeypatch.setattr(experiments, "_landscape_main", lambda module: never_ending_landscape)
-    summary = experiments.run_landscapes(spec, "cpu", max_minutes=0.01)
+    backend = NeverEndingLandscapes()
+    calls = backend.calls
+    summary = experiments.run_landscapes(spec, "cpu", max_minutes=0.01, backend=backend)
     assert calls == [] and len(summary.waiting) == 3  # no run is finished yet
 
     for plan in expand_grid(spec):
         write_checkpoint(spec.root / plan.run_id, "final", plan.steps)
     started = time.monotonic()
-    summary = experiments.run_landscapes(spec, "cpu", max_minutes=0.01, workers=0)
-    assert time.monotonic() - started < 5  # the alarm fired after 0.6 s, not the 60 s sleep
+    summary = experiments.run_landscapes(spec, "cpu", max_minutes=0.01, workers=0,
+                                         backend=backend)
+    assert time.monotonic() - started < 5  # stopped after 0.6 s, not left running
     assert summary.remaining == ["landscapes/interpolation/door-binary/td3bc/seed0",
                                  "landscapes/planes/door-binary/td3bc/seed0",
                                  "landscapes/trajectories/door-binary/td3bc/seed0"]

@@ -231,7 +231,7 @@ def test_flow_agent_trains_offline_then_online_through_the_cli_and_resumes_exact
     """Offline 8 updates on door-binary, then online 8 env steps from that checkpoint (the
     handoff copies every network: at step 0 the online policy is the offline one), and an
     online run stopped at step 4 and resumed ends with bit-identical networks."""
-    from smac_core.runs import read_metrics
+    from smac_core.rundir import read_metrics
     from smac_core.train import main
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", door_dataset)

@@ -12,8 +12,8 @@ from smac_core import tasks
 from smac_core.checkpoint import load_checkpoint, load_train_state
 from smac_core.data import load_dataset
 from smac_core.data.__main__ import main
-from smac_core.data.generate import ROLLOUT_STREAMS, generator_dir, rollout
-from smac_core.runs import derived_seed
+from smac_core.generate import ROLLOUT_STREAMS, generator_dir, rollout
+from smac_core.rollout import derived_seed
 
 TINY = ["--samples", "300", "--medium-max-steps", "400", "--expert-steps", "400",
         "--eval-every", "100", "--eval-episodes", "1", "--start-steps", "100",
@@ -101,3 +101,19 @@ def test_rollout_episode_seeds_are_derived_from_the_seed():
 def test_unknown_target_is_refused(minari_root, capsys, target):
     assert main(["generate", target]) == 2
     assert "valid: hopper, walker2d" in capsys.readouterr().err
+
+
+def test_data_generate_is_an_alias_of_the_generate_command(capsys):
+    from smac_core import generate
+
+    with pytest.raises(SystemExit):
+        generate.main(["--help"])
+    direct = capsys.readouterr().out
+    assert main(["generate", "--help"]) == 0  # python -m smac_core.data generate --help
+    assert capsys.readouterr().out == direct
+    assert direct.startswith("usage: python -m smac_core.generate")
+    parser = generate.build_parser()
+    assert all(a.help for a in parser._actions)
+    assert next(a for a in parser._actions if a.dest == "device").default == "auto"
+    assert generate.main(["ant"]) == 2
+    assert "cannot generate 'ant'" in capsys.readouterr().err

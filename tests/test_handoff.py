@@ -19,7 +19,7 @@ from smac_core.checkpoint import load_tensors, save_checkpoint
 from smac_core.data.dataset import TransitionDataset
 from smac_core.data.minari_store import write_minari
 from smac_core.nets import CriticEnsemble, tanh_gaussian_log_prob
-from smac_core.train import build_parser, check_flags
+from smac_core.train import parse_config
 from smac_core.trainers import build_online
 
 OBS_DIM, ACT_DIM = 3, 1  # Pendulum-v1
@@ -99,9 +99,7 @@ def online_agent(checkpoint: Path, out: Path, algo: str, *extra: str) -> Agent:
     argv = ["online", "--algo", algo, "--from", str(checkpoint), "--out", str(out),
             "--steps", "10", "--set", f"actor_hidden={HIDDEN}", "--set",
             f"critic_hidden={HIDDEN}", *extra]
-    args = build_parser().parse_args(argv)
-    check_flags(args)
-    trainer, _ = build_online(args, argv)
+    trainer, _ = build_online(parse_config(argv).checked())
     return trainer.agent
 
 

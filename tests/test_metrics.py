@@ -20,7 +20,6 @@ from smac_core.metrics import (
     load_run,
     main,
     normalized_regret_table,
-    normalized_score,
     read_evaluations,
     transfer_drop,
     transfer_drop_over_seeds,
@@ -35,14 +34,6 @@ OFFSETS = np.linspace(-1.0, 1.0, 10) * 5.0
 
 def make_curve(steps: list[int], means: list[float], spread: float = 1.0) -> EvalCurve:
     return EvalCurve(np.array(steps), tuple(m + spread * OFFSETS for m in means))
-
-
-def test_normalized_score_is_d4rl_formula():
-    assert normalized_score(1500.0, ref_min=-20.0, ref_max=3020.0) == pytest.approx(50.0)
-    np.testing.assert_allclose(normalized_score(np.array([-20.0, 3020.0]), -20.0, 3020.0),
-                               [0.0, 100.0])
-    with pytest.raises(SmacError, match="ref_max > ref_min"):
-        normalized_score(1.0, ref_min=5.0, ref_max=5.0)
 
 
 def test_rising_curve_and_constant_curve_have_no_drop():
@@ -214,7 +205,7 @@ def test_paper_table_constant_prints_in_paper_order():
     assert lines[-1] == "| TD3+BC | 0.654 | 0.962 | 0.545 | 0.562 |"
 
 
-# ---- run directories (format: notes/contracts.md "Run directory") ----
+# ---- run directories (format: README, "Run directory") ----
 
 def eval_row(step: int, phase: str, scores: list[float] | None,
              returns: list[float]) -> dict:

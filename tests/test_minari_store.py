@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from test_data_formats import synthetic_episodes, write_d4rl
 
+from smac_core.binary_reward import BinaryReward
 from smac_core.data import load_dataset
 from smac_core.data.__main__ import main
 from smac_core.data.dataset import TransitionDataset
 from smac_core.data.formats import read_file
 from smac_core.data.minari_store import read_minari, write_minari
-from smac_core.data.rewards import BinaryReward
 from smac_core.errors import SmacError
 from smac_core.files import LOCK_FILE
 

@@ -42,7 +42,7 @@ def smoke_root(tmp_path_factory) -> Path:
     """notebooks/specs/smoke.yaml run once into a private root and Minari store, with its
     landscapes (interpolation, plane and the trajectories notebook 5 draws), then exported."""
     from smac_core.data.__main__ import main as data_main
-    from smac_core.experiments import main as experiments_main
+    from studies.experiments import main as experiments_main
 
     tmp = tmp_path_factory.mktemp("notebooks")
     spec = yaml.safe_load((NOTEBOOK_DIR / "specs" / "smoke.yaml").read_text())
@@ -84,7 +84,7 @@ def test_notebooks_explain_a_missing_root(tmp_path, monkeypatch):
     stdout = execute(combined)
     assert stdout.count("does not exist: there are no results to show yet") == len(NOTEBOOKS)
     assert stdout.count(CLAIMS_HEADER) == len(NOTEBOOKS)
-    assert "python -m smac_core.experiments run notebooks/specs/reduced.yaml" in stdout
+    assert "python -m studies.experiments run notebooks/specs/reduced.yaml" in stdout
 
 
 def test_committed_notebooks_show_the_committed_results():
@@ -163,7 +163,7 @@ def test_study_finds_finished_runs_at_any_depth(tmp_path, capsys):
 
     results.load_study(tmp_path / "missing")
     out = capsys.readouterr().out
-    assert "does not exist" in out and "python -m smac_core.experiments landscapes" in out
+    assert "does not exist" in out and "python -m studies.experiments landscapes" in out
 
 
 def test_compute_seconds_sum_the_runner_records(tmp_path):
@@ -282,3 +282,13 @@ def test_plane_paths_read_off_the_grid():
     averaged = results.plane_over_seeds([plane, plane])
     np.testing.assert_allclose(averaged.mean, mean)
     np.testing.assert_allclose(averaged.se, 0.0)
+
+
+def test_default_optimizers_mirror_the_algorithm_configs():
+    """The main grid's optimizers (``smac_core.paper``, read without loading the algorithms)
+    are the defaults of the algorithms' configs."""
+    from smac_core.algos import ALGORITHMS
+    from smac_core.paper import default_optimizer
+
+    for name, algorithm in ALGORITHMS.items():
+        assert default_optimizer(name) == algorithm.config_class().optimizer, name

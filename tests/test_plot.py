@@ -1,4 +1,4 @@
-"""``python -m smac_core.plot``: learning curves of tiny hand-made run directories; the page and
+"""``python -m studies.plot``: learning curves of tiny hand-made run directories; the page and
 the PNG are written and the curves' data are the metrics' (mean +- s.e. over seeds, the online
 runs after their offline run, a dotted line at the switch)."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smac_core.plot import PAGE, PNG, learning_curve_figure, learning_curves, main
+from studies.plot import PAGE, PNG, learning_curve_figure, learning_curves, main
 
 RANDOM_HOPPER = {"env": "hopper-medium-replay", "dataset_id": "local/hopper/random-v0"}
 

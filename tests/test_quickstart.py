@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import DOOR_HUMAN
 
-from smac_core.quickstart import embedded_door_file, main
+from studies.quickstart import embedded_door_file, main
 
 EMBEDDED_SHA256 = "9df6345e28fcec8f44c0af4d6dacc6ef996958b39b568f53df85cf41dd03412b"
 
@@ -58,7 +58,7 @@ def test_bad_flags_are_refused_before_anything_runs(minari_root, tmp_path, capsy
 
 def test_episodes_1_exits_2_at_once_naming_the_flag(minari_root, tmp_path):
     """The issue's case: it used to train for minutes, then fail in the metrics step."""
-    done = subprocess.run([sys.executable, "-m", "smac_core.quickstart", "--episodes", "1",
+    done = subprocess.run([sys.executable, "-m", "studies.quickstart", "--episodes", "1",
                            "--out", str(tmp_path / "qs")], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2

@@ -37,7 +37,6 @@ import landscape.evaluate
 import smac_core.checkpoint
 import smac_core.diffusion
 from landscape import interpolate, surface, trajectory
-from smac_core import experiments
 from smac_core.checkpoint import (
     METADATA_DIGEST,
     METADATA_FILE,
@@ -48,8 +47,10 @@ from smac_core.checkpoint import (
 )
 from smac_core.data.__main__ import main as data_main
 from smac_core.files import LOCK_FILE, OWNER_FILE, locked
-from smac_core.runs import METRICS_FILE, Trainer, read_metrics
+from smac_core.rundir import METRICS_FILE, read_metrics
+from smac_core.runs import Trainer
 from smac_core.train import main as train_main
+from studies import experiments
 
 SMALL = ["--set", "actor_hidden=[16,16]", "--set", "critic_hidden=[16,16]",
          "--set", "batch_size=16"]
@@ -474,11 +475,10 @@ def test_runs_die_with_a_killed_runner(tmp_path):
     script = (
         "import os, sys, time\n"
         "from pathlib import Path\n"
-        "from smac_core import experiments\n"
-        "experiments.train_command = lambda plan: [sys.executable, '-c', "
-        "'import time; time.sleep(120)']\n"
-        "plan = experiments.RunPlan('r/offline', 'offline', 'td3bc', 't', 0, 1, ())\n"
-        "child = experiments.launch_subprocess(plan, Path(sys.argv[1]), dict(os.environ))\n"
+        "from studies.experiments import Job, LocalBackend\n"
+        "job = Job('r/offline', (sys.executable, '-c', 'import time; time.sleep(120)'), "
+        "Path(sys.argv[1]), Path(sys.argv[1]) / 'runner.log')\n"
+        "child = LocalBackend(dict(os.environ)).submit(job)\n"
         "print(child.pid, flush=True)\n"
         "time.sleep(120)\n")
     runner = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)],

@@ -22,7 +22,9 @@ from smac_core.checkpoint import (
     load_tensors,
     load_train_state,
 )
-from smac_core.runs import ActionScaler, RunSpec, Trainer, eval_steps, read_metrics
+from smac_core.data.normalization import ActionScaler
+from smac_core.rundir import RunSpec, eval_steps, read_metrics
+from smac_core.runs import Trainer
 from smac_core.train import main
 
 SMALL_NETS = ["--set", "actor_hidden=[32,32]", "--set", "critic_hidden=[32,32]",

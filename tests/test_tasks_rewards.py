@@ -9,8 +9,9 @@ import pytest
 from conftest import DOOR_HUMAN
 
 from smac_core import tasks
+from smac_core.binary_reward import SUCCESS_FUNCTIONS, BinaryReward
 from smac_core.data.formats import read_file, restricted_load
-from smac_core.data.rewards import SUCCESS_FUNCTIONS, BinaryReward, relabel_binary
+from smac_core.data.rewards import relabel_binary
 from smac_core.errors import SmacError
 
 DOOR_HDF5 = DOOR_HUMAN / "door-v0_demos_clipped.hdf5"

@@ -14,7 +14,8 @@ from smac_core import tasks
 from smac_core.checkpoint import load_tensors, load_train_state
 from smac_core.data.dataset import TransitionDataset
 from smac_core.data.minari_store import write_minari
-from smac_core.runs import Trainer, read_metrics
+from smac_core.rundir import read_metrics
+from smac_core.runs import Trainer
 from smac_core.train import build_parser, main
 
 SMALL = ["--set", "actor_hidden=[32,32]", "--set", "critic_hidden=[32,32]",

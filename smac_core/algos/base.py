@@ -1,18 +1,22 @@
 """The agent interface every algorithm implements, and helpers the algorithms share.
 
-An agent owns its networks (``self.networks``: name -> ``nn.Module``, saved to safetensors as
+An agent owns its networks (``self.networks``: name -> ``nn.Module``, flattened to tensors named
 "<name>.<param>") and optimizers (``self.optimizers``), acts on *normalised* observations with
 actions in [-1, 1]^act_dim (the trainer maps them to the env's bounds), and learns from a
 ``Batch`` in ``update``. The networks named ``actor`` and ``critic`` have the same meaning in
 every algorithm, which is what makes the offline -> online handoff and ``landscape`` generic.
+
+An agent exposes its state (networks, ``state_dict``) and takes state back (``load_networks``,
+``load_state_dict``, ``load_pretrained``) as tensors and plain data; it does not know the
+checkpoint files: the trainer saves and loads them (``smac_core.checkpoint``), and hands
+``prepare_offline`` the run's ``ArtifactStore`` for state an agent keeps across runs.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -22,9 +26,8 @@ from smac_core.configs import build_config
 from smac_core.data.buffers import BUFFER_FIELDS, Batch, ReplayBuffer
 from smac_core.data.dataset import TransitionDataset
 from smac_core.errors import SmacError
-
-if TYPE_CHECKING:
-    from smac_core.tasks import Task
+from smac_core.state import ArtifactStore, sub_state_dict
+from smac_core.tasks import Task, find_task
 
 TARGET_REDUCTIONS = ("min", "mean_minus_std")
 
@@ -101,9 +104,9 @@ class Agent(ABC):
         counted in ``self.updates``; returns scalar metrics for the log."""
 
     def prepare_offline(self, dataset: TransitionDataset, buffer: ReplayBuffer,
-                        workdir: Path) -> None:
-        """Work done once before offline updates start (SMAC trains its score model here);
-        nothing by default."""
+                        artifacts: ArtifactStore) -> None:
+        """Work done once before offline updates start (SMAC trains its score model here, or
+        loads it from ``artifacts``, the run's stored artifacts); nothing by default."""
         return None
 
     def plan_updates(self, total: int) -> None:
@@ -158,9 +161,8 @@ class Agent(ABC):
         self.updates = int(state["updates"])
 
     def load_networks(self, tensors: dict[str, torch.Tensor], strict: bool = True) -> None:
-        """Load "<network>.<param>" tensors (as written by ``save_checkpoint``)."""
-        from smac_core.checkpoint import sub_state_dict
-
+        """Load "<network>.<param>" tensors (``flat_state_dict`` of the networks, as checkpoints
+        store them)."""
         for name, module in self.networks.items():
             sub = sub_state_dict(tensors, name)
             if not sub and not strict:
@@ -200,8 +202,6 @@ class Agent(ABC):
           critic goes on learning in the units it was pre-trained in (CalQL's x10 + 5 on
           binary Adroit, IQL's MuJoCo rescaling), as the reference implementations fine-tune.
         """
-        from smac_core.checkpoint import sub_state_dict
-
         source_algo = metadata.get("algorithm", "checkpoint")
         if "exported_from" in metadata:
             raise SmacError(f"this {source_algo} checkpoint is a policy-only export (no critic); "
@@ -280,8 +280,5 @@ def dataset_task(dataset: TransitionDataset) -> Task | None:
 
     Offline algorithms read per-task-family defaults (reward scale, conservatism) from it.
     """
-    from smac_core.tasks import TASKS
-
-    by_id = [t for t in TASKS.values() if dataset.dataset_id and t.dataset_id == dataset.dataset_id]
-    by_env = [t for t in TASKS.values() if dataset.env_id and t.env_id == dataset.env_id]
-    return (by_id or by_env or [None])[0]
+    return (find_task(dataset_id=dataset.dataset_id or None)
+            or find_task(env_id=dataset.env_id or None))

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -54,6 +53,7 @@ from smac_core.algos.sac import SAC, SACConfig
 from smac_core.data.buffers import Batch, ReplayBuffer
 from smac_core.data.dataset import TransitionDataset
 from smac_core.errors import SmacError
+from smac_core.state import ArtifactStore
 
 BINARY_FAILURE_REWARD = -1.0
 
@@ -120,7 +120,9 @@ def conservative_gap(q_data: torch.Tensor, q_random: torch.Tensor, q_current: to
 
 
 class CalQL(SAC):
-    """SAC + CQL's conservative critic term, with the Monte-Carlo floor (module docstring)."""
+    """SAC + CQL's conservative critic term, with the Monte-Carlo floor (module docstring): SAC's
+    update and critic loss J_Q + R, with its own TD target (``td_target``) and R the conservative
+    term (``critic_regularizer``)."""
 
     name = "calql"
     config_class = CalQLConfig
@@ -143,7 +145,7 @@ class CalQL(SAC):
         self.reward_bias = default_bias if cfg.reward_bias is None else cfg.reward_bias
 
     def prepare_offline(self, dataset: TransitionDataset, buffer: ReplayBuffer,
-                        workdir: Path) -> None:
+                        artifacts: ArtifactStore) -> None:
         """Resolve the dataset's defaults; write calibrated returns-to-go into ``buffer``."""
         task = dataset_task(dataset)
         binary = bool(np.isin(dataset.rewards, (BINARY_FAILURE_REWARD, 0.0)).all())
@@ -166,27 +168,30 @@ class CalQL(SAC):
                     returns[episode] = failure / (1.0 - self.config.gamma)
         return returns
 
-    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Its own TD loss (max-backup, no entropy) plus the conservative term."""
+    def td_target(self, batch: Batch) -> torch.Tensor:
+        """y = r + gamma (1 - d) max_j reduce_i Q_target_i(s', a'_j), a'_j ~ pi(.|s'): the max
+        over ``num_sampled_actions`` next actions (one without ``max_target_backup``), no
+        entropy term (CORL's CalQL configs)."""
+        cfg = self.config
+        k = cfg.num_sampled_actions if cfg.max_target_backup else 1
+        with torch.no_grad():
+            # a'_j ~ pi(.|s'), k per state
+            next_obs_k = batch.next_observations.repeat_interleave(k, dim=0)
+            next_actions, _ = self.actor(next_obs_k)
+            # V(s') = max_j reduce_i Q_target_i(s', a'_j)
+            next_q = reduce_ensemble(self.critic_target(next_obs_k, next_actions),
+                                     cfg.target_reduction, cfg.target_std_weight)
+            next_v = next_q.view(-1, k).max(dim=1).values
+            # y = r + gamma (1 - d) V(s')
+            return self.learning_rewards(batch) + cfg.gamma * (1.0 - batch.dones) * next_v
+
+    def critic_regularizer(self, batch: Batch, q_data: torch.Tensor
+                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The conservative term alpha_cql * sum_i E_s[max(gap_i(s), clip_min)] (module
+        docstring); ``q_data`` (N, B) = Q_i(s, a_data)."""
         cfg = self.config
         obs, next_obs = batch.observations, batch.next_observations
         n, (batch_size, act_dim) = cfg.num_sampled_actions, batch.actions.shape
-        num_critics = self.critic.ensemble_size
-        rewards = self.learning_rewards(batch)
-
-        # TD: y = r + gamma (1 - d) max_j min_i Q_target_i(s', a'_j), a'_j ~ pi(.|s')
-        #     (max over n samples with max_target_backup, else one sample; no entropy term)
-        with torch.no_grad():
-            k = n if cfg.max_target_backup else 1
-            next_obs_k = next_obs.repeat_interleave(k, dim=0)
-            next_actions, _ = self.actor(next_obs_k)
-            next_q = reduce_ensemble(self.critic_target(next_obs_k, next_actions),
-                                     cfg.target_reduction, cfg.target_std_weight)
-            next_v = next_q.view(batch_size, k).max(dim=1).values
-            target = rewards + cfg.gamma * (1.0 - batch.dones) * next_v
-        q_data = self.critic(obs, batch.actions)                                    # (N, B)
-        td = ((q_data - target) ** 2).mean(dim=1).sum()
-
         # CQL samples, n per state: a ~ U([-1, 1]^d), a ~ pi(.|s), a ~ pi(.|s'), all at s
         with torch.no_grad():
             random_actions = torch.empty(batch_size * n, act_dim, device=obs.device).uniform_(-1, 1)
@@ -194,7 +199,8 @@ class CalQL(SAC):
             next_actions, log_pi_next = self.actor(next_obs.repeat_interleave(n, dim=0))
         sampled = torch.cat([random_actions, current_actions, next_actions])
         q_sampled = self.critic(obs.repeat_interleave(n, dim=0).repeat(3, 1), sampled)
-        q_random, q_current, q_next = q_sampled.view(num_critics, 3, batch_size, n).unbind(1)
+        q_random, q_current, q_next = q_sampled.view(-1, 3, batch_size, n).unbind(1)
+        # gap_i(s) = logsumexp_a Q_i(s, a) - Q_i(s, a_data), CalQL's floor max(Q, G(s)) inside
         floor = batch.returns_to_go if cfg.calibrated else None
         gap = conservative_gap(q_data, q_random, q_current, q_next,
                                log_pi_current.view(batch_size, n), log_pi_next.view(batch_size, n),
@@ -204,11 +210,9 @@ class CalQL(SAC):
 
         # fraction of policy-action Q-values below the return-to-go (lifted when calibrated)
         below = torch.stack([q_current, q_next]) < batch.returns_to_go[:, None]
-        metrics = {"critic_loss": td + conservative, "td_loss": td,
-                   "cql_loss": conservative, "cql_gap": gap.mean(), "q_mean": q_data.mean(),
-                   "q_random": q_random.mean(), "target_mean": target.mean(),
-                   "below_return_rate": below.float().mean()}
-        return td + conservative, metrics
+        return conservative, {"cql_loss": conservative, "cql_gap": gap.mean(),
+                              "q_random": q_random.mean(),
+                              "below_return_rate": below.float().mean()}
 
 
 class CQL(CalQL):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,6 +37,7 @@ from smac_core.algos.base import (
 from smac_core.data.buffers import Batch, ReplayBuffer
 from smac_core.data.dataset import TransitionDataset
 from smac_core.nets import CriticEnsemble, TanhGaussianActor, ValueNetwork
+from smac_core.state import ArtifactStore
 
 EXPECTILE_BY_FAMILY = {"mujoco": 0.7, "adroit": 0.8, "kitchen": 0.8}
 
@@ -100,7 +100,7 @@ class IQL(Agent):
         self.actor_lr_horizon = config.actor_lr_cosine_steps or 0  # T; 0: constant lr
 
     def prepare_offline(self, dataset: TransitionDataset, buffer: ReplayBuffer,
-                        workdir: Path) -> None:
+                        artifacts: ArtifactStore) -> None:
         """Resolve the task family's expectile and reward scale (see the module docstring)."""
         task = dataset_task(dataset)
         family = task.family if task is not None else "mujoco"

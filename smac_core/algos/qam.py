@@ -50,6 +50,7 @@ from smac_core.algos.flow import (
 from smac_core.data.buffers import Batch
 from smac_core.errors import SmacError
 from smac_core.nets import CriticEnsemble
+from smac_core.state import sub_state_dict
 
 FLOW_ALGORITHMS = ("qam", "trqam")  # checkpoints a flow agent can start from (load_pretrained)
 
@@ -228,8 +229,6 @@ class QAM(Agent):
         units kept. Gaussian actors (SAC, SMAC, CalQL, IQL, TD3+BC) are refused: a velocity
         field cannot be made from a mean and a std, and a flow re-trained from their samples
         would not be the policy that was handed over."""
-        from smac_core.checkpoint import sub_state_dict
-
         source = metadata.get("algorithm", "checkpoint")
         if source not in FLOW_ALGORITHMS:
             raise SmacError(f"{self.name} starts only from a flow-policy checkpoint "

@@ -6,8 +6,10 @@ temperature alpha that keeps the policy entropy near a target (-act_dim). Defaul
 paper and CleanRL's ``sac_continuous_action.py``. Ensembles and the mean-minus-std target follow
 REDQ/SAC-N; ``utd`` critic updates per call (actor once) as in RLPD.
 
-The critic's objective is its own method, ``critic_loss`` (J_Q, ``td_loss``, for SAC), so that
-algorithms built on SAC (CalQL, SMAC) add their regularisers to it without copying the update.
+The critic's objective, ``critic_loss``, is J_Q + R: the TD loss of the target ``td_target`` plus
+a regulariser ``critic_regularizer`` (0 for SAC). Algorithms built on SAC override those two
+hooks (CalQL/CQL: the max backup and the conservative term; SMAC: the score-matching term)
+without copying the update.
 """
 
 from __future__ import annotations
@@ -139,28 +141,40 @@ class SAC(Agent):
         # resume states written before the handoff rule hold none: theirs was the config's
         self.target_entropy = float(state.get("target_entropy", self.configured_target_entropy))
 
-    def td_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Soft Bellman residual J_Q (paper eq. 5), summed over the ensemble members."""
+    def td_target(self, batch: Batch) -> torch.Tensor:
+        """The soft Bellman target y (B,), no gradient (paper eq. 3). Offline variants override
+        it (CalQL/CQL: the max backup without entropy)."""
         cfg = self.config
         with torch.no_grad():
             alpha = self.temperature()
             # a' ~ pi(.|s')
             next_actions, next_log_prob = self.actor(batch.next_observations)
-            # V(s') = reduce_i Q_target_i(s', a') - alpha log pi(a'|s')        (eq. 3)
+            # V(s') = reduce_i Q_target_i(s', a') - alpha log pi(a'|s')
             next_q = reduce_ensemble(self.critic_target(batch.next_observations, next_actions),
                                      cfg.target_reduction, cfg.target_std_weight)
             next_v = next_q - alpha * next_log_prob
             # y = r + gamma (1 - d) V(s')
-            target = self.learning_rewards(batch) + cfg.gamma * (1.0 - batch.dones) * next_v
-        # J_Q = sum_i E[(Q_i(s, a) - y)^2]   (no 1/2, as CleanRL/CORL)
-        q = self.critic(batch.observations, batch.actions)  # (N, B)
-        loss = ((q - target) ** 2).mean(dim=1).sum()
-        return loss, {"critic_loss": loss, "q_mean": q.mean(), "target_mean": target.mean()}
+            return self.learning_rewards(batch) + cfg.gamma * (1.0 - batch.dones) * next_v
+
+    def critic_regularizer(self, batch: Batch, q: torch.Tensor
+                           ) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
+        """R(Q), added to the TD loss, and its metrics; ``q`` (N, B) = Q_i(s, a) of the batch.
+        0 for SAC; CalQL/CQL: the conservative term, SMAC: the score-matching term."""
+        return 0.0, {}
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The critic's objective: J_Q here; offline variants override it to add a regulariser
-        (CalQL/CQL: the conservative term, SMAC: the score-matching term)."""
-        return self.td_loss(batch)
+        """The critic's objective J_Q + R (paper eq. 5 plus the variant's regulariser), summed
+        over the ensemble members; hooks: ``td_target`` and ``critic_regularizer``."""
+        # y = r + gamma (1 - d) V(s')
+        target = self.td_target(batch)
+        # J_Q = sum_i E[(Q_i(s, a) - y)^2]   (no 1/2, as CleanRL/CORL)
+        q = self.critic(batch.observations, batch.actions)  # (N, B)
+        td_loss = ((q - target) ** 2).mean(dim=1).sum()
+        # J = J_Q + R(Q)   (R = 0 for SAC)
+        regularizer, metrics = self.critic_regularizer(batch, q)
+        loss = td_loss + regularizer
+        return loss, {"critic_loss": loss, "td_loss": td_loss, "q_mean": q.mean(),
+                      "target_mean": target.mean(), **metrics}
 
     def update(self, batch: Batch) -> dict[str, float]:
         """``utd`` critic steps (one per slice of ``batch``), then one actor and alpha step on

@@ -1,6 +1,6 @@
 """SMAC: Score-Matched Actor-Critic (de Lara & Shkurti, arXiv 2602.17632), offline phase.
 
-SAC whose critic loss adds a score-matching term (DESIGN.md section 2):
+SAC whose critic loss adds a score-matching term (README, "SMAC's score-matching regulariser"):
 
     L(theta, psi) = kappa * L_SM(theta, psi) + L_TD(theta)
     L_SM = sum_i E_{s~D, a~B} || grad_a Q_i(s, a) - alpha_psi(s) * score_D(s, a) ||^2
@@ -8,10 +8,11 @@ SAC whose critic loss adds a score-matching term (DESIGN.md section 2):
 for every critic Q_i of the ensemble, B drawing half of its actions from the current policy and
 half uniformly from [-1, 1]^d, score_D(s, a) = grad_a log pi_D(a|s) the score of the dataset's
 actions from a frozen reward-conditioned diffusion model (``smac_core.diffusion``; trained by
-``prepare_offline``, cached in ``<workdir>/score_model/``). The motivation is the soft-optimality
-identity grad_a log pi*(a|s) = grad_a Q*(s, a) / alpha: a critic whose action-gradient follows
-the score of good behaviour is already the critic online SAC wants. The actor and temperature
-losses are SAC's, unchanged.
+``prepare_offline``, cached in the run's ``score_model`` artifact). The motivation is the
+soft-optimality identity grad_a log pi*(a|s) = grad_a Q*(s, a) / alpha: a critic whose
+action-gradient follows the score of good behaviour is already the critic online SAC wants.
+kappa * L_SM is SAC's critic regulariser (``critic_regularizer``); SAC's update, TD loss, actor
+and temperature losses are unchanged.
 
 alpha_psi(s) >= 0 is the scale of the score in L_SM; in the identity above it is SAC's temperature
 alpha. How it is set (``alpha_psi_mode``):
@@ -50,7 +51,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,8 +65,9 @@ from smac_core.data.dataset import TransitionDataset
 from smac_core.diffusion import DatasetScore, DiffusionConfig, train_score_model
 from smac_core.errors import SmacError
 from smac_core.nets import MLP, CriticEnsemble
+from smac_core.state import ArtifactStore
 
-SCORE_MODEL_DIR = "score_model"
+SCORE_MODEL_DIR = "score_model"  # the run's artifact (directory) holding the score model
 SCORE_MODEL_TRAINING_DIR = "score_model_training"  # an interrupted training, continued on resume
 ALPHA_PSI_MODES = ("fixed", "temperature", "temperature_floor", "learned")
 CONDITION_KIND = "trajectory_return"
@@ -173,25 +174,26 @@ class SMAC(SAC):
         self.dataset_score: ScoreFunction | None = None
 
     def prepare_offline(self, dataset: TransitionDataset, buffer: ReplayBuffer,
-                        workdir: Path) -> None:
-        """Load the score model from ``workdir/score_model/``, or train it on ``dataset`` (the
-        agent's view: normalised observations, actions in [-1, 1]) and save it there. A training
-        stopped by SIGINT/SIGTERM is saved in ``workdir/score_model_training/`` and continued,
-        exactly, by the next call.
+                        artifacts: ArtifactStore) -> None:
+        """Load the score model from the run's ``score_model`` artifact, or train it on
+        ``dataset`` (the agent's view: normalised observations, actions in [-1, 1]) and save it
+        there. A training stopped by SIGINT/SIGTERM is saved in the ``score_model_training``
+        artifact and continued, exactly, by the next call (in a run directory, the trainer
+        stores them as ``<run>/score_model/`` and ``<run>/score_model_training/``).
 
         Condition w: the return of the transition's trajectory (``trajectory_return_condition``);
         the score is taken at w* = the config's top quantile (``w_quantile``) of the
         trajectories' w, a high return every state of a good trajectory was seen with.
         """
-        directory = Path(workdir) / SCORE_MODEL_DIR
-        if directory.exists():
-            score = DatasetScore.load(directory, self.device)
+        cached = artifacts.artifact(SCORE_MODEL_DIR)
+        if cached.exists():
+            score = DatasetScore.load(cached, self.device)
             if (score.obs_dim, score.act_dim) != (self.obs_dim, self.act_dim):
-                raise SmacError(f"the cached score model in {directory} is for obs_dim "
+                raise SmacError(f"the cached score model in {cached} is for obs_dim "
                                 f"{score.obs_dim}, act_dim {score.act_dim}; this run has "
                                 f"{self.obs_dim}, {self.act_dim} (delete it to retrain)")
             if score.train_info.get("condition") != CONDITION_KIND:
-                raise SmacError(f"the cached score model in {directory} was conditioned on "
+                raise SmacError(f"the cached score model in {cached} was conditioned on "
                                 f"{score.train_info.get('condition', 'return-to-go')!r}, not on "
                                 f"{CONDITION_KIND!r}: delete it to retrain")
         else:
@@ -207,9 +209,9 @@ class SMAC(SAC):
                 torch.as_tensor(condition), config, self.device,
                 torch.Generator().manual_seed(seed),
                 condition_value=float(np.quantile(per_trajectory, config.w_quantile)),
-                checkpoint=Path(workdir) / SCORE_MODEL_TRAINING_DIR)
+                checkpoint=artifacts.artifact(SCORE_MODEL_TRAINING_DIR))
             score.train_info["condition"] = CONDITION_KIND
-            score.save(directory)
+            score.save(cached)
         self.dataset_score = score
 
     def alpha_psi(self, obs: torch.Tensor) -> torch.Tensor:
@@ -223,12 +225,12 @@ class SMAC(SAC):
             return alpha
         return alpha + self.networks["score_scale"](obs)
 
-    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """L = L_TD + kappa * L_SM."""
+    def critic_regularizer(self, batch: Batch, q: torch.Tensor
+                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """kappa * L_SM, added to SAC's TD loss: L = L_TD + kappa * L_SM."""
         if self.dataset_score is None:
             raise SmacError("smac needs its dataset score model: call prepare_offline(dataset, "
-                            "buffer, workdir) before update()")
-        td, metrics = super().td_loss(batch)
+                            "buffer, artifacts) before update()")
         obs = batch.observations
         half = obs.shape[0] // 2
         # a ~ B: half from the current policy pi(.|s), half from U([-1, 1]^d)
@@ -240,14 +242,13 @@ class SMAC(SAC):
         scale = self.alpha_psi(obs)                                                    # (B,)
         sm, grad_q = score_matching_loss(self.critic, obs, actions, score, scale)
         cosine = F.cosine_similarity(grad_q.detach(), score.unsqueeze(0), dim=-1)
-        metrics.update({"critic_loss": td + self.config.kappa * sm, "td_loss": td,
-                        "sm_loss": sm, "score_cosine": cosine.mean(),
-                        "alpha_psi": scale.mean(), "grad_q_norm": grad_q.norm(dim=-1).mean(),
-                        # what a flat critic would pay: the regulariser's grip on the critic
-                        "sm_loss_flat_critic": (scale[:, None] * score).pow(2).sum(-1).mean()
-                        * self.critic.ensemble_size,
-                        # the score at uniform actions extrapolates the eps-model away from the
-                        # data (times 1/sigma_1): watch it apart from the on-policy half
-                        "score_norm_policy": score[:half].norm(dim=-1).mean(),
-                        "score_norm_uniform": score[half:].norm(dim=-1).mean()})
-        return td + self.config.kappa * sm, metrics
+        return self.config.kappa * sm, {
+            "sm_loss": sm, "score_cosine": cosine.mean(), "alpha_psi": scale.mean(),
+            "grad_q_norm": grad_q.norm(dim=-1).mean(),
+            # what a flat critic would pay: the regulariser's grip on the critic
+            "sm_loss_flat_critic": (scale[:, None] * score).pow(2).sum(-1).mean()
+            * self.critic.ensemble_size,
+            # the score at uniform actions extrapolates the eps-model away from the data (times
+            # 1/sigma_1): watch it apart from the on-policy half
+            "score_norm_policy": score[:half].norm(dim=-1).mean(),
+            "score_norm_uniform": score[half:].norm(dim=-1).mean()}

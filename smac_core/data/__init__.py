@@ -18,6 +18,12 @@ FILE_SUFFIXES = (".hdf5", ".h5", ".pickle", ".pkl", ".npy")
 __all__ = ["TransitionDataset", "load_dataset", "missing_dataset"]
 
 
+def _dataset_id(name: str) -> str:
+    """A task's dataset id (``hopper-medium-replay`` -> its Minari id), else ``name`` itself."""
+    task = tasks.find_task(name)
+    return name if task is None else task.dataset_id
+
+
 def load_dataset(name: str, download: bool = False) -> TransitionDataset:
     """A Minari id in the local store, a task name (its ``dataset_id``) or a file path (D4RL
     hdf5, DAPG pickle, AWAC ``.npy``). Minari downloads only when ``download`` is True."""
@@ -30,7 +36,7 @@ def load_dataset(name: str, download: bool = False) -> TransitionDataset:
     if path.suffix in FILE_SUFFIXES:
         raise SmacError(f"{path} is a directory, not a data file" if path.is_dir()
                         else f"no such file: {path}")
-    return read_minari(tasks.TASKS[name].dataset_id if name in tasks.TASKS else name, download)
+    return read_minari(_dataset_id(name), download)
 
 
 def missing_dataset(name: str) -> str | None:
@@ -43,7 +49,7 @@ def missing_dataset(name: str) -> str | None:
         return None
     if path.suffix in FILE_SUFFIXES:
         return f"no such file: {path}"
-    dataset_id = tasks.TASKS[name].dataset_id if name in tasks.TASKS else name
+    dataset_id = _dataset_id(name)
     if dataset_id in local_dataset_ids():
         return None
     return f"{dataset_id} is not in the local store; make it with: {creation_command(dataset_id)}"

@@ -5,25 +5,30 @@ show one dataset.
         [--episode-ends auto|terminal|truncation]
     python -m smac_core.data list
     python -m smac_core.data show ID [--download]
-    python -m smac_core.data generate TASK [--variant ...]   (D4RL-style hopper/walker2d data)
+    python -m smac_core.data generate TASK [--variant ...]   (D4RL-style hopper/walker2d data;
+        an alias of python -m smac_core.generate)
     python -m smac_core.data subset SOURCE_ID --fraction F --id NEW_ID   (first episodes of one)
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import runpy
 import sys
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from smac_core import tasks
 from smac_core.data import TransitionDataset, load_dataset
-from smac_core.data.generate import add_generate_parser
 from smac_core.errors import SmacError, cli_entry
 
 if TYPE_CHECKING:
     import gymnasium as gym
+
+GENERATE_MODULE = "smac_core.generate"  # the application-layer command `generate` runs
 
 
 def import_env(env_name: str, reward: str | None) -> gym.Env:
@@ -33,15 +38,14 @@ def import_env(env_name: str, reward: str | None) -> gym.Env:
     reward is pen-binary), give the task's env with its wrappers and time limit; any other env id
     its registered env, with the binary reward wrapper when ``reward`` is "binary".
     """
-    from smac_core.data.rewards import BinaryReward
+    from smac_core.binary_reward import BinaryReward
 
-    task = tasks.TASKS.get(env_name)
+    task = tasks.find_task(env_name)
     if task is not None and reward not in (None, task.reward):
         raise SmacError(f"task '{task.name}' has a {task.reward} reward; drop --reward or give "
                         f"the env id {task.env_id}")
     reward = reward or "dense"
-    task = task or next((t for t in tasks.TASKS.values()
-                         if t.env_id == env_name and t.reward == reward), None)
+    task = task or tasks.find_task(env_id=env_name, reward=reward)
     if task is not None:
         return task.make_env()
     env = tasks.make_env(env_name)
@@ -57,9 +61,10 @@ def episode_ends(choice: str, env_name: str) -> str:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from smac_core.binary_reward import BinaryReward
     from smac_core.data.formats import read_file
     from smac_core.data.minari_store import write_minari
-    from smac_core.data.rewards import BinaryReward, relabel_binary
+    from smac_core.data.rewards import relabel_binary
 
     env = import_env(args.env, args.reward)
     ends = episode_ends(args.episode_ends, args.env)
@@ -191,12 +196,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset id")
     p.set_defaults(func=run_subset)
 
-    add_generate_parser(commands)
+    commands.add_parser("generate", add_help=False,
+                        help=f"make D4RL-style hopper/walker2d datasets by training SAC: an alias "
+                             f"of python -m {GENERATE_MODULE} (its flags: python -m "
+                             f"{GENERATE_MODULE} --help)")
     return parser
+
+
+def run_generate(argv: list[str]) -> int:
+    """``generate ARGV``: ``python -m smac_core.generate ARGV`` run as that module, in this
+    process. Generation trains agents: it stands above the data package, which does not import
+    it; its exit status (argparse's 2 for a bad flag, 0 after ``--help``) is returned."""
+    saved = sys.argv
+    sys.argv = [f"python -m {GENERATE_MODULE}", *argv]
+    try:
+        with warnings.catch_warnings():  # runpy's note when a test has imported it already
+            warnings.filterwarnings("ignore", re.escape(f"'{GENERATE_MODULE}' found in "
+                                                        "sys.modules"), RuntimeWarning)
+            runpy.run_module(GENERATE_MODULE, run_name="__main__", alter_sys=False)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        sys.argv = saved
+    return 0
 
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["generate"]:  # its flags are smac_core.generate's
+        return run_generate(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -1,4 +1,5 @@
-"""Replay buffers in torch on a chosen device, and observation normalisation statistics."""
+"""Replay buffers in torch on a chosen device (observation normalisation:
+``smac_core.data.normalization``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 
 from smac_core.data.dataset import TransitionDataset
+from smac_core.data.normalization import ObsNormalizer
 from smac_core.errors import SmacError
 
 
@@ -31,33 +33,6 @@ class Batch:
 
 BUFFER_FIELDS = ("observations", "actions", "rewards", "next_observations", "dones",
                  "returns_to_go")
-
-
-@dataclass
-class ObsNormalizer:
-    """Per-dimension affine observation normalisation: (obs - mean) / std. Shapes (obs_dim,)."""
-
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def identity(cls, obs_dim: int) -> ObsNormalizer:
-        return cls(np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32))
-
-    @classmethod
-    def from_dataset(cls, dataset: TransitionDataset, eps: float = 1e-3) -> ObsNormalizer:
-        return cls(dataset.observations.mean(0).astype(np.float32),
-                   (dataset.observations.std(0) + eps).astype(np.float32))
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        return ((obs - self.mean) / self.std).astype(np.float32)
-
-    def to_dict(self) -> dict[str, list[float]]:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, list[float]]) -> ObsNormalizer:
-        return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
 
 
 class ReplayBuffer:

@@ -23,9 +23,9 @@ from minari.namespace import create_namespace, list_local_namespaces
 from minari.storage import get_dataset_path
 
 from smac_core import tasks
+from smac_core.binary_reward import BinaryReward
 from smac_core.cli import module_command
 from smac_core.data.dataset import TransitionDataset
-from smac_core.data.rewards import BinaryReward
 from smac_core.errors import SmacError
 from smac_core.files import locked, sweep_stale_temporaries
 
@@ -50,7 +50,7 @@ def local_dataset_ids() -> list[str]:
 def creation_command(dataset_id: str) -> str:
     """The command that puts ``dataset_id`` into the local store, quoted so that it can be
     pasted into a shell (PATH and ENV_ID stand for what the user supplies)."""
-    task = tasks.task_of_dataset(dataset_id)
+    task = tasks.find_task(dataset_id=dataset_id)
     if task is None:
         return (f"{data_command('import', 'PATH', '--id', dataset_id, '--env', 'ENV_ID')}, or "
                 "for a dataset published on Minari's servers: "
@@ -120,8 +120,7 @@ def _flat_observations(observations: Any, dataset_id: str) -> np.ndarray:
 def _env_name(env_spec: gym.envs.registration.EnvSpec) -> str:
     wrappers = {wrapper.name for wrapper in env_spec.additional_wrappers}
     reward = "binary" if BinaryReward.__name__ in wrappers else "dense"
-    task = next((t for t in tasks.TASKS.values()
-                 if t.env_id == env_spec.id and t.reward == reward), None)
+    task = tasks.find_task(env_id=env_spec.id, reward=reward)
     return env_spec.id if task is None else task.name
 
 

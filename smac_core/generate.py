@@ -1,4 +1,5 @@
-"""D4RL-style MuJoCo datasets made locally: ``python -m smac_core.data generate TASK``.
+"""D4RL-style MuJoCo datasets made locally: ``python -m smac_core.generate TASK`` (also
+``python -m smac_core.data generate TASK``, an alias).
 
 D4RL's protocol (Fu et al. 2020, section 5), reproduced for Hopper and Walker2d:
 
@@ -23,27 +24,40 @@ directory and medium step, in the ``smac_import`` metadata that ``load_dataset``
 The generator's run directory is ``$MINARI_DATASETS_PATH/../smac_generators/<env>/seed_<S>/``
 (``generation.json`` there records the medium step and return); running ``generate`` again
 with the same seed reuses and, for a larger ``--expert-steps``, extends it.
+
+Generation trains agents, so it stands above the data package (which it writes to) and the
+trainer (``train.run``, which it calls with a ``RunConfig``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from smac_core import tasks
-from smac_core.cli import add_device_flag, module_command
+from smac_core import tasks, train
+from smac_core.cli import (
+    ArgumentParser,
+    add_device_flag,
+    check_seed,
+    command_line,
+    resolve_device,
+)
 from smac_core.data.dataset import TransitionDataset
-from smac_core.errors import SmacError
+from smac_core.data.normalization import ActionScaler, ObsNormalizer
+from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
-from smac_core.train import TRAIN_COMMAND, build_parser, check_flags, run_directory
+from smac_core.runconfig import DEFAULT_START_STEPS, RunConfig, parse_overrides
 
 if TYPE_CHECKING:
-    from smac_core.runs import ActionScaler
+    from smac_core.runs import Trainer
+
+GENERATE_MODULE = "smac_core.generate"
 
 VARIANTS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 GENERATION_FILE = "generation.json"
@@ -113,13 +127,11 @@ def policy_from_checkpoint(path: Path, scaler: ActionScaler,
 
     from smac_core.algos import make_agent
     from smac_core.checkpoint import load_tensors
-    from smac_core.data.buffers import ObsNormalizer
 
     tensors, meta = load_tensors(path)
     agent = make_agent(meta["algorithm"], meta["obs_dim"], meta["act_dim"], meta["config"])
     agent.load_networks(tensors)
-    normalizer = ObsNormalizer(np.asarray(meta["obs_mean"], np.float32),
-                               np.asarray(meta["obs_std"], np.float32))
+    normalizer = ObsNormalizer.from_metadata(meta)
     torch.manual_seed(action_seed)
 
     def act(obs: np.ndarray) -> np.ndarray:
@@ -174,35 +186,26 @@ def train_generator(env: str, task: tasks.Task, args: argparse.Namespace,
         return record
     steps = args.expert_steps if needs_expert else args.medium_max_steps
     threshold = args.medium_fraction * task.ref_max_score
-    argv = ["online", "--algo", "sac", "--env", task.name, "--steps", str(steps),
-            "--out", str(run_dir), "--seed", str(args.seed), "--device", args.device,
-            "--threads", str(args.threads),
-            "--eval-every", str(args.eval_every), "--early-eval-until", "0",
-            "--eval-episodes", str(args.eval_episodes), "--resume",
-            *(["--start-steps", str(args.start_steps)] if args.start_steps is not None else []),
-            *(f"--set={item}" for item in args.overrides)]
-    train_args = build_parser().parse_args(argv)
-    check_flags(train_args)
-    print(f"the generating SAC run: {module_command('smac_core.train', argv)}", flush=True)
+    config = RunConfig("online", "sac", run_dir, env=task.name, steps=steps, seed=args.seed,
+                       device=args.device, threads=args.threads, eval_every=args.eval_every,
+                       early_eval_until=0, eval_episodes=args.eval_episodes, resume=True,
+                       start_steps=args.start_steps, overrides=args.overrides)
+    config.checked()  # bad flags before the command is shown
+    print(f"the generating SAC run: {command_line(config.command())}", flush=True)
     from smac_core.checkpoint import save_checkpoint
-    from smac_core.trainers import build_online
 
-    with run_directory(run_dir, [TRAIN_COMMAND, *argv]):
-        trainer, resume_from = build_online(train_args, argv)
+    def on_eval(trainer: Trainer, step: int, row: dict[str, Any]) -> None:
+        if "medium_step" in record or step == 0 or row["eval_return"] < threshold:
+            return
+        save_checkpoint(run_dir / "checkpoints" / "medium", trainer.agent.networks,
+                        trainer.checkpoint_metadata())
+        record.update(medium_step=step, medium_eval_return=row["eval_return"],
+                      medium_threshold=threshold)
+        atomic_write_text(record_path, json.dumps(record, indent=2))
+        if not needs_expert:
+            trainer.request_stop()
 
-        def on_eval(step: int, row: dict[str, Any]) -> None:
-            if "medium_step" in record or step == 0 or row["eval_return"] < threshold:
-                return
-            save_checkpoint(run_dir / "checkpoints" / "medium", trainer.agent.networks,
-                            trainer.checkpoint_metadata())
-            record.update(medium_step=step, medium_eval_return=row["eval_return"],
-                          medium_threshold=threshold)
-            atomic_write_text(record_path, json.dumps(record, indent=2))
-            if not needs_expert:
-                trainer.request_stop()
-
-        trainer.on_eval = on_eval
-        status = trainer.run(resume_from)
+    status = train.run(config, on_eval)
     if status != 0:
         raise SmacError(f"the generating SAC run in {run_dir} was interrupted; run the same "
                         "command again to continue it")
@@ -220,7 +223,6 @@ def generate(args: argparse.Namespace) -> list[Path]:
 
     from smac_core.data.minari_store import write_minari
     from smac_core.rollout import derived_seed
-    from smac_core.runs import ActionScaler
 
     env, variant_in_name = parse_target(args.task)
     task = generatable_tasks()[env]
@@ -229,6 +231,8 @@ def generate(args: argparse.Namespace) -> list[Path]:
     for flag in ("samples", "medium_max_steps", "expert_steps"):
         if getattr(args, flag) < 1:
             raise SmacError(f"--{flag.replace('_', '-')} must be a positive integer")
+    check_seed(args.seed)
+    resolve_device(args.device)  # also when no SAC run (random data) uses it
     env_obj = tasks.make_env(task.name)
     scaler = ActionScaler.from_env(env_obj)
     run_dir = generator_dir(env, args.seed)
@@ -264,7 +268,7 @@ def generate(args: argparse.Namespace) -> list[Path]:
     paths = []
     for name in variants:
         data = dataset(name)
-        data.metadata.update(source=f"smac_core.data generate (D4RL protocol), variant {name}",
+        data.metadata.update(source=f"smac_core.generate (D4RL protocol), variant {name}",
                              generator_run=str(run_dir), seed=args.seed,
                              ref_min_score=task.ref_min_score, ref_max_score=task.ref_max_score,
                              **({"medium_step": record["medium_step"]} if record else {}))
@@ -280,10 +284,9 @@ def generate(args: argparse.Namespace) -> list[Path]:
     return paths
 
 
-def add_generate_parser(subparsers) -> None:
-    """The ``generate`` subcommand of ``python -m smac_core.data``."""
-    p = subparsers.add_parser(
-        "generate", help="make D4RL-style hopper/walker2d datasets by training SAC",
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(
+        prog=f"python -m {GENERATE_MODULE}",
         description=__doc__.replace("``", ""), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("task", help="hopper, walker2d, or ENV-VARIANT (e.g. hopper-medium-replay)")
     p.add_argument("--variant", choices=(*VARIANTS, "all"),
@@ -304,15 +307,23 @@ def add_generate_parser(subparsers) -> None:
     p.add_argument("--eval-episodes", type=int, default=5,
                    help="episodes per evaluation (default: 5)")
     p.add_argument("--start-steps", type=int,
-                   help="SAC's initial random steps (default: the trainer's, 5000)")
+                   help=f"SAC's initial random steps (default: the trainer's, "
+                        f"{DEFAULT_START_STEPS})")
     add_device_flag(p, "where SAC trains")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a SAC config field (JSON value), repeatable")
     p.add_argument("--overwrite", action="store_true", help="replace existing datasets")
-    p.set_defaults(func=run_generate)
+    return p
 
 
-def run_generate(args: argparse.Namespace) -> int:
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    args.overrides = parse_overrides(args.overrides)
     generate(args)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

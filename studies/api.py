@@ -1,10 +1,10 @@
-"""The toolkit from Python (notebooks, scripts), on the command lines' own code path: each
-function runs the command (``python -m smac_core.train``, ``landscape.interpolate``) in this
-process with the flags its arguments stand for, so that a run made here is the run the command
-line makes (same run directory, checkpoints, metrics.jsonl; ``config.json`` records the
-equivalent command). Bad input raises ``SmacError``.
+"""The toolkit from Python (notebooks, scripts), on the command lines' own code path: training
+builds the typed ``smac_core.runconfig.RunConfig`` and calls ``smac_core.train.run``, the
+landscape runs ``landscape.interpolate``'s command in this process, so that a run made here is
+the run the command line makes (same run directory, checkpoints, metrics.jsonl; ``config.json``
+records the equivalent command). Bad input raises ``SmacError``.
 
-    from smac_core import api
+    from studies import api
 
     offline = api.train_offline("door-binary", algo="smac", out="runs/smac", steps=2000)
     online = api.train_online(offline, algo="sac", out="runs/smac-sac", steps=2000)
@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import io
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from smac_core.errors import SmacError
-from smac_core.rundir import CONFIG_FILE
+from smac_core.rundir import read_config
 
 PathLike = str | Path
 
@@ -76,8 +75,9 @@ class Evaluation:
 
     @property
     def se(self) -> float:
-        n = self.values.size
-        return float(self.values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+        from smac_core.metrics import standard_error
+
+        return float(standard_error(self.values))
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,10 +105,22 @@ def _flags(options: dict[str, Any]) -> list[str]:
     return argv
 
 
-def _set(config: dict[str, Any] | None) -> list[str]:
-    """Agent config values as ``--set KEY=JSON``."""
-    return [arg for key, value in (config or {}).items()
-            for arg in ("--set", f"{key}={json.dumps(value)}")]
+def _train(**values: Any) -> None:
+    """``smac_core.train.run`` of the ``RunConfig`` with these fields (``from`` is
+    ``from_checkpoint``): its errors raised as ``SmacError``, a run stopped by a signal too."""
+    from smac_core.runconfig import RunConfig
+    from smac_core.train import run
+
+    if "from" in values:
+        values["from_checkpoint"] = values.pop("from")
+    try:
+        config = RunConfig(**values)
+    except TypeError as exc:  # an argument RunConfig does not have
+        raise SmacError(f"not a training option: {exc}") from None
+    status = run(config)
+    if status:
+        raise SmacError(f"the run in {config.out} was interrupted (exit status {status}): call "
+                        "it again with resume=True to continue")
 
 
 def _run(command: ModuleType, argv: list[str]) -> None:
@@ -134,12 +146,8 @@ def train_offline(dataset: str, out: PathLike, algo: str = "smac", steps: int = 
     Minari id or file) into the run directory ``out``. ``config``: agent config values
     (``--set``); ``flags``: the command's other flags by name (``eval_every=500``,
     ``checkpoint_every=1000``, ``resume=True``, ...)."""
-    from smac_core import train
-
-    argv = ["offline", "--algo", algo, "--dataset", dataset, "--out", str(out), "--steps",
-            str(steps), "--seed", str(seed), "--device", device, *_set(config),
-            *([] if normalize_obs else ["--no-normalize-obs"]), *_flags(flags)]
-    _run(train, argv)
+    _train(phase="offline", algo=algo, dataset=dataset, out=out, steps=steps, seed=seed,
+           device=device, overrides=config or {}, normalize_obs=normalize_obs, **flags)
     return load_run(out)
 
 
@@ -150,12 +158,9 @@ def train_online(source: PathLike | None, out: PathLike, algo: str = "sac",
     """``python -m smac_core.train online``: fine-tune from ``source`` (an offline run or
     checkpoint; None: train from scratch in ``env``) into ``out``; arguments as
     ``train_offline`` (``handoff="inherit"``, ``mix=0.25``, ``early_eval_every=100``, ...)."""
-    from smac_core import train
-
-    argv = ["online", "--algo", algo, "--out", str(out), "--steps", str(steps), "--seed",
-            str(seed), "--device", device, *_set(config),
-            *_flags({"from": None if source is None else Path(source), "env": env, **flags})]
-    _run(train, argv)
+    _train(phase="online", algo=algo, from_checkpoint=None if source is None else str(Path(source)),
+           env=env, out=out, steps=steps, seed=seed, device=device, overrides=config or {},
+           **flags)
     return load_run(out)
 
 
@@ -164,9 +169,7 @@ def load_run(path: PathLike) -> Run:
     from smac_core.metrics import read_evaluations
 
     path = Path(path)
-    if not (path / CONFIG_FILE).is_file():
-        raise SmacError(f"{path} is not a run directory (no {CONFIG_FILE})")
-    config = json.loads((path / CONFIG_FILE).read_text())
+    config = read_config(path)
     curve = read_evaluations(path, phase=config.get("phase"))
     return Run(path, config, curve.steps, curve.mean, curve.se, curve.metric)
 

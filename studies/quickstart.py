@@ -1,4 +1,4 @@
-"""The main job on the embedded default, end to end: ``python -m smac_core.quickstart``.
+"""The main job on the embedded default, end to end: ``python -m studies.quickstart``.
 
 1. import the embedded Adroit door human demonstrations as ``local/door/human-binary-v0`` (the
    ``door-binary`` task's dataset), unless the local Minari store already has it;
@@ -37,7 +37,7 @@ def embedded_door_file() -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m smac_core.quickstart",
+        prog="python -m studies.quickstart",
         description="SMAC offline -> SAC online on the embedded door-binary data, then the "
                     "reward along the line between the two checkpoints.")
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"),

@@ -1,4 +1,4 @@
-"""``python -m smac_core.plot RUN... [--out DIR]``: learning curves without writing code.
+"""``python -m studies.plot RUN... [--out DIR]``: learning curves without writing code.
 
 An interactive Plotly page (learning_curves.html) and a PNG (learning_curves.png) of the runs'
 evaluation scores (normalised scores; raw returns for envs without reference returns).
@@ -10,13 +10,12 @@ the runs; a single run is its evaluation mean. An online run plotted together wi
 run it started from continues that run's curve: the x axis counts the offline run's gradient
 updates, then online env steps, and a dotted vertical line marks the offline -> online switch.
 
-    python -m smac_core.plot runs/smac runs/smac-sac runs/calql runs/calql-sac --out plots
+    python -m studies.plot runs/smac runs/smac-sac runs/calql runs/calql-sac --out plots
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -26,10 +25,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from smac_core.errors import SmacError, cli_entry
+from smac_core.rundir import CONFIG_FILE, read_config
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
+PLOT_MODULE = "studies.plot"
+# the owner (smac_core.files) of the output directories, named as when this was smac_core.plot,
+# so that the directories written then are updated in place
 PLOT_TOOL = "smac_core.plot"
 PAGE, PNG = "learning_curves.html", "learning_curves.png"
 
@@ -68,15 +71,10 @@ class GroupCurve:
 
 
 def _config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise SmacError(f"{run_dir} is not a run directory (no config.json)")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SmacError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(config, dict) or not {"phase", "algorithm", "env"} <= set(config):
-        raise SmacError(f"{path} is not a run's config (phase, algorithm and env are needed)")
+    config = read_config(run_dir)
+    if not {"phase", "algorithm", "env"} <= set(config):
+        raise SmacError(f"{run_dir / CONFIG_FILE} is not a run's config (phase, algorithm and "
+                        "env are needed)")
     return config
 
 
@@ -143,6 +141,8 @@ def link_offline(runs: Sequence[RunCurve]) -> tuple[list[RunCurve], list[int]]:
 def group_runs(runs: Sequence[RunCurve]) -> list[GroupCurve]:
     """One curve per (label, data), in order of first appearance: mean +- s.e. over its runs
     at the x values every one of them has."""
+    from smac_core import metrics
+
     several_data = len({run.data for run in runs}) > 1
     groups: dict[tuple[str, str], list[RunCurve]] = {}
     for run in runs:
@@ -156,7 +156,7 @@ def group_runs(runs: Sequence[RunCurve]) -> list[GroupCurve]:
             raise SmacError(f"the runs labelled {label!r} share no evaluation step: "
                             + ", ".join(str(run.path) for run in members))
         values = np.stack([run.values[np.isin(run.x, x)] for run in members])
-        se = (values.std(axis=0, ddof=1) / np.sqrt(len(members))) if len(members) > 1 else None
+        se = metrics.standard_error(values) if len(members) > 1 else None
         curves.append(GroupCurve(f"{label} ({data})" if several_data else label, x,
                                  values.mean(axis=0), se, len(members)))
     return curves
@@ -256,7 +256,7 @@ def write_learning_curves(plot: LearningCurves, out: Path) -> list[Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m smac_core.plot",
+    parser = argparse.ArgumentParser(prog=f"python -m {PLOT_MODULE}",
                                      description="Learning curves of training runs, without "
                                                  "writing code.\n\n"
                                                  + __doc__.split("\n\n", 1)[1],
@@ -279,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     plot = learning_curves(args.runs, args.label)
-    with output_directory(args.out, PLOT_TOOL, [f"python -m {PLOT_TOOL}", *argv]):
+    with output_directory(args.out, PLOT_TOOL, [f"python -m {PLOT_MODULE}", *argv]):
         written = write_learning_curves(plot, args.out)
     print("wrote " + " and ".join(str(path) for path in written))
     return 0

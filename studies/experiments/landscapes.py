@@ -1,0 +1,185 @@
+"""The landscapes of a study's finished runs: ``landscape_jobs`` (what the spec asks for) and
+``run_landscapes`` (each one command, ``python -m landscape.interpolate|surface|trajectory``,
+scheduled through a backend like the training runs).
+
+Layout under the spec's ``root``::
+
+    ROOT/landscapes/interpolation/<task>/<offline label>/seed<k>/  (landscape.interpolate)
+    ROOT/landscapes/planes/<task>/<offline label>/seed<k>/         (landscape.surface)
+    ROOT/landscapes/trajectories/<task>/<offline label>/seed<k>/   (landscape.trajectory)
+
+A landscape whose result file exists is done; one whose runs are not all finished waits; any
+other runs, resuming from the points it has already written. Each landscape's command, git
+commit, times and exit status go to its ``command.json`` when it ends (not when it was stopped).
+Locally the landscapes run one at a time (each spreads its rollouts over the cores,
+``--workers``), in the directory the study was started from, their output on the terminal. A
+landscape is stopped with SIGINT: it keeps its finished points, and the next call continues it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studies.experiments.backends import Backend, Job, LocalBackend, child_environment, python_job
+from studies.experiments.grid import expand_grid
+from studies.experiments.runner import DEFAULT_GRACE_SECONDS, Scheduler, stop_on_signals
+from studies.experiments.spec import ExperimentSpec
+from studies.experiments.state import (
+    STUDY_MODULE,
+    command_record,
+    now,
+    run_state,
+    source_record,
+    write_json,
+)
+
+LANDSCAPE_RECORD = "command.json"
+
+
+@dataclass(frozen=True)
+class LandscapeJob:
+    """One landscape command over finished runs, written to ``ROOT/<out>``."""
+
+    out: str                  # relative to the root
+    module: str               # "landscape.interpolate" | "landscape.surface" | "...trajectory"
+    runs: tuple[str, ...]     # run ids (checkpoints in the order the command takes them)
+    options: tuple[str, ...]  # the command's other arguments
+    result_file: str          # what a finished job has written
+
+    def argv(self, root: Path, device: str, workers: int | None) -> list[str]:
+        return [*(str(root / r) for r in self.runs), *self.options, "--device", device,
+                *([] if workers is None else ["--workers", str(workers)]),
+                "--out", str(root / self.out)]
+
+
+def landscape_jobs(spec: ExperimentSpec) -> list[LandscapeJob]:
+    """The interpolations (offline -> online final), planes and training trajectories of the
+    spec, in grid order; a job exists where the spec has all of its runs."""
+    plans = expand_grid(spec)
+    run_ids = {p.run_id for p in plans}
+    jobs = []
+    for plan in plans:
+        if plan.phase != "offline":
+            continue
+        task, label, seed_dir, _ = plan.run_id.split("/")
+        base = plan.run_id.removesuffix("/offline")
+        interp = spec.interpolation
+        if interp is not None and f"{base}/online-{interp.online}" in run_ids:
+            jobs.append(LandscapeJob(
+                f"landscapes/interpolation/{base}", "landscape.interpolate",
+                (plan.run_id, f"{base}/online-{interp.online}"),
+                ("--points", str(interp.points), "--range", *map(str, interp.range),
+                 "--episodes", str(interp.episodes),
+                 "--label", f"{label} → {interp.online} ({task}, {seed_dir})"),
+                "interpolation.json"))
+        planes = spec.planes
+        online_runs = tuple(f"{base}/online-{o}" for o in planes.online) if planes else ()
+        if planes is not None and task == planes.task and label in planes.methods \
+                and all(r in run_ids for r in online_runs):
+            low, high = map(str, planes.range)
+            jobs.append(LandscapeJob(
+                f"landscapes/planes/{base}", "landscape.surface", (plan.run_id, *online_runs),
+                ("--x-points", str(planes.points), "--y-points", str(planes.points),
+                 "--x-range", low, high, "--y-range", low, high,
+                 "--episodes", str(planes.episodes)),
+                "surface.json"))
+            jobs.append(LandscapeJob(
+                f"landscapes/trajectories/{base}", "landscape.trajectory",
+                (plan.run_id, *online_runs), ("--episodes", str(planes.episodes)),
+                "trajectory.json"))
+    return jobs
+
+
+
+@dataclass
+class LandscapeSummary:
+    done: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)   # its runs are not all finished
+    failed: list[str] = field(default_factory=list)
+    remaining: list[str] = field(default_factory=list)  # not reached before the deadline
+
+
+class LandscapeRunner(Scheduler):
+    """Runs the landscape jobs of a spec (see the module docstring)."""
+
+    what, saving, start_word = "landscape(s)", "their finished points", "landscape"
+
+    def __init__(self, spec: ExperimentSpec, device: str, workers: int | None,
+                 invocation: Sequence[str], backend: Backend, jobs: int | None,
+                 deadline: float | None, grace_seconds: float = DEFAULT_GRACE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__(backend, jobs, deadline, grace_seconds, clock, sleep)
+        self.spec, self.device, self.workers = spec, device, workers
+        self.invocation = list(invocation)
+        self.plans = {p.run_id: p for p in expand_grid(spec)}
+        self.summary = LandscapeSummary()
+
+    def run(self) -> LandscapeSummary:
+        jobs = landscape_jobs(self.spec)
+        self.schedule(jobs)
+        if self.stop_reason is not None:
+            seen = {*self.summary.done, *self.summary.waiting, *self.summary.failed}
+            self.summary.remaining = [j.out for j in jobs if j.out not in seen]
+            print(f"stopped ({self.stop_reason}); finished points are kept, rerun to continue",
+                  flush=True)
+        return self.summary
+
+    def prepare(self, landscape: LandscapeJob) -> bool:
+        if (self.spec.root / landscape.out / landscape.result_file).is_file():
+            self.summary.done.append(landscape.out)
+            return False
+        if any(run_state(self.spec.root, self.plans[r]).state != "done" for r in landscape.runs):
+            self.summary.waiting.append(landscape.out)
+            return False
+        return True
+
+    def job(self, landscape: LandscapeJob) -> Job:
+        return python_job(landscape.out, landscape.module,
+                          landscape.argv(self.spec.root, self.device, self.workers), Path.cwd(),
+                          stop_signal=signal.SIGINT)
+
+    def record(self, landscape: LandscapeJob, job: Job) -> dict[str, Any]:
+        return {**command_record(landscape.module, job.argv[3:]), "cwd": str(job.cwd),
+                "started": now(), **source_record(), "spec_sha256": self.spec.sha256,
+                "via": [f"python -m {STUDY_MODULE}", *self.invocation]}
+
+    def not_started(self, landscape: LandscapeJob, error: Exception) -> None:
+        self.summary.failed.append(landscape.out)
+        print(f"failed {landscape.out} (not started: {error})", flush=True)
+
+    def finish(self, landscape: LandscapeJob, exit_code: int, record: dict[str, Any]) -> None:
+        if exit_code != 0 and self.stop_reason is not None:
+            return  # stopped: its finished points are kept, it is among the remaining
+        write_json(self.spec.root / landscape.out / LANDSCAPE_RECORD,
+                   {**record, "ended": now(), "exit_code": exit_code})
+        if exit_code == 0:
+            self.summary.done.append(landscape.out)
+        else:
+            self.summary.failed.append(landscape.out)
+            print(f"failed {landscape.out} (exit {exit_code})", flush=True)
+
+
+def run_landscapes(spec: ExperimentSpec, device: str, max_minutes: float | None,
+                   workers: int | None = None, invocation: Sequence[str] = (),
+                   backend: Backend | None = None, jobs: int | None = 1,
+                   clock: Callable[[], float] = time.monotonic,
+                   sleep: Callable[[float], None] = time.sleep) -> LandscapeSummary:
+    """Run every landscape job whose runs are finished and whose output is missing, ``jobs`` at
+    a time (None: all at once) through ``backend`` (default: local processes). At
+    ``max_minutes`` the jobs in progress are stopped (their finished points are kept and resume
+    on the next call) and are reported as remaining with those not started, as on SIGINT,
+    SIGTERM and SIGHUP."""
+    if backend is None:
+        backend = LocalBackend(dict(os.environ) if jobs == 1 else child_environment(jobs or 1))
+    deadline = None if max_minutes is None else clock() + 60.0 * max_minutes
+    runner = LandscapeRunner(spec, device, workers, invocation, backend, jobs, deadline,
+                             clock=clock, sleep=sleep)
+    with stop_on_signals(runner):
+        return runner.run()

@@ -1,0 +1,307 @@
+"""The scheduler loop of a study, over a backend (``studies.experiments.backends``).
+
+``Scheduler`` starts jobs through the backend, at most ``jobs`` at a time, each once the jobs it
+needs are done, and polls them. At ``deadline`` (``--max-minutes``), or on ``request_stop`` (the
+command's SIGINT/SIGTERM/SIGHUP handler), it starts no more jobs and sends each running job its
+stop signal once; after ``grace_seconds`` it kills what still runs.
+
+``Runner`` schedules the training runs of a grid: a run whose final checkpoint holds the spec's
+step count is skipped; any other is started as ``python -m smac_core.train ... --resume`` in the
+spec's root (its ``--out`` and ``--from`` are relative to it, so the root can be moved), output
+appended to ``RUN/runner.log``, and each attempt (command, git commit, exit status, outcome) is
+appended to ``RUN/runner.json``. An online run starts once its offline run is done; the online
+runs of a failed offline run are reported as blocked.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from smac_core.errors import SmacError
+from smac_core.files import claim
+from smac_core.rundir import RUN_DIR_MARKERS, RUN_LOG, RUN_OWNER, RUN_RECORD
+from studies.experiments.backends import (
+    Backend,
+    Handle,
+    Job,
+    LocalBackend,
+    child_environment,
+    python_job,
+)
+from studies.experiments.grid import TRAIN_MODULE, RunPlan
+from studies.experiments.state import (
+    command_record,
+    now,
+    run_attempts,
+    run_state,
+    source_record,
+    write_json,
+)
+
+DEFAULT_GRACE_SECONDS = 60.0
+POLL_SECONDS = 1.0
+
+
+@dataclass
+class Started:
+    """A running job: what it is for, the command, its handle and its record so far."""
+
+    item: Any
+    job: Job
+    handle: Handle
+    record: dict[str, Any]
+
+
+class Scheduler:
+    """Runs items (training runs, landscapes) as jobs of ``backend``: ``jobs`` at a time (None:
+    no limit), until ``deadline`` (on ``clock``). Subclasses say what an item's job and record
+    are (``job``, ``record``), which items it needs done first (``needs``), which are skipped
+    (``prepare``), and what an ended job means (``finish``). ``clock`` and ``sleep`` are
+    injectable, so that tests drive the scheduling with fake jobs and a fake clock."""
+
+    what, saving = "job(s)", "their work"  # for the stop message
+    start_word = "start "  # the line printed when a job starts: "start  NAME"
+
+    def __init__(self, backend: Backend, jobs: int | None, deadline: float | None = None,
+                 grace_seconds: float = DEFAULT_GRACE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if jobs is not None and jobs < 1:
+            raise SmacError(f"--jobs must be >= 1, got {jobs}")
+        self.backend, self.jobs = backend, math.inf if jobs is None else jobs
+        self.deadline, self.grace_seconds = deadline, grace_seconds
+        self.clock, self.sleep = clock, sleep
+        self.running: dict[str, Started] = {}
+        self.completed: set[str] = set()  # names done, now or before: what later items may need
+        self.stop_reason: str | None = None
+        self._stop_time: float | None = None  # when the jobs were sent their stop signal
+        self._killed = False
+
+    # ------------------------------------------------------------------------ what subclasses say
+    def needs(self, item: Any) -> tuple[str, ...]:
+        return ()
+
+    def prepare(self, item: Any) -> bool:
+        """Whether ``item`` is to run (False: it was accounted for, e.g. done before)."""
+        return True
+
+    def job(self, item: Any) -> Job:
+        """The command of ``item`` (its ``name`` names the item in the loop and the output)."""
+        raise NotImplementedError
+
+    def record(self, item: Any, job: Job) -> dict[str, Any]:
+        """What the records hold of an attempt before it ends; may refuse with ``SmacError``."""
+        return {}
+
+    def not_started(self, item: Any, error: Exception) -> None:
+        raise NotImplementedError
+
+    def finish(self, item: Any, exit_code: int, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def left(self, waiting: list[Any]) -> None:
+        """The items never started (the deadline came, or what they need failed)."""
+
+    # -------------------------------------------------------------------------------- the loop
+    def request_stop(self, reason: str) -> None:
+        """Start no more jobs and stop the running ones (safe to call from a signal handler: the
+        loop sends the signals)."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def _terminate(self, now_: float) -> None:
+        """The stop signal to every running job once; a kill after the grace."""
+        if self._stop_time is None:
+            self._stop_time = now_
+            signals = sorted({signal.Signals(s.job.stop_signal).name
+                              for s in self.running.values()})
+            print(f"stopping ({self.stop_reason}): {'/'.join(signals) or 'a stop signal'} to "
+                  f"{len(self.running)} running {self.what}, waiting up to "
+                  f"{self.grace_seconds:g} s for {self.saving}", flush=True)
+            for started in self.running.values():
+                started.handle.send_signal(started.job.stop_signal)
+        elif not self._killed and now_ - self._stop_time > self.grace_seconds:
+            self._killed = True
+            for started in self.running.values():
+                started.handle.kill()
+
+    def _start(self, item: Any) -> None:
+        job = self.job(item)
+        try:
+            record = self.record(item, job)
+            handle = self.backend.submit(job)
+        except (SmacError, OSError) as exc:  # e.g. a directory in the way that is not a run's
+            self.not_started(item, exc)
+            return
+        cluster_job = getattr(handle, "job_id", None)
+        if cluster_job is not None:
+            record["cluster_job"] = cluster_job
+        self.running[job.name] = Started(item, job, handle, record)
+        print(f"{self.start_word} {job.name}"
+              + (f" (cluster job {cluster_job})" if cluster_job else ""), flush=True)
+
+    def _reap(self) -> None:
+        for name, started in list(self.running.items()):
+            exit_code = started.handle.poll()
+            if exit_code is not None:
+                del self.running[name]
+                self.finish(started.item, exit_code, started.record)
+
+    def _start_ready(self, waiting: list[Any]) -> list[Any]:
+        """Start the waiting items whose needs are done, while slots are free."""
+        still = []
+        for item in waiting:
+            ready = all(name in self.completed for name in self.needs(item))
+            if ready and len(self.running) < self.jobs:
+                self._start(item)
+            else:
+                still.append(item)
+        return still
+
+    def schedule(self, items: Sequence[Any]) -> None:
+        """Run every item that ``prepare`` keeps; kills what runs if the loop itself fails."""
+        waiting = [item for item in items if self.prepare(item)]
+        try:
+            while waiting or self.running:
+                now_ = self.clock()
+                if self.deadline is not None and now_ >= self.deadline:
+                    self.request_stop("--max-minutes reached")
+                if self.stop_reason is not None:
+                    self._terminate(now_)
+                self._reap()
+                if self.stop_reason is not None:
+                    if not self.running:
+                        break
+                else:
+                    waiting = self._start_ready(waiting)
+                    if not self.running:
+                        break
+                self.sleep(POLL_SECONDS)
+        finally:
+            for started in self.running.values():  # only after an exception in the loop
+                started.handle.kill()
+        self.left(waiting)
+
+
+@contextmanager
+def stop_on_signals(scheduler: Scheduler) -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP ask ``scheduler`` to stop (its jobs save their work) for the
+    block, instead of ending this process."""
+
+    def handler(signum: int, frame: Any) -> None:
+        scheduler.request_stop(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM,
+                                                       signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+# ------------------------------------------------------------------------------- training runs
+@dataclass
+class RunnerSummary:
+    """Run ids by outcome of one ``run`` invocation."""
+
+    done: list[str] = field(default_factory=list)      # finished (now or before)
+    stopped: list[str] = field(default_factory=list)   # checkpointed at the deadline
+    failed: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)   # waiting on a failed offline run
+    remaining: list[str] = field(default_factory=list)  # not started (deadline)
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in vars(self).items()}
+
+
+def train_job(root: Path, plan: RunPlan) -> Job:
+    """``python -m smac_core.train ARGS`` in ``root``, output appended to RUN/runner.log."""
+    return python_job(plan.run_id, TRAIN_MODULE, plan.args, root, root / plan.run_id / RUN_LOG)
+
+
+class Runner(Scheduler):
+    """Runs the training plans of a grid, offline before online (see the module docstring);
+    ``backend`` default: local processes, with the cores split among ``jobs``."""
+
+    what, saving = "run(s)", "their checkpoints"
+
+    def __init__(self, root: Path, plans: Sequence[RunPlan], jobs: int | None = None,
+                 deadline: float | None = None, grace_seconds: float = DEFAULT_GRACE_SECONDS,
+                 backend: Backend | None = None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if backend is None:
+            backend = LocalBackend(child_environment(jobs or 1))
+        super().__init__(backend, jobs, deadline, grace_seconds, clock, sleep)
+        self.root, self.plans = root, list(plans)
+        self.summary = RunnerSummary()
+
+    def run(self) -> RunnerSummary:
+        """Run every plan that is not done; returns what happened to each."""
+        self.schedule(self.plans)
+        return self.summary
+
+    def needs(self, plan: RunPlan) -> tuple[str, ...]:
+        return () if plan.parent is None else (plan.parent,)
+
+    def prepare(self, plan: RunPlan) -> bool:
+        if run_state(self.root, plan).state == "done":
+            self._done(plan)
+            return False
+        return True
+
+    def job(self, plan: RunPlan) -> Job:
+        return train_job(self.root, plan)
+
+    def record(self, plan: RunPlan, job: Job) -> dict[str, Any]:
+        """Claims the run directory for the trainer (``smac_core.files.claim``: a directory that
+        is not a run's is refused), so that its log can be written there."""
+        claim(self.root / plan.run_id, RUN_OWNER, [f"python -m {TRAIN_MODULE}", *plan.args],
+              flag="run directory", legacy=RUN_DIR_MARKERS)
+        return {"started": now(), "cwd": str(self.root), **command_record(TRAIN_MODULE, plan.args),
+                **source_record()}
+
+    def not_started(self, plan: RunPlan, error: Exception) -> None:
+        self.summary.failed.append(plan.run_id)
+        print(f"failed {plan.run_id} (not started: {error})", flush=True)
+
+    def _done(self, plan: RunPlan) -> None:
+        self.summary.done.append(plan.run_id)
+        self.completed.add(plan.run_id)
+
+    def finish(self, plan: RunPlan, exit_code: int, attempt: dict[str, Any]) -> None:
+        state = run_state(self.root, plan)
+        if state.state == "done":
+            outcome = "done"
+            self._done(plan)
+        elif self.stop_reason is not None:
+            outcome = "stopped"
+            self.summary.stopped.append(plan.run_id)
+        else:
+            outcome = "failed"
+            self.summary.failed.append(plan.run_id)
+        run_dir = self.root / plan.run_id
+        write_json(run_dir / RUN_RECORD, {"attempts": [*run_attempts(run_dir),
+                                                       {**attempt, "ended": now(),
+                                                        "exit_code": exit_code,
+                                                        "outcome": outcome}]})
+        print(f"{outcome:6} {plan.run_id} (exit {exit_code}"
+              + (f", step {state.step}" if state.step is not None else "") + ")", flush=True)
+        if outcome == "failed":
+            log = run_dir / RUN_LOG
+            lines = [line for line in log.read_text().splitlines() if line.strip()] \
+                if log.is_file() else []
+            print(f"  {lines[-1] if lines else 'no output'} (see {log})", flush=True)
+
+    def left(self, waiting: list[RunPlan]) -> None:
+        failed = set(self.summary.failed)
+        for plan in waiting:
+            (self.summary.blocked if plan.parent in failed else self.summary.remaining).append(
+                plan.run_id)
