@@ -1,12 +1,13 @@
 """Env steps per second of a short online training run, per algorithm (Hopper-v5).
 
-Runs ``python -m smac_core.train online`` in-process for each algorithm and reads the rates
-off its metrics.jsonl: the random-exploration phase (env steps only) and the learning phase
-(one env step + one agent update per step, default agent configs: batch 256, 256x256 nets).
+Runs ``python -m smac_core.train online`` in-process (``smac_core.train.run`` of a
+``RunConfig``) for each algorithm and reads the rates off its metrics.jsonl: the
+random-exploration phase (env steps only) and the learning phase (one env step + one agent
+update per step, default agent configs: batch 256, 256x256 nets).
 Rates are wall-clock: on a shared machine they depend on the load (printed at the end).
 
     python benchmarks/bench_train.py [--algos sac td3 td3bc awr] [--steps 3000]
-        [--start-steps 1000] [--device cpu|cuda] [--threads N]
+        [--start-steps 1000] [--device auto|cpu|cuda[:N]] [--threads N]
 """
 
 from __future__ import annotations
@@ -18,19 +19,21 @@ import os
 import tempfile
 from pathlib import Path
 
+from smac_core.cli import add_device_flag, resolve_device
+from smac_core.errors import SmacError
+from smac_core.runconfig import RunConfig
 from smac_core.rundir import read_metrics
-from smac_core.train import main as train
+from smac_core.train import run
 
 
 def measure(algo: str, env: str, steps: int, start_steps: int, device: str, threads: int,
             out: Path) -> tuple[float, float]:
     """(exploration env-steps/s, learning env-steps/s) of one run."""
+    config = RunConfig("online", algo, out, env=env, steps=steps, start_steps=start_steps,
+                       log_every=start_steps, eval_every=steps, early_eval_until=0,
+                       eval_episodes=1, checkpoint_every=steps, device=device, threads=threads)
     with contextlib.redirect_stdout(io.StringIO()):  # the run's own log lines
-        status = train(["online", "--algo", algo, "--env", env, "--steps", str(steps),
-                        "--start-steps", str(start_steps), "--log-every", str(start_steps),
-                        "--eval-every", str(steps), "--early-eval-until", "0",
-                        "--eval-episodes", "1", "--checkpoint-every", str(steps),
-                        "--device", device, "--threads", str(threads), "--out", str(out)])
+        status = run(config)
     if status != 0:
         raise SystemExit(f"the {algo} run failed with status {status}")
     rows = read_metrics(out)
@@ -48,11 +51,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000,
                         help="a multiple of --start-steps")
     parser.add_argument("--start-steps", type=int, default=1000)
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    add_device_flag(parser, "where the agents run")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
     if args.steps % args.start_steps or args.steps <= args.start_steps:
         parser.error("--steps must be a multiple of --start-steps and larger than it")
+    try:
+        args.device = resolve_device(args.device)
+    except SmacError as exc:
+        parser.error(str(exc))
 
     print(f"{args.env}, {args.steps} steps ({args.start_steps} random), device {args.device}, "
           f"{args.threads} torch threads\n")

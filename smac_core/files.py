@@ -8,6 +8,8 @@ opens it with ``output_directory``:
   records the tool and the command that created it; a non-empty directory without it is
   refused (unless it holds a file the tool wrote before owner records existed: ``legacy``), as
   is a directory owned by another tool, so no command appends to or replaces another's files.
+  A tool that was renamed passes its former names as ``aliases``: the directories they own
+  stay its own.
 - lock: an exclusive ``fcntl.flock`` on ``.lock`` is held while the command runs, so two
   processes never write one directory; the kernel drops it when its process dies (kill -9
   included), so a stale lock never blocks.
@@ -101,10 +103,11 @@ def _fail_writing(flag: str, path: Path, exc: OSError) -> SmacError:
 
 
 def claim(path: Path, tool: str, command: Sequence[str], flag: str = "--out",
-          legacy: Sequence[str] = ()) -> bool:
+          legacy: Sequence[str] = (), aliases: Sequence[str] = ()) -> bool:
     """Make ``path`` a directory owned by ``tool`` (see the module docstring); whether it was
     created now. ``SmacError`` for a file in the way, a directory of another tool or a foreign
-    non-empty one, or one that cannot be written."""
+    non-empty one, or one that cannot be written. ``aliases``: the tool's former names, whose
+    directories are accepted as its own (their owner record is kept)."""
     if path.exists() and not path.is_dir():
         raise SmacError(f"{flag} {path} is a file, not a directory")
     owner_path = path / OWNER_FILE
@@ -114,7 +117,7 @@ def claim(path: Path, tool: str, command: Sequence[str], flag: str = "--out",
         except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
             raise SmacError(f"{owner_path} is unreadable ({exc}); it records which command "
                             f"owns {path}") from exc
-        if not isinstance(owner, dict) or owner.get("tool") != tool:
+        if not isinstance(owner, dict) or owner.get("tool") not in (tool, *aliases):
             made_by = owner.get("command") if isinstance(owner, dict) else None
             raise SmacError(f"{flag} {path} belongs to another command "
                             f"({command_line(made_by) if isinstance(made_by, list) else owner}); "
@@ -164,10 +167,10 @@ def locked(path: Path, flag: str = "--out") -> Iterator[None]:
 
 @contextmanager
 def output_directory(path: Path, tool: str, command: Sequence[str], flag: str = "--out",
-                     legacy: Sequence[str] = ()) -> Iterator[Path]:
-    """Claim ``path`` for ``tool``, lock it and sweep its stale temporaries, for the block. A
-    directory this call created is removed again if the block leaves nothing in it."""
-    created = claim(path, tool, command, flag, legacy)
+                     legacy: Sequence[str] = (), aliases: Sequence[str] = ()) -> Iterator[Path]:
+    """Claim ``path`` for ``tool`` (``claim``), lock it and sweep its stale temporaries, for the
+    block. A directory this call created is removed again if the block leaves nothing in it."""
+    created = claim(path, tool, command, flag, legacy, aliases)
     try:
         with locked(path, flag):
             sweep_stale_temporaries(path)

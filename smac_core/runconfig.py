@@ -14,7 +14,7 @@ lines and process launchers import it at once.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,8 @@ OFFLINE_ALGORITHMS = ("smac", "calql", "cql", "iql", "td3bc", "qam", "trqam")
 PHASE_ALGORITHMS = {"online": ONLINE_ALGORITHMS, "offline": OFFLINE_ALGORITHMS}
 HANDOFF_RULES = ("matched", "inherit")  # the rules of smac_core.handoff.hand_over
 OPTIMIZERS = ("muon", "adam")
-TRAIN_COMMAND = f"python -m {RUN_OWNER}"
+TRAIN_MODULE = RUN_OWNER  # the trainer's module, which owns the run directories it writes
+TRAIN_COMMAND = f"python -m {TRAIN_MODULE}"
 DEFAULT_START_STEPS = 5_000  # CleanRL's SAC learning_starts; 0 when fine-tuning (--from)
 # defaults that differ between the phases (a field left None takes its phase's)
 PHASE_DEFAULTS = {"steps": {"online": 100_000, "offline": 1_000_000},
@@ -161,14 +162,20 @@ class RunConfig:
         check_seed(self.seed)
         return replace(self, device=resolve_device(self.device))
 
-    def to_argv(self) -> list[str]:
+    def to_argv(self, spell: Collection[str] = ()) -> list[str]:
         """The flags of ``python -m smac_core.train`` that give this configuration: the phase,
-        ``--algo``, then every field that differs from its default (``--out`` always)."""
+        ``--algo``, then every field that differs from its default (``--out`` always), and the
+        fields named in ``spell`` even at their default when they have a value (the experiment
+        runner spells every value its spec gives, so that its recorded commands say them)."""
         argv = [self.phase, "--algo", self.algo]
         defaults = RunConfig(self.phase, self.algo, self.out)
+        unknown = set(spell) - {f.name for f in fields(self)}
+        if unknown:
+            raise ValueError(f"not RunConfig fields: {sorted(unknown)}")
         for f in fields(self):
             name, value = f.name, getattr(self, f.name)
-            if name in ("phase", "algo") or (value == getattr(defaults, name) and name != "out"):
+            if name in ("phase", "algo") or value is None or (
+                    value == getattr(defaults, name) and name != "out" and name not in spell):
                 continue
             if name == "overrides":
                 argv += [word for key, v in value.items()

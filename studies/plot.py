@@ -31,9 +31,10 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 PLOT_MODULE = "studies.plot"
-# the owner (smac_core.files) of the output directories, named as when this was smac_core.plot,
-# so that the directories written then are updated in place
-PLOT_TOOL = "smac_core.plot"
+# the owner (smac_core.files) of the output directories; the directories written when this was
+# smac_core.plot, owned by that name, are its own too (updated in place)
+PLOT_TOOL = PLOT_MODULE
+PLOT_TOOL_ALIASES = ("smac_core.plot",)
 PAGE, PNG = "learning_curves.html", "learning_curves.png"
 
 
@@ -279,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     plot = learning_curves(args.runs, args.label)
-    with output_directory(args.out, PLOT_TOOL, [f"python -m {PLOT_MODULE}", *argv]):
+    with output_directory(args.out, PLOT_TOOL, [f"python -m {PLOT_MODULE}", *argv],
+                          aliases=PLOT_TOOL_ALIASES):
         written = write_learning_curves(plot, args.out)
     print("wrote " + " and ".join(str(path) for path in written))
     return 0

@@ -9,14 +9,17 @@
    valley verdict and a Plotly page.
 
 Each step is one of the toolkit's commands run in-process with small budgets (flags below), all
-of them resumable: rerunning the quick start continues where it stopped. Every flag is checked
-before the first step runs.
+of them resumable: rerunning the quick start continues where it stopped; the training runs are
+``RunConfig``s run by ``smac_core.train.run``. Each step prints the command that does the same
+from a shell. Every flag is checked before the first step runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from smac_core import metrics, train
 from smac_core.cli import add_device_flag, check_seed, command_line, resolve_device
 from smac_core.data import __main__ as data_cli
 from smac_core.errors import SmacError, cli_entry
+from smac_core.runconfig import RunConfig
 
 DOOR_DATASET_ID = "local/door/human-binary-v0"
 
@@ -76,23 +80,48 @@ def check_flags(args: argparse.Namespace) -> str:
     return resolve_device(args.device)
 
 
-def run_step(title: str, main, argv: list[str]) -> None:
-    """Run one command's ``main(argv)``; stop the quick start with its status if it fails."""
-    print(f"\n== {title}\n$ {command_line(argv)}", flush=True)
-    status = main(argv[3:])
+def _step(title: str, line: str, call: Callable[[], int]) -> None:
+    """Print a step's pasteable command ``line``, then ``call`` it (the same, in this process);
+    stop the quick start with its status if it fails."""
+    print(f"\n== {title}\n$ {line}", flush=True)
+    status = call()
     if status:
         raise SystemExit(status)
+
+
+def run_step(title: str, main: Callable[[list[str]], int], argv: list[str]) -> None:
+    """The command ``argv`` (``python -m MODULE ARGS``) as a step: its ``main(ARGS)``."""
+    _step(title, command_line(argv), functools.partial(main, argv[3:]))
+
+
+def train_step(title: str, config: RunConfig) -> None:
+    """A training run as a step: ``smac_core.train.run(config)``."""
+    _step(title, command_line(config.command()), functools.partial(train.run, config))
+
+
+def run_configs(args: argparse.Namespace, device: str) -> tuple[RunConfig, RunConfig]:
+    """The SMAC offline run and the SAC fine-tuning of the flags, both resumable."""
+    common = {"seed": args.seed, "device": device, "eval_episodes": args.episodes,
+              "resume": True}
+    offline = RunConfig("offline", "smac", args.out / "smac", dataset="door-binary",
+                        steps=args.offline_steps, eval_every=max(1, args.offline_steps // 4),
+                        overrides={"score_model": {"steps": args.score_model_steps}}, **common)
+    online = RunConfig("online", "sac", args.out / "smac-sac", from_checkpoint=str(offline.out),
+                       steps=args.online_steps,
+                       early_eval_every=max(1, args.online_steps // 8),
+                       eval_every=max(1, args.online_steps // 4), **common)
+    return offline, online
 
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     device = check_flags(args)
+    offline, online = run_configs(args, device)
+    for config in (offline, online):
+        config.checked()
     from smac_core.data.minari_store import local_dataset_ids  # after parsing: --help is quick
 
-    offline, online = args.out / "smac", args.out / "smac-sac"
-    common = ["--seed", str(args.seed), "--device", device,
-              "--eval-episodes", str(args.episodes)]
     if DOOR_DATASET_ID not in local_dataset_ids():
         run_step("import the embedded door demonstrations", data_cli.main,
                  ["python", "-m", "smac_core.data", "import", str(embedded_door_file()),
@@ -100,21 +129,12 @@ def main(argv: list[str] | None = None) -> int:
                   "--ignore-timeouts"])
     run_step("the dataset", data_cli.main,
              ["python", "-m", "smac_core.data", "show", DOOR_DATASET_ID])
-    run_step("SMAC offline pre-training", train.main,
-             ["python", "-m", "smac_core.train", "offline", "--algo", "smac",
-              "--dataset", "door-binary", "--steps", str(args.offline_steps), "--out",
-              str(offline), "--eval-every", str(max(1, args.offline_steps // 4)),
-              "--set", f'score_model={{"steps": {args.score_model_steps}}}', "--resume",
-              *common])
-    run_step("SAC online fine-tuning from the SMAC checkpoint", train.main,
-             ["python", "-m", "smac_core.train", "online", "--algo", "sac", "--from",
-              str(offline), "--steps", str(args.online_steps), "--out", str(online),
-              "--early-eval-every", str(max(1, args.online_steps // 8)),
-              "--eval-every", str(max(1, args.online_steps // 4)), "--resume", *common])
+    train_step("SMAC offline pre-training", offline)
+    train_step("SAC online fine-tuning from the SMAC checkpoint", online)
     run_step("drop at transfer and regret", metrics.main,
-             ["python", "-m", "smac_core.metrics", str(online)])
+             ["python", "-m", "smac_core.metrics", str(online.out)])
     run_step("reward along the line offline -> online", interpolate.main,
-             ["python", "-m", "landscape.interpolate", str(offline), str(online),
+             ["python", "-m", "landscape.interpolate", str(offline.out), str(online.out),
               "--points", str(args.points), "--episodes", str(args.episodes),
               "--seed", str(args.seed), "--device", device,
               "--out", str(args.out / "interpolation")])

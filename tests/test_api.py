@@ -63,6 +63,6 @@ def test_bad_arguments_raise_smac_errors_before_anything_runs(tmp_path):
         api.train_online(None, env="Pendulum-v1", out=tmp_path / "x", device="gpu")
     with pytest.raises(SmacError, match="is not a run directory"):
         api.load_run(tmp_path)
-    with pytest.raises(SmacError, match="not a training option: .*'learning_rate'"):
+    with pytest.raises(SmacError, match=r"not a training option: .*'learning_rate'"):
         api.train_offline("door-binary", out=tmp_path / "x", learning_rate=1e-3)
     assert not (tmp_path / "x").exists()

@@ -126,11 +126,13 @@ def test_smoke_grid_layout_and_commands(tmp_path):
                                          "door-binary/td3bc/seed0/online-td3bc"]
     offline, online, _ = plans
     assert offline.parent is None and online.parent == offline.run_id
-    assert offline.args[:8] == ("offline", "--algo", "td3bc", "--dataset", "door-binary",
-                                "--steps", "60", "--out")
-    assert "--set" in offline.args and "actor_hidden=[16, 16]" in offline.args
-    assert online.args[:3] == ("online", "--from", offline.run_id)
-    assert online.args[-3:] == ("--device", "cpu", "--resume")
+    assert offline.args[:9] == ("offline", "--algo", "td3bc", "--out", offline.run_id,
+                                "--dataset", "door-binary", "--steps", "60")
+    assert "--set" in offline.args and "actor_hidden=[16,16]" in offline.args
+    assert online.args[0] == "online"
+    assert ("--from", offline.run_id) == online.args[online.args.index("--from"):][:2]
+    assert ("--device", "cpu") == online.args[online.args.index("--device"):][:2]
+    assert online.args[-1] == "--resume"
     assert ("--mix", "0.5") == online.args[online.args.index("--mix"):][:2]
 
 
@@ -200,6 +202,29 @@ def test_only_selects_runs_and_their_offline_parents(tmp_path):
         ["door-binary/td3bc/seed0/offline", "door-binary/td3bc/seed0/online-sac"]
     with pytest.raises(SmacError, match="matches no run"):
         select(plans, "hopper*")
+
+
+def test_export_updates_exports_of_its_former_name_and_refuses_others(tmp_path, minari_root,
+                                                                      capsys):
+    """An export made when the runner was smac_core.experiments (owned by that name) is
+    updated in place; a directory of another command is refused."""
+    from smac_core.files import OWNER_FILE
+    from studies.experiments.export import EXPORT_TOOL, export_results
+
+    spec = load_spec(write_spec(tmp_path, smoke_dict(tmp_path / "out")))
+    (spec.root / "runner").mkdir(parents=True)
+    assert EXPORT_TOOL == "studies.experiments export"
+    for tool in ("smac_core.experiments export", "studies.plot"):
+        dest = tmp_path / tool.replace(" ", "-")
+        dest.mkdir()
+        (dest / "export.json").write_text("{}")
+        (dest / OWNER_FILE).write_text(json.dumps({"tool": tool, "command": ["python"]}))
+    export_results(spec, tmp_path / "smac_core.experiments-export")
+    exported = json.loads((tmp_path / "smac_core.experiments-export/export.json").read_text())
+    assert exported["summary"]["unfinished"] == 3
+    with pytest.raises(SmacError, match="belongs to another command"):
+        export_results(spec, tmp_path / "studies.plot")
+    assert (tmp_path / "studies.plot/export.json").read_text() == "{}"
 
 
 # ------------------------------------------------------------------------------ fake processes
@@ -304,8 +329,9 @@ def test_runs_everything_offline_first_then_skips_finished_runs(tmp_path):
     root = tmp_path / "out"
     record = json.loads((root / "door-binary/td3bc/seed1/online-sac" / RUN_RECORD).read_text())
     assert record["attempts"][-1]["outcome"] == "done"
-    assert record["attempts"][-1]["command"][:4] == ["python -m smac_core.train", "online",
-                                                     "--from", "door-binary/td3bc/seed1/offline"]
+    command = record["attempts"][-1]["command"]
+    assert command[:2] == ["python -m smac_core.train", "online"]
+    assert command[command.index("--from"):][:2] == ["--from", "door-binary/td3bc/seed1/offline"]
 
     again = FakeLauncher()
     summary = make_runner(tmp_path, again).run()
@@ -531,5 +557,5 @@ def test_offline_only_spec_plans_offline_runs_only():
     assert len(plans) == 4 * 2
     modes = sorted(next(a for a in p.args if a.startswith("alpha_psi_mode=")) for p in plans
                    if p.task == "door-binary")
-    assert modes == [f'alpha_psi_mode="{m}"' for m in ("fixed", "learned", "temperature",
+    assert modes == [f"alpha_psi_mode={m}" for m in ("fixed", "learned", "temperature",
                                                        "temperature_floor")]

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from studies.plot import PAGE, PNG, learning_curve_figure, learning_curves, main
+from smac_core.files import OWNER_FILE
+from studies.plot import PAGE, PLOT_TOOL, PNG, learning_curve_figure, learning_curves, main
 
 RANDOM_HOPPER = {"env": "hopper-medium-replay", "dataset_id": "local/hopper/random-v0"}
 
@@ -95,3 +96,26 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, capsys, argv,
             for a in argv]
     assert main([*argv, "--out", str(out)]) == 2
     assert message in capsys.readouterr().err and not out.exists()
+
+
+def owned_by(path: Path, tool: str) -> Path:
+    """A directory with a file in it, owned (``smac_core.files``) by ``tool``."""
+    path.mkdir(parents=True)
+    (path / "old.txt").write_text("kept")
+    (path / OWNER_FILE).write_text(json.dumps({"tool": tool, "command": [f"python -m {tool}"]}))
+    return path
+
+
+def test_directories_of_the_former_name_are_its_own_and_others_are_refused(tmp_path, capsys):
+    """Written when this command was smac_core.plot: still updated in place; a directory of
+    another command is still refused."""
+    runs = [*map(str, two_seeds(tmp_path))]
+    assert PLOT_TOOL == "studies.plot"
+    old = owned_by(tmp_path / "old-plots", "smac_core.plot")
+    assert main([*runs, "--out", str(old)]) == 0
+    assert (old / PAGE).is_file() and (old / "old.txt").read_text() == "kept"
+    other = owned_by(tmp_path / "other", "landscape.interpolate")
+    capsys.readouterr()
+    assert main([*runs, "--out", str(other)]) == 2
+    assert "belongs to another command" in capsys.readouterr().err
+    assert not (other / PAGE).exists()

@@ -44,6 +44,17 @@ def test_phase_defaults_and_only_non_defaults_are_spelled():
     assert parse_config(["online", "--algo", "sac", "--out", "o"]) == online
 
 
+def test_spelled_fields_are_given_at_their_defaults_too():
+    """What the experiment runner asks: every value its spec gives, on the command line."""
+    config = RunConfig("online", "sac", "o", env="E", mix=0.5, eval_every=7)
+    assert config.to_argv(spell=("seed", "mix", "start_steps")) == \
+        ["online", "--algo", "sac", "--out", "o", "--env", "E", "--seed", "0", "--eval-every",
+         "7", "--mix", "0.5"]  # start_steps is None: nothing to spell
+    assert parse_config(config.to_argv(spell=("seed", "mix"))) == config
+    with pytest.raises(ValueError, match="not RunConfig fields"):
+        config.to_argv(spell=("mixing",))
+
+
 # errors that argparse cannot give (a value of the right type out of range): the command line
 # gives the same message
 SAME_ON_THE_COMMAND_LINE = [

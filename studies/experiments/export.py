@@ -31,9 +31,10 @@ from studies.experiments.state import (
     write_json,
 )
 
-# the owner (smac_core.files) of export directories, named as when the runner was
-# smac_core.experiments, so that the exports made then are updated in place
-EXPORT_TOOL = "smac_core.experiments export"
+# the owner (smac_core.files) of export directories; the exports made when the runner was
+# smac_core.experiments, owned by that name, are its own too (updated in place)
+EXPORT_TOOL = f"{STUDY_MODULE} export"
+EXPORT_TOOL_ALIASES = ("smac_core.experiments export",)
 RUN_RECORD_FILES = ("config.json", "metrics.jsonl", "runner.json")
 LANDSCAPE_RESULT_SUFFIXES = (".json", ".csv")  # not the .html (each embeds plotly.js), .png
 
@@ -59,7 +60,7 @@ def export_results(spec: ExperimentSpec, dest: Path, invocation: Sequence[str] =
         raise SmacError(f"the export destination {dest} must lie outside the runs' root {root} "
                         "(and not contain it)")
     with output_directory(dest, EXPORT_TOOL, [f"python -m {STUDY_MODULE}", *invocation],
-                          flag="--to", legacy=("export.json",)):
+                          flag="--to", legacy=("export.json",), aliases=EXPORT_TOOL_ALIASES):
         try:
             return _copy_results(spec, dest, invocation)
         except OSError as exc:

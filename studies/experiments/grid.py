@@ -10,15 +10,12 @@ Layout under the spec's ``root`` (one ``smac_core.train`` run directory per run)
 from __future__ import annotations
 
 import fnmatch
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from smac_core.errors import SmacError
+from smac_core.runconfig import RunConfig
 from studies.experiments.spec import ExperimentSpec
-
-TRAIN_MODULE = "smac_core.train"
 
 
 @dataclass(frozen=True)
@@ -35,14 +32,14 @@ class RunPlan:
     parent: str | None = None  # the offline run an online run starts from
 
 
-def _flag_args(flags: dict[str, int | float]) -> list[str]:
-    return [arg for key, value in flags.items() for arg in (f"--{key.replace('_', '-')}",
-                                                           str(value))]
-
-
-def _set_args(overrides: dict[str, Any]) -> list[str]:
-    return [arg for key, value in overrides.items()
-            for arg in ("--set", f"{key}={json.dumps(value)}")]
+def _plan(config: RunConfig, task: str, spelled: Sequence[str],
+          parent: str | None = None) -> RunPlan:
+    """The plan of ``config``: its arguments are ``config.to_argv()``, spelling the values the
+    spec gives even where they are the trainer's defaults, then ``--resume`` (a run the runner
+    starts again continues from its latest checkpoint)."""
+    args = (*config.to_argv(spell=("steps", "seed", "device", *spelled)), "--resume")
+    return RunPlan(config.out.as_posix(), config.phase, config.algo, task, config.seed,
+                   config.steps, args, parent)  # steps: the phase's, given by the spec
 
 
 def expand_grid(spec: ExperimentSpec, device: str = "cpu") -> list[RunPlan]:
@@ -55,30 +52,24 @@ def expand_grid(spec: ExperimentSpec, device: str = "cpu") -> list[RunPlan]:
             for seed in offline.seeds:
                 base = f"{task}/{offline.label}/seed{seed}"
                 offline_id = f"{base}/offline"
-                args = ["offline", "--algo", offline.algorithm, "--dataset", dataset,
-                        "--steps", str(spec.offline.steps), "--out", offline_id,
-                        "--seed", str(seed), *_flag_args(spec.offline.flags)]
-                if offline.optimizer is not None:
-                    args += ["--optimizer", offline.optimizer]
-                args += [*_set_args(offline.overrides_for(task)), "--device", device,
-                         "--resume"]
-                plans.append(RunPlan(offline_id, "offline", offline.algorithm, task, seed,
-                                     spec.offline.steps, tuple(args)))
+                offline_config = RunConfig(
+                    "offline", offline.algorithm, offline_id, dataset=dataset,
+                    steps=spec.offline.steps, seed=seed, device=device,
+                    optimizer=offline.optimizer, overrides=offline.overrides_for(task),
+                    **spec.offline.flags)
+                plans.append(_plan(offline_config, task, list(spec.offline.flags)))
                 for label in offline.online:
                     online = spec.online.entries[label]
                     if task not in online.tasks or seed not in online.seeds:
                         continue
-                    online_id = f"{base}/online-{label}"
                     flags = dict(spec.online.flags)
                     if online.mix is not None:
                         flags["mix"] = online.mix
-                    args = ["online", "--from", offline_id, "--algo", online.algorithm,
-                            "--steps", str(spec.online.steps), "--out", online_id,
-                            "--seed", str(seed), *_flag_args(flags),
-                            *_set_args(online.overrides_for(task)), "--device", device,
-                            "--resume"]
-                    plans.append(RunPlan(online_id, "online", online.algorithm, task, seed,
-                                         spec.online.steps, tuple(args), parent=offline_id))
+                    online_config = RunConfig(
+                        "online", online.algorithm, f"{base}/online-{label}",
+                        from_checkpoint=offline_id, steps=spec.online.steps, seed=seed,
+                        device=device, overrides=online.overrides_for(task), **flags)
+                    plans.append(_plan(online_config, task, list(flags), parent=offline_id))
     return plans
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from smac_core.errors import SmacError
 from smac_core.files import claim
+from smac_core.runconfig import TRAIN_COMMAND, TRAIN_MODULE
 from smac_core.rundir import RUN_DIR_MARKERS, RUN_LOG, RUN_OWNER, RUN_RECORD
 from studies.experiments.backends import (
     Backend,
@@ -35,7 +36,7 @@ from studies.experiments.backends import (
     child_environment,
     python_job,
 )
-from studies.experiments.grid import TRAIN_MODULE, RunPlan
+from studies.experiments.grid import RunPlan
 from studies.experiments.state import (
     command_record,
     now,
@@ -263,7 +264,7 @@ class Runner(Scheduler):
     def record(self, plan: RunPlan, job: Job) -> dict[str, Any]:
         """Claims the run directory for the trainer (``smac_core.files.claim``: a directory that
         is not a run's is refused), so that its log can be written there."""
-        claim(self.root / plan.run_id, RUN_OWNER, [f"python -m {TRAIN_MODULE}", *plan.args],
+        claim(self.root / plan.run_id, RUN_OWNER, [TRAIN_COMMAND, *plan.args],
               flag="run directory", legacy=RUN_DIR_MARKERS)
         return {"started": now(), "cwd": str(self.root), **command_record(TRAIN_MODULE, plan.args),
                 **source_record()}
