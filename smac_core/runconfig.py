@@ -21,7 +21,7 @@ from typing import Any
 
 from smac_core.cli import check_seed, resolve_device
 from smac_core.errors import SmacError
-from smac_core.rundir import RUN_OWNER
+from smac_core.rundir import RUN_OWNER, require_tensorboard
 
 PHASES = ("online", "offline")
 ONLINE_ALGORITHMS = ("sac", "td3", "td3bc", "awr", "qam", "trqam")
@@ -99,6 +99,7 @@ class RunConfig:
     checkpoint_every: int | None = None
     log_every: int = 1_000
     resume: bool = False
+    tensorboard: bool = False               # metrics rows also as TensorBoard scalars
     overrides: dict[str, Any] = field(default_factory=dict)  # agent config values (--set)
     handoff: str = "matched"                # online --from: smac_core.handoff's rule
     mix: float = 0.5                        # online --from: offline fraction of each batch
@@ -160,6 +161,8 @@ class RunConfig:
             if not isinstance(value, int) or value < 1:
                 raise SmacError(f"{name} must be a positive integer; got {value}")
         check_seed(self.seed)
+        if self.tensorboard:
+            require_tensorboard()
         return replace(self, device=resolve_device(self.device))
 
     def to_argv(self, spell: Collection[str] = ()) -> list[str]:

@@ -8,6 +8,7 @@ A run directory::
     RUN/config.json        the resolved ``RunSpec`` (command, algorithm, agent config, env, ...)
     RUN/metrics.jsonl      one JSON object per line: evaluation rows and training rows
     RUN/checkpoints/step_<N>/, RUN/checkpoints/final/   (``smac_core.checkpoint`` format)
+    RUN/tensorboard/       with ``--tensorboard``: the metrics rows as TensorBoard scalars
 
 Evaluation schedule (``eval_steps``): offline runs evaluate every ``eval_every`` steps; online
 runs at step 0 (the handed-over policy), then every ``early_eval_every`` steps up to
@@ -27,6 +28,7 @@ from smac_core.files import atomic_write_text
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
 RUN_LOG, RUN_RECORD = "runner.log", "runner.json"  # the experiment runner's files of a run
 RUN_OWNER = "smac_core.train"  # the owner of run directories (smac_core.files)
 # files that mark a run directory written before owner records existed
@@ -61,6 +63,7 @@ class RunSpec:
     handoff: dict[str, Any] | None = None  # online --from: rule and step-0 values (handoff.py)
     obs_normalization: bool = False
     task: str | None = None       # what it is labelled with: the task or dataset id (train.py)
+    tensorboard: bool = False     # metrics rows also written to RUN/tensorboard/
     command: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -183,15 +186,59 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def require_tensorboard(flag: str = "--tensorboard") -> None:
+    """``SmacError`` naming ``flag`` and the install command when the ``tensorboard`` package
+    (an optional dependency) is missing."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise SmacError(f"{flag} needs the tensorboard package: pip install tensorboard (or pip "
+                        "install -e '.[tensorboard]')") from None
+
+
+class TensorBoardLog:
+    """The metrics rows as TensorBoard scalars in ``RUN/tensorboard/``: every number of a row
+    (not ``step``, ``wall_time``, lists, strings or None) under its metrics.jsonl key as tag
+    (``train/critic_loss``, ``eval_return``, ...), at the row's step.
+
+    Event files cannot be truncated as metrics.jsonl is on resume: each session writes a new
+    event file that starts with ``purge_step`` (the first step this session logs), and
+    TensorBoard hides the points of earlier files at that step and after, so a resumed run
+    shows each step once.
+    """
+
+    SKIPPED = ("step", "wall_time")
+
+    def __init__(self, log_dir: Path, purge_step: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+
+    def append(self, row: dict[str, Any]) -> None:
+        for key, value in row.items():
+            if key in self.SKIPPED or isinstance(value, bool) or not isinstance(value,
+                                                                                (int, float)):
+                continue
+            self.writer.add_scalar(key, value, row["step"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class MetricsLog:
-    """Appends one JSON object per line to ``RUN/metrics.jsonl`` (flushed at every row)."""
+    """Appends one JSON object per line to ``RUN/metrics.jsonl`` (flushed at every row), and to
+    ``tensorboard`` (a ``TensorBoardLog``) when it is set."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.tensorboard: TensorBoardLog | None = None
 
     def append(self, row: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.append(row)
 
     def truncate_after(self, step: int) -> None:
         """Keep only the rows of steps <= ``step`` (what the checkpoint a run resumes from had

@@ -46,7 +46,15 @@ from smac_core.errors import SmacError
 from smac_core.metrics import standard_error
 from smac_core.progress import Progress
 from smac_core.rollout import EXPLORATION_STREAM, TRAIN_EPISODE_STREAM, derived_seed, rollout
-from smac_core.rundir import METRICS_FILE, MetricsLog, RunSpec, eval_steps, write_config
+from smac_core.rundir import (
+    METRICS_FILE,
+    TENSORBOARD_DIR,
+    MetricsLog,
+    RunSpec,
+    TensorBoardLog,
+    eval_steps,
+    write_config,
+)
 from smac_core.tasks import episode_score, make_env
 
 
@@ -281,7 +289,8 @@ class Trainer:
         """Train to ``spec.steps``; 0 when finished or asked to stop, 128+signal when signalled.
 
         Metrics rows logged after the checkpoint resumed from (all rows, when there is none)
-        are dropped first: they are logged again, once. config.json is rewritten with this
+        are dropped first: they are logged again, once (in TensorBoard, ``--tensorboard``, a new
+        event file purges them: ``rundir.TensorBoardLog``). config.json is rewritten with this
         command's spec once the resume state has loaded.
         """
         if resume_from is not None:
@@ -290,7 +299,10 @@ class Trainer:
                 print(f"{self.run_dir} already finished at step {self.step}; nothing to do "
                       "(a larger --steps continues it)", file=sys.stderr)
                 return 0
-        self.log.truncate_after(self.step if resume_from is not None else -1)
+        last_kept = self.step if resume_from is not None else -1
+        self.log.truncate_after(last_kept)
+        if self.spec.tensorboard:
+            self.log.tensorboard = TensorBoardLog(self.run_dir / TENSORBOARD_DIR, last_kept + 1)
         write_config(self.run_dir, self.spec)
         self._session_start = time.monotonic()
         previous = {s: signal.signal(s, self._handle_signal)
@@ -325,6 +337,9 @@ class Trainer:
             return 128 + signal.Signals[name]
         finally:
             progress.close()
+            if self.log.tensorboard is not None:
+                self.log.tensorboard.close()
+                self.log.tensorboard = None
             for s, handler in previous.items():
                 signal.signal(s, handler)
         return 0

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-import textwrap
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import fields
@@ -50,6 +49,7 @@ from smac_core.runconfig import (
     OPTIMIZERS,
     PHASE_DEFAULTS,
     RunConfig,
+    format_override,
     parse_overrides,
 )
 from smac_core.rundir import RUN_DIR_MARKERS, RUN_OWNER
@@ -59,30 +59,33 @@ if TYPE_CHECKING:
 
 __all__ = ["RunConfig", "build_parser", "main", "parse_config", "run"]
 DEFAULTS = {f.name: f.default for f in fields(RunConfig)}  # the flags' defaults
+SHOW_CONFIG_EPILOG = ("The agent config of an algorithm, every field with its default: "
+                      "python -m smac_core.train {phase} --algo {algo} --show-config "
+                      "(with --set KEY=VALUE: the values a run would use).")
 
 
-def algorithm_defaults(names: tuple[str, ...]) -> str:
-    """The agent config defaults of each registered algorithm, for ``--help`` (which shows them
-    only when asked: they import the algorithms, and torch)."""
+def show_config(phase: str, algo: str, overrides: dict[str, Any]) -> str:
+    """The agent config of ``algo`` (``--show-config``): every field with its default, or the
+    ``--set`` value that overrides it (``SmacError`` for a field the config does not have);
+    SMAC's score model settings listed field by field. Imports the algorithms (torch)."""
     from smac_core.algos import ALGORITHMS
     from smac_core.diffusion import DiffusionConfig
 
-    lines = ["agent config defaults (override with --set KEY=VALUE):"]
-    for name in names:
-        if name not in ALGORITHMS:
-            lines.append(f"  {name}: not available in this installation")
-            continue
-        config = ALGORITHMS[name].config_class()
-        values = ", ".join(f"{f.name}={getattr(config, f.name)}" for f in fields(config))
-        lines.append(textwrap.fill(f"{name}: {values}", width=90, initial_indent="  ",
-                                   subsequent_indent="      "))
-        if hasattr(config, "score_model"):
-            score = DiffusionConfig()
-            values = ", ".join(f"{f.name}={getattr(score, f.name)}" for f in fields(score))
-            lines.append(textwrap.fill(
-                f"{name} score_model (--set 'score_model={{\"steps\": 20000}}'; training stops "
-                f"when the held-out loss stops improving, after `steps` at most): {values}",
-                width=90, initial_indent="  ", subsequent_indent="      "))
+    config = ALGORITHMS[algo].config_class.from_dict(overrides)
+    title = f"{algo} ({phase}) agent config"
+    lines = [f"{title}{' with the --set values' if overrides else ''}, as --set KEY=VALUE "
+             "(VALUE is JSON):"]
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.name == "score_model":
+            lines.append("  score_model: the score model's training (--set "
+                         "'score_model={\"steps\": 20000}'; it stops when the held-out loss "
+                         "stops improving, after `steps` at most):")
+            score = DiffusionConfig.from_dict(value)
+            lines += [f"    {format_override(g.name, getattr(score, g.name))}"
+                      for g in fields(score)]
+        else:
+            lines.append(f"  {format_override(f.name, value)}")
     return "\n".join(lines)
 
 
@@ -112,8 +115,16 @@ def _add_common_flags(p: argparse.ArgumentParser, phase: str) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint (exactly, on CPU); "
                         "starts afresh when it has none")
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction,
+                   default=DEFAULTS["tensorboard"],
+                   help="also write every metrics.jsonl row as TensorBoard scalars to "
+                        "OUT/tensorboard/ (default: off; needs pip install tensorboard)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override an agent config field (JSON value), repeatable")
+                   help="override an agent config field (JSON value), repeatable; "
+                        "--show-config lists the fields")
+    p.add_argument("--show-config", action="store_true",
+                   help="print the agent config of --algo (every field's default, with the "
+                        "--set values applied) and exit without training; needs only --algo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,12 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
                                         "env (from scratch, or fine-tuning an offline run). "
                                         "Every run writes a resumable run directory (--out).")
     sub = parser.add_subparsers(dest="phase", required=True)
-    fmt = argparse.RawDescriptionHelpFormatter
 
-    online = sub.add_parser("online", formatter_class=fmt, help="online training / fine-tuning",
+    online = sub.add_parser("online", help="online training / fine-tuning",
                             description="Train in the env, from scratch (--env) or starting "
                                         "from an offline run's checkpoint (--from).",
-                            epilog=functools.partial(algorithm_defaults, ONLINE_ALGORITHMS))
+                            epilog=SHOW_CONFIG_EPILOG.format(phase="online", algo="sac"))
     online.add_argument("--algo", required=True, choices=ONLINE_ALGORITHMS, help="online agent")
     online.add_argument("--env", help="task name or gymnasium id (default with --from: the "
                                       "checkpoint's env)")
@@ -155,9 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s)")
     _add_common_flags(online, "online")
 
-    offline = sub.add_parser("offline", formatter_class=fmt, help="offline pre-training",
+    offline = sub.add_parser("offline", help="offline pre-training",
                              description="Pre-train on a dataset, evaluating in its task's env.",
-                             epilog=functools.partial(algorithm_defaults, OFFLINE_ALGORITHMS))
+                             epilog=SHOW_CONFIG_EPILOG.format(phase="offline", algo="smac"))
     offline.add_argument("--algo", required=True, choices=OFFLINE_ALGORITHMS,
                          help="offline agent")
     offline.add_argument("--dataset", required=True,
@@ -175,10 +185,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_show_config(argv: Sequence[str]) -> tuple[str, str, dict[str, Any]] | None:
+    """With ``--show-config`` in ``argv``: its phase, ``--algo`` and ``--set`` values (the
+    other flags, required for a run, are not needed and not checked); else None."""
+    if "--show-config" not in argv:
+        return None
+    parser = ArgumentParser(prog="python -m smac_core.train")
+    sub = parser.add_subparsers(dest="phase", required=True)
+    for phase, algorithms in (("online", ONLINE_ALGORITHMS), ("offline", OFFLINE_ALGORITHMS)):
+        p = sub.add_parser(phase)
+        p.add_argument("--algo", required=True, choices=algorithms)
+        p.add_argument("--set", dest="overrides", action="append", default=[])
+    args, _ = parser.parse_known_args(list(argv))
+    return args.phase, args.algo, parse_overrides(args.overrides)
+
+
 def parse_config(argv: Sequence[str]) -> RunConfig:
     """The ``RunConfig`` of a command line (argparse's errors exit 2; ``--set`` values are
     parsed here, ``SmacError`` for one that is not KEY=VALUE); not yet checked."""
     values = vars(build_parser().parse_args(list(argv)))
+    values.pop("show_config")
     values["overrides"] = parse_overrides(values["overrides"])
     return RunConfig(**values)
 
@@ -210,7 +236,12 @@ def run(config: RunConfig,
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line: exit status 0, or 128 + signal when stopped by one (``studies.api``
     calls it undecorated, ``main.__wrapped__``, to have bad input raised)."""
-    return run(parse_config(sys.argv[1:] if argv is None else argv))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    shown = parse_show_config(argv)
+    if shown is not None:
+        print(show_config(*shown))
+        return 0
+    return run(parse_config(argv))
 
 
 def run_directory(out: Path, command: list[str]) -> AbstractContextManager[Path]:

@@ -93,7 +93,8 @@ def _spec(config: RunConfig, agent: Agent, env: str, dataset_id: str | None,
                    eval_every=config.eval_every, eval_episodes=config.eval_episodes,
                    checkpoint_every=config.checkpoint_every, log_every=config.log_every,
                    command=list(config.command() if command is None else command),
-                   task=dataset_label(dataset_id, env), **extra)
+                   task=dataset_label(dataset_id, env), tensorboard=config.tensorboard,
+                   **extra)
 
 
 def build_online(config: RunConfig, command: Sequence[str] | None = None

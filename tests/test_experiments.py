@@ -73,6 +73,7 @@ def _edit(spec: dict, dotted: str, value) -> None:
     ("online.algorithms.sac.mix", 1.5, "online.algorithms.sac.mix: must be a number in [0.0, 1.0]"),
     ("online.algorithms.sac.algo", "iql", "online.algorithms.sac.algo: 'iql' is not one"),
     ("online.lr", 1, "online: unknown key(s) ['lr']"),
+    ("online.tensorboard", 1, "online.tensorboard: must be true or false, got 1"),
     ("landscapes.planes.online", ["sac"], "must name two online labels"),
     ("landscapes.interpolation.points", 1, "landscapes.interpolation.points: must be an integer"),
 ])
@@ -134,6 +135,16 @@ def test_smoke_grid_layout_and_commands(tmp_path):
     assert ("--device", "cpu") == online.args[online.args.index("--device"):][:2]
     assert online.args[-1] == "--resume"
     assert ("--mix", "0.5") == online.args[online.args.index("--mix"):][:2]
+
+
+def test_tensorboard_key_becomes_the_flag(tmp_path):
+    spec = smoke_dict(tmp_path / "out")
+    spec["offline"]["tensorboard"] = True
+    offline, online, _ = expand_grid(load_spec(write_spec(tmp_path, spec)), device="cpu")
+    assert "--tensorboard" in offline.args and "tensorboard" not in " ".join(online.args)
+    spec["online"]["tensorboard"] = False  # spelled, as the spec's other values
+    _, online, _ = expand_grid(load_spec(write_spec(tmp_path, spec)), device="cpu")
+    assert "--no-tensorboard" in online.args
 
 
 def test_reduced_100k_grid():

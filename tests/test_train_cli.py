@@ -45,7 +45,7 @@ def pendulum_dataset(minari_root) -> str:
     return "local/pendulum/random-v0"
 
 
-def test_help_documents_every_flag_and_the_algorithm_defaults(capsys):
+def test_help_documents_every_flag_and_show_config_lists_the_defaults(capsys):
     parser = build_parser()
     subparsers = next(a for a in parser._actions if a.dest == "phase").choices
     for phase, sub in subparsers.items():
@@ -56,14 +56,18 @@ def test_help_documents_every_flag_and_the_algorithm_defaults(capsys):
             assert action.help, (phase, action.dest)
             for flag in action.option_strings:
                 assert flag in text, (phase, flag)
-        assert "agent config defaults" in text
-    with pytest.raises(SystemExit):
-        main(["online", "--help"])
-    assert "sac: actor_hidden=(256, 256)" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        main(["offline", "--help"])
-    text = " ".join(capsys.readouterr().out.split())
-    assert "smac score_model" in text and "steps=50000, eval_every=1000" in text
+        assert f"python -m smac_core.train {phase} --algo" in " ".join(text.split())
+    # no --out, no --env: --show-config needs only --algo, and trains nothing
+    assert main(["online", "--algo", "sac", "--show-config"]) == 0
+    text = capsys.readouterr().out
+    assert "  actor_hidden=[256,256]\n" in text and "  utd=1\n" in text
+    assert main(["offline", "--algo", "smac", "--dataset", "door-binary", "--show-config",
+                 "--set", "utd=4", "--set", 'score_model={"steps": 2000}']) == 0
+    text = capsys.readouterr().out
+    assert "with the --set values" in text and "  utd=4\n" in text
+    assert "    steps=2000\n" in text and "    eval_every=1000\n" in text  # score model
+    assert main(["offline", "--algo", "smac", "--show-config", "--set", "nope=1"]) == 2
+    assert "unknown SMACConfig option(s) ['nope']" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from smac_core.cli import DEVICE_FORMAT, add_device_flag, resolve_device
 from smac_core.errors import SmacError, cli_entry
+from smac_core.rundir import require_tensorboard
 from studies.experiments.backends import Backend, LocalBackend, child_environment
 from studies.experiments.export import export_results, format_status
 from studies.experiments.grid import RunPlan, expand_grid, select
@@ -166,6 +167,8 @@ def command_run(args: argparse.Namespace, argv: list[str]) -> int:
     device = job_device(args)
     plans = select(expand_grid(spec, device), args.only)
     check_datasets(spec, [plan for plan in plans if run_state(spec.root, plan).state != "done"])
+    if any(phase.flags.get("tensorboard") for phase in (spec.offline, spec.online)):
+        require_tensorboard(f"{spec.path}: tensorboard: true")
     try:
         spec.root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

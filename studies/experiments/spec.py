@@ -28,9 +28,10 @@ LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 MAX_SPEC_NODES = 100_000
 
 # spec keys of each phase that become ``smac_core.train`` flags (key -> --key-with-dashes)
-OFFLINE_FLAGS = ("eval_every", "eval_episodes", "checkpoint_every", "log_every")
+OFFLINE_FLAGS = ("eval_every", "eval_episodes", "checkpoint_every", "log_every", "tensorboard")
 ONLINE_FLAGS = (*OFFLINE_FLAGS, "early_eval_every", "early_eval_until", "start_steps")
 ZERO_ALLOWED = ("early_eval_until", "start_steps")  # the other flags must be >= 1
+BOOLEAN_FLAGS = ("tensorboard",)  # true or false
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class PhaseSettings:
     """Step budget and the other schedule flags shared by every run of a phase."""
 
     steps: int
-    flags: dict[str, int | float]  # spec key -> value, e.g. {"eval_every": 5000}
+    flags: dict[str, int | float | bool]  # spec key -> value, e.g. {"eval_every": 5000}
     entries: dict[str, AlgorithmEntry]
 
 
@@ -68,6 +69,7 @@ class InterpolationSettings:
     points: int
     range: tuple[float, float]
     episodes: int
+    parts: int = 1  # jobs each interpolation's points are split over (``landscape.parts``)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class PlaneSettings:
     points: int
     range: tuple[float, float]
     episodes: int
+    parts: int = 1  # jobs each plane's grid is split over (``landscape.parts``)
 
 
 @dataclass(frozen=True)
@@ -275,9 +278,15 @@ def _read_phase(path: Path, phase: str, value: Any, tasks: tuple[str, ...],
                 seeds: tuple[int, ...], online_labels: Sequence[str]) -> PhaseSettings:
     flag_keys = OFFLINE_FLAGS if phase == "offline" else (*ONLINE_FLAGS, "mix")
     reader = _Reader(path, phase, value, ["steps", "algorithms"], flag_keys)
-    flags: dict[str, int | float] = {}
+    flags: dict[str, int | float | bool] = {}
     for key in flag_keys:
-        if reader.has(key):
+        if not reader.has(key):
+            continue
+        if key in BOOLEAN_FLAGS:
+            if not isinstance(reader.value[key], bool):
+                reader.fail(f"must be true or false, got {reader.value[key]!r}", key)
+            flags[key] = reader.value[key]
+        else:
             flags[key] = (reader.number(key, 0.0, 1.0) if key == "mix"
                           else reader.integer(key, 0 if key in ZERO_ALLOWED else 1))
     algorithms = reader.mapping("algorithms")
@@ -314,14 +323,15 @@ def _read_landscapes(path: Path, value: Any, tasks: tuple[str, ...], offline: Ph
     interpolation = planes = None
     if reader.has("interpolation"):
         r = _Reader(path, "landscapes.interpolation", reader.value["interpolation"], [],
-                    ["online", "points", "range", "episodes"])
+                    ["online", "points", "range", "episodes", "parts"])
         interpolation = InterpolationSettings(r.choice("online", list(online.entries), "sac"),
                                               r.integer("points", 2, 21),
                                               r.interval("range", (-0.25, 1.25)),
-                                              r.integer("episodes", 2, 10))
+                                              r.integer("episodes", 2, 10),
+                                              r.integer("parts", 1, 1))
     if reader.has("planes"):
         r = _Reader(path, "landscapes.planes", reader.value["planes"], ["task", "online"],
-                    ["methods", "points", "range", "episodes"])
+                    ["methods", "points", "range", "episodes", "parts"])
         task = r.choice("task", tasks)
         methods = r.names("methods", [k for k, e in offline.entries.items() if task in e.tasks],
                           default=[k for k, e in offline.entries.items() if task in e.tasks])
@@ -334,7 +344,8 @@ def _read_landscapes(path: Path, value: Any, tasks: tuple[str, ...], offline: Ph
             if lacking:
                 r.fail(f"offline '{method}' has no {lacking} fine-tuning on {task} in this spec")
         planes = PlaneSettings(task, methods, (pair[0], pair[1]), r.integer("points", 2, 11),
-                               r.interval("range", (-0.25, 1.25)), r.integer("episodes", 1, 10))
+                               r.interval("range", (-0.25, 1.25)), r.integer("episodes", 1, 10),
+                               r.integer("parts", 1, 1))
     return interpolation, planes
 
 
