@@ -40,14 +40,9 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import plotly.graph_objects as go
-import torch
-from matplotlib.figure import Figure
-from plotly.subplots import make_subplots
-from torch.func import functional_call, jacrev
 
 from landscape.grid import (
     EvalSettings,
@@ -59,34 +54,22 @@ from landscape.grid import (
     result_unit,
 )
 from landscape.interpolate import PairResult, evaluate_pair, interpolation_ts
-from landscape.params import (
-    ParamSpec,
-    check_compatible,
-    critic_vector,
-    param_spec,
-    policy_vector,
-    unflatten_params,
-)
-from landscape.paths import interpolate_linear, plane_points
-from landscape.plot import (
-    COLORS,
-    PlanePoint,
-    save_png,
-    save_surface_png,
-    surface_figure,
-    write_html,
-)
 from landscape.valley import DEFAULT_Z, valley_verdict
-from smac_core.algos import make_agent
-from smac_core.algos.smac import SCORE_MODEL_DIR
-from smac_core.checkpoint import Checkpoint, CheckpointArtifact, load_checkpoint, sub_state_dict
 from smac_core.data import load_dataset
-from smac_core.diffusion import DatasetScore
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
 from smac_core.metrics import mean_and_se
-from smac_core.nets import CriticEnsemble, DeterministicPolicy
-from smac_core.rollout import batched_policy
+
+if TYPE_CHECKING:  # torch-based modules are imported where used: --help answers at once
+    import plotly.graph_objects as go
+    import torch
+
+    from landscape.params import ParamSpec
+    from smac_core.checkpoint import Checkpoint
+    from smac_core.diffusion import DatasetScore
+    from smac_core.nets import CriticEnsemble, DeterministicPolicy
+
+    Combine = Callable[[Sequence[torch.Tensor], np.ndarray], torch.Tensor]
 
 LABELS = {"q_pi": "mean Q(s, π(s))", "td_error": "TD error (squared)",
           "score_cosine": "cos(∇ₐQ, score_D)"}
@@ -95,6 +78,10 @@ LABELS = {"q_pi": "mean Q(s, π(s))", "td_error": "TD error (squared)",
 def checkpoint_critic(checkpoint: Checkpoint) -> tuple[CriticEnsemble, float]:
     """The checkpoint's Q ensemble (normalised obs, actions in [-1, 1]), frozen, and its
     discount gamma."""
+    from smac_core.algos import make_agent
+    from smac_core.checkpoint import sub_state_dict
+    from smac_core.nets import CriticEnsemble
+
     meta = checkpoint.metadata
     agent = make_agent(meta["algorithm"], meta["obs_dim"], meta["act_dim"], meta["config"])
     critic = agent.networks.get("critic")
@@ -133,6 +120,8 @@ def agent_batch(policy: DeterministicPolicy, sample: dict[str, np.ndarray],
                 metadata: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The sample as the critic saw it in training: observations normalised with ``policy``'s
     statistics, actions in [-1, 1], rewards scale * r + bias, ``dones`` = terminals (float)."""
+    import torch
+
     t = lambda x: torch.as_tensor(np.asarray(x, np.float32))  # noqa: E731
     low, high = policy.action_low, policy.action_high
     return {"observations": (t(sample["observations"]) - policy.obs_mean) / policy.obs_std,
@@ -151,6 +140,12 @@ def critic_values(template: DeterministicPolicy, critic: CriticEnsemble,
     """Per-state metrics of P points, actors (P, Da) with critics (P, Dc) laid out by
     ``critic_spec`` (``critic_vector``), in one batched pass: name -> (P, B) (module
     docstring; score_cosine only with a ``score``)."""
+    import torch
+    from torch.func import functional_call, jacrev
+
+    from landscape.params import param_spec, unflatten_params
+    from smac_core.rollout import batched_policy
+
     act, actor_spec = batched_policy(template), param_spec(template)
     low, high = template.action_low, template.action_high
     obs, next_obs = batch["observations"], batch["next_observations"]
@@ -184,12 +179,11 @@ def critic_values(template: DeterministicPolicy, critic: CriticEnsemble,
 
 def default_score_model(checkpoint: Checkpoint) -> Path | None:
     """``<run>/score_model`` of a SMAC checkpoint ``<run>/checkpoints/<name>``, if it exists."""
+    from smac_core.algos.smac import SCORE_MODEL_DIR
+
     directory = checkpoint.path.parent.parent / SCORE_MODEL_DIR
     return directory if checkpoint.metadata["algorithm"] == "smac" and directory.is_dir() \
         else None
-
-
-Combine = Callable[[Sequence[torch.Tensor], np.ndarray], torch.Tensor]
 
 
 def point_values(checkpoints: Sequence[Checkpoint], combine: Combine, n_points: int,
@@ -198,6 +192,10 @@ def point_values(checkpoints: Sequence[Checkpoint], combine: Combine, n_points: 
     """Per-state metrics of ``n_points`` points, the actor and the critic of point p both
     ``combine(anchors, indices)`` of the checkpoints' vectors (the same coefficients):
     name -> (n_points, B), ``chunk_size`` points per batched pass."""
+    import torch
+
+    from landscape.params import critic_vector, param_spec, policy_vector
+
     actors = [policy_vector(c)[0] for c in checkpoints]
     critics = [critic_vector(c) for c in checkpoints]
     critic, gamma = checkpoint_critic(checkpoints[0])
@@ -220,6 +218,8 @@ def line_values(checkpoints: tuple[Checkpoint, Checkpoint], ts: np.ndarray,
                 batch: dict[str, torch.Tensor], chunk_size: int,
                 score: DatasetScore | None = None) -> dict[str, np.ndarray]:
     """``point_values`` at every t (T,) of the line: name -> (T, B)."""
+    from landscape.paths import interpolate_linear
+
     return point_values(checkpoints, lambda v, idx: interpolate_linear(v[0], v[1], ts[idx]),
                         len(ts), batch, chunk_size, score)
 
@@ -229,6 +229,8 @@ def plane_values(checkpoints: Sequence[Checkpoint], coords: np.ndarray,
                  score: DatasetScore | None = None) -> dict[str, np.ndarray]:
     """``point_values`` at every (x, y) (P, 2) of the plane origin + x (T1 - T0) + y (T2 - T0)
     (``landscape.surface``'s): name -> (P, B)."""
+    from landscape.paths import plane_points
+
     def combine(v: Sequence[torch.Tensor], idx: np.ndarray) -> torch.Tensor:
         return plane_points(v[0], v[1] - v[0], v[2] - v[0], coords[idx, 0], coords[idx, 1])
 
@@ -280,6 +282,11 @@ def _panels(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 def critic_figure(results: dict[str, Any], title: str) -> go.Figure:
     """One panel per series (reward first) over t, mean with +- s.e. error bars."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from landscape.plot import COLORS
+
     panels = _panels(results)
     figure = make_subplots(rows=len(panels), cols=1, shared_xaxes=True,
                            subplot_titles=[label for label, _ in panels])
@@ -296,6 +303,10 @@ def critic_figure(results: dict[str, Any], title: str) -> go.Figure:
 
 
 def save_critic_png(results: dict[str, Any], title: str, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from landscape.plot import COLORS, save_png
+
     panels = _panels(results)
     figure = Figure(figsize=(7, 2.4 * len(panels)))
     axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
@@ -363,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+
+    from landscape.params import check_compatible
+    from landscape.plot import write_html
+    from smac_core.checkpoint import CheckpointArtifact, load_checkpoint
+    from smac_core.diffusion import DatasetScore
+
     settings = EvalSettings.from_args(args)
     plane = len(args.checkpoints) == 3
     if len(args.checkpoints) not in (2, 3):
@@ -426,6 +443,8 @@ def _write_plane(checkpoints: Sequence[Checkpoint], xs: np.ndarray, ys: np.ndarr
                  info: dict[str, Any], out: Path) -> None:
     """The metrics on the grid xs (X,) by ys (Y,): critic.json / .csv, and per metric a Plotly
     surface page and a contour PNG (``landscape.plot``'s, as ``surface``'s reward)."""
+    from landscape.plot import PlanePoint, save_surface_png, surface_figure, write_html
+
     coords = plane_coordinates(xs, ys)
     stats = summary(plane_values(checkpoints, coords, batch, chunk_size, score))
     shape = (len(ys), len(xs))

@@ -37,10 +37,9 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from landscape.critic import checkpoint_critic, dataset_sample
 from landscape.grid import (
@@ -54,24 +53,27 @@ from landscape.grid import (
     result_unit,
 )
 from landscape.interpolate import PairResult, evaluate_pair, format_table, results_csv, results_json
-from landscape.params import check_compatible, param_spec, policy_vector, unflatten_params
-from landscape.paths import bezier_curve, interpolate_linear, polygonal_chain
-from landscape.plot import interpolation_figure, save_interpolation_png, write_html
 from landscape.valley import DEFAULT_Z, Curve, valley_verdict
-from smac_core.checkpoint import Checkpoint, load_checkpoint
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_bytes, atomic_write_text
-from smac_core.nets import CriticEnsemble, DeterministicPolicy
-from smac_core.rollout import batched_policy
 
-CURVES = {"bezier": bezier_curve, "polychain": polygonal_chain}
+if TYPE_CHECKING:  # torch-based modules are imported where used: --help answers at once
+    import torch
+
+    from smac_core.checkpoint import Checkpoint
+    from smac_core.nets import CriticEnsemble, DeterministicPolicy
+
+    Surrogate = Callable[[torch.Tensor], torch.Tensor]  # (P, D) parameter vectors -> (P,)
+
+CURVES = ("bezier", "polychain")  # landscape.paths' bezier_curve, polygonal_chain
 CURVE_FILE = "curve.pt"
-Surrogate = Callable[[torch.Tensor], torch.Tensor]  # (P, D) parameter vectors -> (P,) objective
 
 
 def initial_bends(theta_a: torch.Tensor, theta_b: torch.Tensor, bends: int) -> torch.Tensor:
     """K bends evenly spaced on the straight line, k / (K + 1): (D,), (D,) -> (K, D). With
     them both curve kinds are exactly the straight line."""
+    import torch
+
     s = torch.arange(1, bends + 1, dtype=theta_a.dtype, device=theta_a.device)[:, None]
     return (1.0 - s / (bends + 1)) * theta_a + s / (bends + 1) * theta_b
 
@@ -80,7 +82,10 @@ def curve_points(kind: str, theta_a: torch.Tensor, theta_b: torch.Tensor, bends:
                  ts: Sequence[float] | torch.Tensor) -> torch.Tensor:
     """phi(t) of the curve with ends theta_a, theta_b (D,) and bends (K, D) at each t: (T, D);
     differentiable in ``bends``."""
-    return CURVES[kind]([theta_a, *bends, theta_b], ts)
+    from landscape.paths import bezier_curve, polygonal_chain
+
+    curve = {"bezier": bezier_curve, "polychain": polygonal_chain}[kind]
+    return curve([theta_a, *bends, theta_b], ts)
 
 
 def check_training(kind: str, bends: int, steps: int, lr: float, t_samples: int) -> None:
@@ -97,6 +102,8 @@ def learn_curve(theta_a: torch.Tensor, theta_b: torch.Tensor, surrogate: Surroga
                 ) -> tuple[torch.Tensor, np.ndarray]:
     """Maximise E_t surrogate(phi(t)) over the bends by Adam, ``t_samples`` t ~ U(0, 1) per
     step (Garipov et al. 2018): -> (bends (K, D), the batch's mean surrogate per step (steps,))."""
+    import torch
+
     check_training(kind, bends, steps, lr, t_samples)
     weights = initial_bends(theta_a, theta_b, bends).requires_grad_(True)
     optimizer = torch.optim.Adam([weights], lr=lr)
@@ -117,6 +124,9 @@ def policy_value(template: DeterministicPolicy, critic: CriticEnsemble, vectors:
     """E_s [mean_i Q_i(s, pi_theta(s))] of each theta (P, D) over its own raw observations
     (P, B, obs_dim): -> (P,), differentiable in theta; the template gives the normalisation and
     action bounds, the critic sees normalised observations and actions in [-1, 1]."""
+    from landscape.params import param_spec, unflatten_params
+    from smac_core.rollout import batched_policy
+
     p, b = observations.shape[:2]
     actions = batched_policy(template)(unflatten_params(vectors, param_spec(template)),
                                        observations)
@@ -142,6 +152,8 @@ def cached_training(path: Path, fingerprint: dict[str, Any], train: Callable[[],
         torch.Tensor, np.ndarray]]) -> tuple[torch.Tensor, np.ndarray]:
     """The (tensor, record) that ``train()`` returned for ``fingerprint``, saved at ``path``:
     loaded when saved, else trained and saved."""
+    import torch
+
     canonical = json.dumps(fingerprint, sort_keys=True)
     if path.is_file():
         saved = torch.load(path, weights_only=True)
@@ -161,6 +173,8 @@ def evaluate_curve(checkpoints: tuple[Checkpoint, Checkpoint], kind: str, bends:
                    ts: np.ndarray, label: str, settings: EvalSettings, store_root: Path,
                    z: float = DEFAULT_Z) -> PairResult:
     """Rollouts of the curve at every t (T,), resumably, with its valley verdict."""
+    from landscape.params import policy_vector
+
     (theta_a, ckpt_a), (theta_b, ckpt_b) = (policy_vector(c) for c in checkpoints)
     settings = settings.for_checkpoint(ckpt_a)
     fingerprint = {"command": "path", "env": ckpt_a.env_name, "curve": kind,
@@ -184,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("checkpoints", nargs=2, metavar="CKPT",
                         help="A (t=0) and B (t=1): checkpoints or run directories (final "
                              "checkpoint)")
-    parser.add_argument("--curve", choices=sorted(CURVES), default="bezier",
+    parser.add_argument("--curve", choices=CURVES, default="bezier",
                         help="Bezier curve (K bends = inner control points) or polygonal chain "
                              "(K bends = inner nodes) (default bezier)")
     parser.add_argument("--bends", type=int, default=1,
@@ -213,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import torch
+
+    from landscape.params import check_compatible
+    from smac_core.checkpoint import load_checkpoint
+
     settings = EvalSettings.from_args(args)
     if settings.episodes < 2:
         raise SmacError("the valley verdict needs standard errors: use --episodes 2 or more")
@@ -239,6 +258,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _learn_evaluate_and_write(checkpoints: tuple[Checkpoint, Checkpoint], critic: CriticEnsemble,
                               states: torch.Tensor, training: dict[str, Any],
                               args: argparse.Namespace, settings: EvalSettings, out: Path) -> int:
+    import torch
+
+    from landscape.params import policy_vector
+    from landscape.paths import interpolate_linear
+    from landscape.plot import interpolation_figure, save_interpolation_png, write_html
+
     (theta_a, ckpt_a), (theta_b, _) = (policy_vector(c) for c in checkpoints)
     surrogate = critic_surrogate(ckpt_a.policy, critic, states)
     bends, objective = cached_training(out / CURVE_FILE, training, lambda: learn_curve(

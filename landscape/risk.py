@@ -37,16 +37,11 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import plotly.graph_objects as go
-import torch
-from matplotlib.figure import Figure
 
 from landscape.critic import checkpoint_critic, dataset_sample
-from landscape.directions import random_directions
-from landscape.evaluate import EvaluationResult
 from landscape.grid import (
     EvalSettings,
     PointStore,
@@ -57,18 +52,22 @@ from landscape.grid import (
     output_dir,
     result_unit,
 )
-from landscape.params import param_spec, policy_vector
 from landscape.path import cached_training, policy_value
-from landscape.plot import COLORS, save_png, write_html
-from smac_core.checkpoint import Checkpoint, load_checkpoint
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
-from smac_core.rollout import derived_seed
+
+if TYPE_CHECKING:  # torch-based modules are imported where used: --help answers at once
+    import plotly.graph_objects as go
+    import torch
+
+    from landscape.evaluate import EvaluationResult
+    from smac_core.checkpoint import Checkpoint
+
+    # (P, D) parameter vectors, (P, b) rows of the state pool -> (P,) objective to ascend
+    Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 RISK_STREAM = 11  # SeedSequence stream of the update sequences' minibatches
 UPDATES_FILE = "updates.pt"
-# (P, D) parameter vectors, (P, b) rows of the state pool -> (P,) objective to ascend
-Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -94,6 +93,10 @@ def minibatch_rows(seed: int, budget: int, steps: int, batch_size: int, pool: in
                    ) -> torch.Tensor:
     """The rows of every sequence's minibatches, sequence k from its own seeded generator (so a
     sequence draws the same rows whatever the budget): (budget, steps, batch_size) int64."""
+    import torch
+
+    from smac_core.rollout import derived_seed
+
     return torch.stack([torch.randint(pool, (steps, batch_size), generator=torch.Generator()
                                       .manual_seed(derived_seed(seed, RISK_STREAM, k)))
                         for k in range(budget)])
@@ -103,6 +106,8 @@ def update_sequences(theta0: torch.Tensor, objective: Objective, rows: torch.Ten
                      ) -> tuple[torch.Tensor, np.ndarray]:
     """Run P independent Adam sequences from theta0 (D,) on the minibatch rows (P, steps, b):
     -> (post-update vectors (P, D), mean objective over the sequences before each step)."""
+    import torch
+
     vectors = theta0.expand(rows.shape[0], -1).clone().requires_grad_(True)
     optimizer = torch.optim.Adam([vectors], lr=lr)
     record = np.empty(rows.shape[1])
@@ -119,6 +124,11 @@ def random_twins(theta0: torch.Tensor, updates: torch.Tensor, template: torch.nn
                  seed: int) -> torch.Tensor:
     """theta0 + ||u_k - theta0|| d_k / ||d_k|| for random filter-normalised directions d_k
     (``landscape.directions``): (P, D), each at its update's distance."""
+    import torch
+
+    from landscape.directions import random_directions
+    from landscape.params import param_spec
+
     directions = torch.stack(random_directions(theta0, param_spec(template), seed,
                                                count=len(updates)))
     distance = (updates - theta0).norm(dim=1, keepdim=True)
@@ -144,6 +154,10 @@ def probe(checkpoint: Checkpoint, objective: Objective, objective_id: dict[str, 
     """Update sequences (saved in ``out``/updates.pt), their random twins and theta_0 evaluated
     resumably under ``out``/points: -> (the record of risk.json, the rollouts (1 + 2P, E)).
     ``objective_id`` identifies the objective (e.g. its states' sha256) in the fingerprints."""
+    import torch
+
+    from landscape.params import policy_vector
+
     theta0, _ = policy_vector(checkpoint)
     settings = settings.for_checkpoint(checkpoint)
     p = probe_settings
@@ -191,6 +205,10 @@ def results_csv(results: dict[str, Any]) -> str:
 
 def risk_figure(results: dict[str, Any], title: str) -> go.Figure:
     """The neighbours' R against their distance from theta_0, R(theta_0) as a line."""
+    import plotly.graph_objects as go
+
+    from landscape.plot import COLORS
+
     figure = go.Figure()
     for k, kind in enumerate(("update", "random")):
         figure.add_trace(go.Scatter(x=results[kind]["distance"], y=results[kind]["mean"],
@@ -205,6 +223,10 @@ def risk_figure(results: dict[str, Any], title: str) -> go.Figure:
 
 
 def save_risk_png(results: dict[str, Any], title: str, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from landscape.plot import COLORS, save_png
+
     figure = Figure(figsize=(7, 4))
     ax = figure.subplots()
     for k, kind in enumerate(("update", "random")):
@@ -233,6 +255,8 @@ def checkpoint_probe(checkpoint: Checkpoint, dataset: str | None, states: int,
                      ) -> dict[str, Any]:
     """``probe`` with the checkpoint's critic on ``states`` observations of ``dataset`` (default
     its ``dataset_id``); ``probe_settings.pool`` is replaced by the number drawn."""
+    import torch
+
     settings = settings.for_checkpoint(checkpoint)
     critic, _ = checkpoint_critic(checkpoint)
     pool = torch.as_tensor(dataset_sample(checkpoint, dataset, states,
@@ -275,6 +299,10 @@ def probe_settings_of(args: argparse.Namespace) -> ProbeSettings:
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+
+    from landscape.plot import write_html
+    from smac_core.checkpoint import load_checkpoint
+
     settings = EvalSettings.from_args(args)
     probe_settings = probe_settings_of(args)
     checkpoint = load_checkpoint(args.checkpoint)

@@ -23,11 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import rankdata
 
 from landscape.grid import EvalSettings, add_evaluation_args, landscape_output, output_dir
 from landscape.risk import add_probe_args, checkpoint_probe, probe_settings_of
-from smac_core.checkpoint import load_checkpoint, resolve_checkpoint
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
 from smac_core.metrics import DEFAULT_ALPHA, load_run, transfer_drop
@@ -36,6 +34,8 @@ from smac_core.rundir import read_config
 
 def auroc(scores: np.ndarray, drops: np.ndarray) -> float:
     """P(score of a drop > score of a non-drop) + P(tie) / 2: (n,), (n,) bool -> [0, 1]."""
+    from scipy.stats import rankdata
+
     positives, negatives = int(drops.sum()), int((~drops).sum())
     if positives == 0 or negatives == 0:
         raise SmacError(f"the AUROC needs runs of both verdicts, got {positives} drops and "
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+
+    from smac_core.checkpoint import load_checkpoint, resolve_checkpoint
+
     if args.bootstrap < 1 or not 0 < args.level < 1:
         raise SmacError(f"need --bootstrap >= 1 and --level in (0, 1), got {args.bootstrap}, "
                         f"{args.level}")

@@ -1,8 +1,11 @@
-"""What every command line shares: pasteable echoed commands."""
+"""What every command line shares: pasteable echoed commands, described flags, a light --help."""
 
 from __future__ import annotations
 
+import json
 import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -83,7 +86,9 @@ def _parsers(parser):
                                     "smac_core.metrics", "studies.experiments",
                                     "studies.quickstart", "studies.plot",
                                     "landscape.interpolate", "landscape.surface",
-                                    "landscape.trajectory"])
+                                    "landscape.trajectory", "landscape.path", "landscape.critic",
+                                    "landscape.risk", "landscape.risk_validation",
+                                    "smac_core.generate"])
 def test_every_flag_of_every_command_is_described_and_device_defaults_to_auto(module):
     import importlib
 
@@ -98,3 +103,40 @@ def test_every_flag_of_every_command_is_described_and_device_defaults_to_auto(mo
         assert "``" not in text.split("options:")[0], parser.prog  # no docstring markup
     devices = [a for p in parsers for a in p._actions if a.dest == "device"]
     assert all(a.default == "auto" and "auto" in a.help for a in devices)
+
+
+# every command line and subcommand: `python -m MODULE ARGS... --help`
+HELP_COMMANDS = [
+    ("smac_core.train", []), ("smac_core.train", ["offline"]), ("smac_core.train", ["online"]),
+    ("smac_core.data", []), *[("smac_core.data", [sub]) for sub in
+                               ("import", "list", "show", "generate", "subset")],
+    ("smac_core.generate", []), ("smac_core.metrics", []),
+    ("studies.experiments", []), *[("studies.experiments", [sub]) for sub in
+                                    ("run", "status", "landscapes", "export")],
+    ("studies.quickstart", []), ("studies.plot", []),
+    *[(f"landscape.{name}", []) for name in ("interpolate", "surface", "trajectory", "path",
+                                             "critic", "risk", "risk_validation")],
+]
+HEAVY = ("torch", "gymnasium", "mujoco")  # what --help must not wait for
+
+
+def test_help_of_every_command_imports_neither_torch_nor_the_simulators():
+    """Each command's --help, one after the other in one fresh interpreter (as ``python -m``
+    runs it): the first that loads a heavy module is named (not a timing test)."""
+    script = f"""
+import json, runpy, sys
+first = {{}}
+for module, args in {HELP_COMMANDS!r}:
+    sys.argv = [module, *args, "--help"]
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        assert exc.code in (0, None), (module, args, exc.code)
+    for heavy in {HEAVY!r}:
+        if heavy in sys.modules and heavy not in first:
+            first[heavy] = " ".join([module, *args, "--help"])
+print(json.dumps(first))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, check=True)
+    assert json.loads(result.stdout.splitlines()[-1]) == {}
