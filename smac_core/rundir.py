@@ -240,6 +240,21 @@ class MetricsLog:
         if self.tensorboard is not None:
             self.tensorboard.append(row)
 
+    def open_tensorboard(self, log_dir: Path, last_kept: int) -> None:
+        """Write the rows from here on to a ``TensorBoardLog`` in ``log_dir`` too, purging its
+        steps after ``last_kept`` (call after ``truncate_after(last_kept)``); a run without
+        one yet (``--tensorboard`` first given at a resume) gets the rows kept so far first."""
+        backfill = not log_dir.is_dir()
+        self.tensorboard = TensorBoardLog(log_dir, last_kept + 1)
+        if backfill and self.path.exists():
+            for row in read_metrics(self.path.parent):
+                self.tensorboard.append(row)
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
+
     def truncate_after(self, step: int) -> None:
         """Keep only the rows of steps <= ``step`` (what the checkpoint a run resumes from had
         logged; -1: none); a partial last line, from a process killed while writing it, goes."""

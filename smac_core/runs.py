@@ -51,7 +51,6 @@ from smac_core.rundir import (
     TENSORBOARD_DIR,
     MetricsLog,
     RunSpec,
-    TensorBoardLog,
     eval_steps,
     write_config,
 )
@@ -301,8 +300,6 @@ class Trainer:
                 return 0
         last_kept = self.step if resume_from is not None else -1
         self.log.truncate_after(last_kept)
-        if self.spec.tensorboard:
-            self.log.tensorboard = TensorBoardLog(self.run_dir / TENSORBOARD_DIR, last_kept + 1)
         write_config(self.run_dir, self.spec)
         self._session_start = time.monotonic()
         previous = {s: signal.signal(s, self._handle_signal)
@@ -310,6 +307,8 @@ class Trainer:
         progress = Progress(self.spec.steps, f"{self.spec.phase} {self.spec.algorithm}",
                             initial=self.step)
         try:
+            if self.spec.tensorboard:
+                self.log.open_tensorboard(self.run_dir / TENSORBOARD_DIR, last_kept)
             if resume_from is None and 0 in self.eval_at:
                 self._evaluate(progress)
             while self.step < self.spec.steps:
@@ -337,9 +336,7 @@ class Trainer:
             return 128 + signal.Signals[name]
         finally:
             progress.close()
-            if self.log.tensorboard is not None:
-                self.log.tensorboard.close()
-                self.log.tensorboard = None
+            self.log.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
         return 0

@@ -80,6 +80,16 @@ def test_tensorboard_scalars_equal_the_metrics_and_resume_writes_each_step_once(
     assert_same_scalars(crashed)
     assert tensorboard_scalars(crashed) == tensorboard_scalars(straight)  # exact resume
 
+    # --tensorboard first given at the resume: the rows kept from before are written too
+    late = tmp_path / "late"
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_one_step", crash_at_260)
+        assert main([*online_args(late), "--no-tensorboard"]) != 0
+    assert not (late / "tensorboard").exists()
+    assert main([*online_args(late), "--resume"]) == 0
+    assert_same_scalars(late)
+    assert tensorboard_scalars(late) == tensorboard_scalars(straight)
+
 
 def test_tensorboard_without_the_package_fails_before_anything_runs(tmp_path, monkeypatch,
                                                                      capsys):
