@@ -11,7 +11,9 @@ evaluating. Rerunning the same command reopens the store and evaluates only the 
 a command whose fingerprint (checkpoints' sha256, points, episodes, seed, env, ...) differs from
 the stored one is refused, so results of two settings are never mixed. The device and chunk size
 (and env workers) are not part of the fingerprint: a run may resume on another device or with
-other chunks.
+other chunks. A command's points can be split over jobs (``landscape.parts``, ``--part K/N``):
+each part fills a store of the same header under ``OUT/parts/K-of-N/``, whose chunks the
+assembling run loads (``PointStore.absorb``).
 """
 
 from __future__ import annotations
@@ -187,6 +189,25 @@ def json_floats(values: np.ndarray) -> list:
     return np.where(np.isfinite(values), values, None).tolist()
 
 
+def header_difference(path: Path, expected: dict[str, Any]) -> str | None:
+    """None when the store header at ``path`` equals ``expected``, else what differs (the
+    fingerprint's keys, version, n_points, episodes; "missing" when there is no header)."""
+    if not path.is_file():
+        return "missing"
+    try:
+        stored = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SmacError(f"{path} is not a valid result store header ({exc})") from exc
+    if stored == expected:
+        return None
+    stored_fp = stored.get("fingerprint", {}) if isinstance(stored, dict) else {}
+    keys = sorted(set(stored_fp) | set(expected["fingerprint"]))
+    differing = [k for k in keys if stored_fp.get(k) != expected["fingerprint"].get(k)]
+    differing += [k for k in ("version", "n_points", "episodes") if k not in differing
+                  and isinstance(stored, dict) and stored.get(k) != expected[k]]
+    return ", ".join(differing) or "header"
+
+
 def _canonical(value: Any) -> Any:
     """The value as JSON reads it back (tuples -> lists, numpy scalars -> Python)."""
     return json.loads(json.dumps(value))
@@ -196,11 +217,15 @@ class PointStore:
     """Evaluation results of ``n_points`` parameter points under ``root``, chunk by chunk."""
 
     def __init__(self, root: str | Path, fingerprint: dict[str, Any], n_points: int,
-                 episodes: int) -> None:
+                 episodes: int, share: np.ndarray | None = None) -> None:
+        """``share``: the indices this store evaluates (a part run's, ``landscape.parts``);
+        None: every point."""
         self.root = Path(root)
         self.n_points, self.episodes = n_points, episodes
+        self.share = None if share is None else np.asarray(share, dtype=np.int64)
         header = {"version": STORE_VERSION, "n_points": n_points, "episodes": episodes,
                   "fingerprint": _canonical(fingerprint)}
+        self.header = header
         header_path = self.root / HEADER_FILE
         chunks = sorted((self.root / CHUNK_DIR).glob("chunk_*.json"))
         if header_path.is_file() and chunks:
@@ -216,21 +241,26 @@ class PointStore:
             self._load_chunk(chunk)
 
     def _check_header(self, path: Path, expected: dict[str, Any]) -> None:
-        try:
-            stored = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise SmacError(f"{path} is not a valid result store header ({exc})") from exc
-        if stored == expected:
-            return
-        stored_fp = stored.get("fingerprint", {}) if isinstance(stored, dict) else {}
-        keys = sorted(set(stored_fp) | set(expected["fingerprint"]))
-        differing = [k for k in keys if stored_fp.get(k) != expected["fingerprint"].get(k)]
-        differing += [k for k in ("version", "n_points", "episodes") if k not in differing
-                      and isinstance(stored, dict) and stored.get(k) != expected[k]]
-        raise SmacError(
-            f"{self.root} already holds results of different settings (differing: "
-            f"{', '.join(differing) or 'header'}); rerun with the same settings to resume, or "
-            "choose another --out (or delete that directory) to start afresh")
+        differing = header_difference(path, expected)
+        if differing is not None:
+            raise SmacError(
+                f"{self.root} already holds results of different settings (differing: "
+                f"{differing}); rerun with the same settings to resume, or choose another "
+                "--out (or delete that directory) to start afresh")
+
+    def absorb(self, root: Path) -> int:
+        """Load the chunks of the store at ``root`` (a part run's, ``landscape.parts``), whose
+        header must equal this one's (``SmacError`` naming what differs otherwise); returns how
+        many of its points were not done here yet."""
+        differing = header_difference(root / HEADER_FILE, self.header)
+        if differing is not None:
+            raise SmacError(f"{root} holds a part evaluated with other settings (differing: "
+                            f"{differing}); delete it, or rerun that part with this command's "
+                            "settings, then assemble again")
+        before = int(self.done.sum())
+        for chunk in sorted((root / CHUNK_DIR).glob("chunk_*.json")):
+            self._load_chunk(chunk)
+        return int(self.done.sum()) - before
 
     def _load_chunk(self, path: Path) -> None:
         try:
@@ -262,8 +292,9 @@ class PointStore:
         self.done[indices] = True
 
     def missing(self) -> np.ndarray:
-        """Indices of the points not evaluated yet, ascending."""
-        return np.flatnonzero(~self.done)
+        """Indices of the points (of the share) not evaluated yet, ascending."""
+        missing = np.flatnonzero(~self.done)
+        return missing if self.share is None else np.intersect1d(missing, self.share)
 
     def add(self, indices: np.ndarray, result: EvaluationResult) -> None:
         """Record the results of the points ``indices`` (P,): in memory and as one chunk file."""
@@ -288,21 +319,31 @@ class PointStore:
 def evaluate_points(store: PointStore, template: DeterministicPolicy,
                     vectors_of: Callable[[np.ndarray], torch.Tensor], env_name: str,
                     settings: EvalSettings, desc: str = "points") -> EvaluationResult:
-    """Evaluate the store's missing points chunk by chunk and return the results of all points.
+    """Evaluate the store's missing points (``evaluate_missing``) and return the results of
+    all points."""
+    evaluate_missing(store, template, vectors_of, env_name, settings, desc)
+    return store.result()
+
+
+def evaluate_missing(store: PointStore, template: DeterministicPolicy,
+                     vectors_of: Callable[[np.ndarray], torch.Tensor], env_name: str,
+                     settings: EvalSettings, desc: str = "points") -> None:
+    """Evaluate the store's missing points (of its share) chunk by chunk.
 
     ``vectors_of(indices (P,)) -> (P, D)`` builds the parameter vectors of the given points, so
-    a large grid is never held in memory at once. The progress (``smac_core.progress``) moves
-    with the env steps of each chunk, not only at its end. Interrupting (Ctrl-C) keeps every
-    finished chunk and says how to continue. ``settings.seed`` must be resolved
-    (``for_checkpoint``).
+    a large grid is never held in memory at once. Episode e of every point resets with the same
+    seed, so a point's result does not depend on the chunk it is in. The progress
+    (``smac_core.progress``) moves with the env steps of each chunk, not only at its end.
+    Interrupting (Ctrl-C) keeps every finished chunk and says how to continue.
+    ``settings.seed`` must be resolved (``for_checkpoint``).
     """
     if settings.seed is None:
         raise ValueError("evaluate_points needs a resolved seed: EvalSettings.for_checkpoint")
     from landscape.evaluate import evaluate_vectors
 
     missing = store.missing()
-    with Progress(store.n_points, desc, initial=store.n_points - len(missing),
-                  unit="point") as progress:
+    total = store.n_points if store.share is None else len(store.share)
+    with Progress(total, desc, initial=total - len(missing), unit="point") as progress:
         try:
             for start in range(0, len(missing), settings.chunk_size):
                 indices = missing[start:start + settings.chunk_size]
@@ -315,10 +356,9 @@ def evaluate_points(store: PointStore, template: DeterministicPolicy,
                 store.add(indices, result)
                 progress.set_position(done + len(indices))
         except KeyboardInterrupt:
-            raise SmacError(f"interrupted: {int(store.done.sum())} of {store.n_points} points "
+            raise SmacError(f"interrupted: {total - len(store.missing())} of {total} points "
                             f"are saved in {store.root}; rerun the same command to continue") \
                 from None
-    return store.result()
 
 
 def _advance(progress: Progress, done: float, points: int, fraction: float) -> None:

@@ -36,12 +36,12 @@ from landscape.grid import (
     PointStore,
     add_evaluation_args,
     checkpoint_sha256,
-    evaluate_points,
-    landscape_output,
+    evaluate_missing,
     output_dir,
     result_unit,
     seed_results,
 )
+from landscape.parts import Target, add_part_flag, landscape_target
 from landscape.valley import DEFAULT_Z, ENDPOINT_ATOL, Curve, valley_verdict
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
@@ -85,23 +85,48 @@ def evaluate_pair(source_a: str | Path | Checkpoint, source_b: str | Path | Chec
                   ts: np.ndarray, label: str, settings: EvalSettings, store_root: Path,
                   z: float = DEFAULT_Z) -> PairResult:
     """Evaluate theta(t) between two checkpoints (or run directories) at every t, resumably."""
-    from landscape.params import check_compatible, policy_vector
-    from landscape.paths import interpolate_linear
+    pair = PairPoints.evaluate(source_a, source_b, ts, label, settings, store_root)
+    return pair.result(label, z)
 
-    theta_a, ckpt_a = policy_vector(source_a)
-    theta_b, ckpt_b = policy_vector(source_b)
-    check_compatible([ckpt_a, ckpt_b])
-    settings = settings.for_checkpoint(ckpt_a)
-    fingerprint = {"command": "interpolate", "env": ckpt_a.env_name,
-                   "checkpoints": [checkpoint_sha256(ckpt_a), checkpoint_sha256(ckpt_b)],
-                   "ts": ts.tolist(), **settings.fingerprint()}
-    store = PointStore(store_root, fingerprint, len(ts), settings.episodes)
-    result = evaluate_points(store, ckpt_a.policy,
-                             lambda idx: interpolate_linear(theta_a, theta_b, ts[idx]),
-                             ckpt_a.env_name, settings, desc=label)
-    mean, se = result.mean(), result.stderr()
-    curve = Curve(label, ts, mean, se, valley_verdict(ts, mean, se, z))
-    return PairResult(curve, (ckpt_a, ckpt_b), result, settings.seed)
+
+@dataclass
+class PairPoints:
+    """The evaluated points of one pair, in its store (``settings`` with the resolved seed)."""
+
+    checkpoints: tuple[Checkpoint, Checkpoint]
+    ts: np.ndarray
+    settings: EvalSettings
+    store: PointStore
+
+    @classmethod
+    def evaluate(cls, source_a: str | Path | Checkpoint, source_b: str | Path | Checkpoint,
+                 ts: np.ndarray, label: str, settings: EvalSettings, store_root: Path,
+                 target: Target | None = None) -> PairPoints:
+        """Evaluate the store's missing points (``target``: the store of a part run or of an
+        assembling one, ``landscape.parts``; None: the store at ``store_root``)."""
+        from landscape.params import check_compatible, policy_vector
+        from landscape.paths import interpolate_linear
+
+        theta_a, ckpt_a = policy_vector(source_a)
+        theta_b, ckpt_b = policy_vector(source_b)
+        check_compatible([ckpt_a, ckpt_b])
+        settings = settings.for_checkpoint(ckpt_a)
+        fingerprint = {"command": "interpolate", "env": ckpt_a.env_name,
+                       "checkpoints": [checkpoint_sha256(ckpt_a), checkpoint_sha256(ckpt_b)],
+                       "ts": ts.tolist(), **settings.fingerprint()}
+        open_store = PointStore if target is None else target.store
+        store = open_store(store_root, fingerprint, len(ts), settings.episodes)
+        evaluate_missing(store, ckpt_a.policy,
+                         lambda idx: interpolate_linear(theta_a, theta_b, ts[idx]),
+                         ckpt_a.env_name, settings, desc=label)
+        return cls((ckpt_a, ckpt_b), ts, settings, store)
+
+    def result(self, label: str, z: float = DEFAULT_Z) -> PairResult:
+        """The curve of every point with its valley verdict (the store must be complete)."""
+        result, ts = self.store.result(), self.ts
+        mean, se = result.mean(), result.stderr()
+        curve = Curve(label, ts, mean, se, valley_verdict(ts, mean, se, z))
+        return PairResult(curve, self.checkpoints, result, self.settings.seed)
 
 
 def format_table(pair: PairResult, unit: str) -> str:
@@ -209,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "Bonferroni-corrected for the interior points (valley) and the pairs "
                              f"of points (monotone) (default {DEFAULT_Z:g}: 2.3%%)")
     add_evaluation_args(parser)
+    add_part_flag(parser)
     return parser
 
 
@@ -245,16 +271,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     loaded = [(load_checkpoint(a), load_checkpoint(b), label) for a, b, label in pairs]
     for ckpt_a, ckpt_b, _ in loaded:  # every pair is checked before anything is written
         check_compatible([ckpt_a, ckpt_b])
-    with landscape_output(out, "interpolate", argv):
-        return _evaluate_and_write(loaded, ts, settings, out, args.z)
+    with landscape_target(out, "interpolate", argv, args.part) as target:
+        return _evaluate_and_write(loaded, ts, settings, target, args.z)
 
 
 def _evaluate_and_write(loaded: Sequence[tuple[Checkpoint, Checkpoint, str]], ts: np.ndarray,
-                        settings: EvalSettings, out: Path, z: float) -> int:
+                        settings: EvalSettings, target: Target, z: float) -> int:
     from landscape.plot import interpolation_figure, save_interpolation_png, write_html
 
-    results = [evaluate_pair(a, b, ts, label, settings, out / "points" / f"pair_{k}", z)
-               for k, (a, b, label) in enumerate(loaded)]
+    out = target.out
+    pairs = [PairPoints.evaluate(a, b, ts, label, settings, out / "points" / f"pair_{k}", target)
+             for k, (a, b, label) in enumerate(loaded)]
+    if target.part is not None:
+        return target.part_done("interpolate")
+    results = [pair.result(label, z) for pair, (_, _, label) in zip(pairs, loaded, strict=True)]
     units = {result_unit(r.result) for r in results}
     if len(units) > 1:
         raise SmacError("the pairs mix envs with and without normalised scores; interpolate "

@@ -33,18 +33,17 @@ import numpy as np
 
 from landscape.grid import (
     EvalSettings,
-    PointStore,
     add_evaluation_args,
     checkpoint_sha256,
-    evaluate_points,
+    evaluate_missing,
     json_floats,
-    landscape_output,
     output_dir,
     periodic_checkpoints,
     plane_coordinates,
     result_unit,
     seed_results,
 )
+from landscape.parts import add_part_flag, landscape_target
 from landscape.valley import ENDPOINT_ATOL, Curve, valley_verdict
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
@@ -182,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="project this run's checkpoint series onto the plane; repeat for "
                              "an offline run then its online run")
     add_evaluation_args(parser)
+    add_part_flag(parser)
     return parser
 
 
@@ -283,14 +283,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     fingerprint = {"command": "surface", "env": env, **plane.identity, "xs": xs.tolist(),
                    "ys": ys.tolist(), **settings.fingerprint()}
     out = output_dir(args.out, "surface", fingerprint)
-    with landscape_output(out, "surface", argv):
+    with landscape_target(out, "surface", argv, args.part) as target:
         coords = plane_coordinates(xs, ys)
-        store = PointStore(out / "points", fingerprint, len(coords), settings.episodes)
-        result = evaluate_points(
+        store = target.store(out / "points", fingerprint, len(coords), settings.episodes)
+        evaluate_missing(
             store, plane.template.policy,
             lambda idx: plane_points(plane.origin, plane.d1, plane.d2, coords[idx, 0],
                                      coords[idx, 1]),
             env, settings, desc="plane")
+        if target.part is not None:
+            return target.part_done("surface")
+        result = store.result()
         unit = result_unit(result)
         mean, se = result.mean(), result.stderr()
         grid_shape = (len(ys), len(xs))

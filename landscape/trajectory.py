@@ -34,21 +34,20 @@ from landscape.grid import (
     PointStore,
     add_evaluation_args,
     checkpoint_sha256,
-    evaluate_points,
+    evaluate_missing,
     json_floats,
-    landscape_output,
     output_dir,
     periodic_checkpoints,
     result_unit,
     seed_results,
 )
+from landscape.parts import add_part_flag, landscape_target
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
 
 if TYPE_CHECKING:  # torch-based modules are imported where used: --help answers at once
     import torch
 
-    from landscape.evaluate import EvaluationResult
     from smac_core.checkpoint import Checkpoint
 
 MIN_CHECKPOINTS = 3  # fewer points than this have no meaningful 2-D embedding
@@ -83,12 +82,11 @@ def load_series(run: str | Path) -> RunSeries:
                      torch.stack([vector for vector, _ in loaded]))
 
 
-def evaluate_run(series: RunSeries, store: PointStore, settings: EvalSettings
-                 ) -> EvaluationResult:
-    """Evaluate every checkpoint of a run (with the run's first checkpoint's normalisation;
-    ``settings`` with a resolved seed)."""
-    return evaluate_points(store, series.checkpoints[0].policy, lambda idx: series.vectors[idx],
-                           series.checkpoints[0].env_name, settings, desc=series.run.name)
+def evaluate_run(series: RunSeries, store: PointStore, settings: EvalSettings) -> None:
+    """Evaluate the store's missing checkpoints of a run (with the run's first checkpoint's
+    normalisation; ``settings`` with a resolved seed)."""
+    evaluate_missing(store, series.checkpoints[0].policy, lambda idx: series.vectors[idx],
+                     series.checkpoints[0].env_name, settings, desc=series.run.name)
 
 
 def embed(vectors: np.ndarray, perplexity: float, seed: int) -> dict[str, np.ndarray]:
@@ -120,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--embedding-seed", type=int, default=0,
                         help="random state of PCA and t-SNE (default 0)")
     add_evaluation_args(parser)
+    add_part_flag(parser)
     return parser
 
 
@@ -215,10 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "checkpoints": [checkpoint_sha256(c) for c in s.checkpoints],
                      **run_settings[k].fingerprint()} for k, s in enumerate(series)]
     out = output_dir(args.out, "trajectory", {"runs": fingerprints})
-    with landscape_output(out, "trajectory", argv):
-        results = [evaluate_run(s, PointStore(out / "points" / f"run_{k}", fingerprint,
-                                              len(s.steps), settings.episodes), run_settings[k])
-                   for k, (s, fingerprint) in enumerate(zip(series, fingerprints, strict=True))]
+    with landscape_target(out, "trajectory", argv, args.part) as target:
+        stores = [target.store(out / "points" / f"run_{k}", fingerprint, len(s.steps),
+                               settings.episodes)
+                  for k, (s, fingerprint) in enumerate(zip(series, fingerprints, strict=True))]
+        for s, store, s_settings in zip(series, stores, run_settings, strict=True):
+            evaluate_run(s, store, s_settings)
+        if target.part is not None:
+            return target.part_done("trajectory")
+        results = [store.result() for store in stores]
         units = {result_unit(r) for r in results}
         if len(units) > 1:
             raise SmacError("the runs mix envs with and without normalised scores")

@@ -9,8 +9,13 @@ Layout under the spec's ``root``::
     ROOT/landscapes/trajectories/<task>/<offline label>/seed<k>/   (landscape.trajectory)
 
 A landscape whose result file exists is done; one whose runs are not all finished waits; any
-other runs, resuming from the points it has already written. Each landscape's command, git
-commit, times and exit status go to its ``command.json`` when it ends (not when it was stopped).
+other runs, resuming from the points it has already written. A landscape whose spec entry has
+``parts: N`` (N > 1) runs as N part jobs (``--part K/N``, ``landscape.parts``: each evaluates
+its block of the points into ``OUT/parts/K-of-N/``) and an assembling job (the command without
+``--part``) that starts once all of them are done; a part whose ``command.json`` records a
+success of the same command is not rerun, nor are the parts of a finished landscape. Each
+landscape's (and part's) command, git commit, times and exit status go to its ``command.json``
+when it ends (not when it was stopped).
 Locally the landscapes run one at a time (each spreads its rollouts over the cores,
 ``--workers``), in the directory the study was started from, their output on the terminal. A
 landscape is stopped with SIGINT: it keeps its finished points, and the next call continues it.
@@ -18,6 +23,7 @@ landscape is stopped with SIGINT: it keeps its finished points, and the next cal
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -51,11 +57,43 @@ class LandscapeJob:
     runs: tuple[str, ...]     # run ids (checkpoints in the order the command takes them)
     options: tuple[str, ...]  # the command's other arguments
     result_file: str          # what a finished job has written
+    parts: int = 1            # jobs its points are split over (then one more assembles them)
 
     def argv(self, root: Path, device: str, workers: int | None) -> list[str]:
         return [*(str(root / r) for r in self.runs), *self.options, "--device", device,
                 *([] if workers is None else ["--workers", str(workers)]),
                 "--out", str(root / self.out)]
+
+    def steps(self) -> list[LandscapeStep]:
+        """Its jobs: the parts (none when ``parts`` is 1), then the one that writes the
+        outputs."""
+        parts = range(1, self.parts + 1) if self.parts > 1 else ()
+        return [*(LandscapeStep(self, k) for k in parts), LandscapeStep(self, None)]
+
+
+@dataclass(frozen=True)
+class LandscapeStep:
+    """One job of a landscape: part ``part`` of ``landscape.parts`` (``--part K/N``), or (None)
+    the command that writes the outputs (assembling the parts, if any)."""
+
+    landscape: LandscapeJob
+    part: int | None
+
+    @property
+    def name(self) -> str:
+        """The directory it writes, relative to the root (unique: the scheduler's job name)."""
+        job = self.landscape
+        return job.out if self.part is None else f"{job.out}/parts/{self.part}-of-{job.parts}"
+
+    def needs(self) -> tuple[str, ...]:
+        job = self.landscape
+        return tuple(s.name for s in job.steps() if s.part is not None) \
+            if self.part is None else ()
+
+    def argv(self, root: Path, device: str, workers: int | None) -> list[str]:
+        argv = self.landscape.argv(root, device, workers)
+        return argv if self.part is None else [*argv, "--part",
+                                                f"{self.part}/{self.landscape.parts}"]
 
 
 def landscape_jobs(spec: ExperimentSpec) -> list[LandscapeJob]:
@@ -77,7 +115,7 @@ def landscape_jobs(spec: ExperimentSpec) -> list[LandscapeJob]:
                 ("--points", str(interp.points), "--range", *map(str, interp.range),
                  "--episodes", str(interp.episodes),
                  "--label", f"{label} → {interp.online} ({task}, {seed_dir})"),
-                "interpolation.json"))
+                "interpolation.json", interp.parts))
         planes = spec.planes
         online_runs = tuple(f"{base}/online-{o}" for o in planes.online) if planes else ()
         if planes is not None and task == planes.task and label in planes.methods \
@@ -88,13 +126,21 @@ def landscape_jobs(spec: ExperimentSpec) -> list[LandscapeJob]:
                 ("--x-points", str(planes.points), "--y-points", str(planes.points),
                  "--x-range", low, high, "--y-range", low, high,
                  "--episodes", str(planes.episodes)),
-                "surface.json"))
+                "surface.json", planes.parts))
             jobs.append(LandscapeJob(
                 f"landscapes/trajectories/{base}", "landscape.trajectory",
                 (plan.run_id, *online_runs), ("--episodes", str(planes.episodes)),
                 "trajectory.json"))
     return jobs
 
+
+
+def _read_record(path: Path) -> Any:
+    """A ``command.json`` as written, or None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
 
 
 @dataclass
@@ -123,7 +169,7 @@ class LandscapeRunner(Scheduler):
 
     def run(self) -> LandscapeSummary:
         jobs = landscape_jobs(self.spec)
-        self.schedule(jobs)
+        self.schedule([step for job in jobs for step in job.steps()])
         if self.stop_reason is not None:
             seen = {*self.summary.done, *self.summary.waiting, *self.summary.failed}
             self.summary.remaining = [j.out for j in jobs if j.out not in seen]
@@ -131,39 +177,65 @@ class LandscapeRunner(Scheduler):
                   flush=True)
         return self.summary
 
-    def prepare(self, landscape: LandscapeJob) -> bool:
+    def needs(self, step: LandscapeStep) -> tuple[str, ...]:
+        return step.needs()
+
+    def prepare(self, step: LandscapeStep) -> bool:
+        landscape, assembles = step.landscape, step.part is None
         if (self.spec.root / landscape.out / landscape.result_file).is_file():
-            self.summary.done.append(landscape.out)
-            return False
+            if assembles:
+                self.summary.done.append(landscape.out)
+            return False  # and its parts are not rerun
         if any(run_state(self.spec.root, self.plans[r]).state != "done" for r in landscape.runs):
-            self.summary.waiting.append(landscape.out)
+            if assembles:
+                self.summary.waiting.append(landscape.out)
             return False
+        if not assembles:  # a part that succeeded with the same command is done
+            done = _read_record(self.spec.root / step.name / LANDSCAPE_RECORD)
+            if isinstance(done, dict) and done.get("exit_code") == 0 and done.get("command") \
+                    == command_record(landscape.module, self._argv(step))["command"]:
+                self.completed.add(step.name)
+                return False
         return True
 
-    def job(self, landscape: LandscapeJob) -> Job:
-        return python_job(landscape.out, landscape.module,
-                          landscape.argv(self.spec.root, self.device, self.workers), Path.cwd(),
+    def _argv(self, step: LandscapeStep) -> list[str]:
+        return step.argv(self.spec.root, self.device, self.workers)
+
+    def job(self, step: LandscapeStep) -> Job:
+        return python_job(step.name, step.landscape.module, self._argv(step), Path.cwd(),
                           stop_signal=signal.SIGINT)
 
-    def record(self, landscape: LandscapeJob, job: Job) -> dict[str, Any]:
-        return {**command_record(landscape.module, job.argv[3:]), "cwd": str(job.cwd),
+    def record(self, step: LandscapeStep, job: Job) -> dict[str, Any]:
+        return {**command_record(step.landscape.module, job.argv[3:]), "cwd": str(job.cwd),
                 "started": now(), **source_record(), "spec_sha256": self.spec.sha256,
                 "via": [f"python -m {STUDY_MODULE}", *self.invocation]}
 
-    def not_started(self, landscape: LandscapeJob, error: Exception) -> None:
-        self.summary.failed.append(landscape.out)
-        print(f"failed {landscape.out} (not started: {error})", flush=True)
+    def not_started(self, step: LandscapeStep, error: Exception) -> None:
+        self.summary.failed.append(step.name)
+        print(f"failed {step.name} (not started: {error})", flush=True)
 
-    def finish(self, landscape: LandscapeJob, exit_code: int, record: dict[str, Any]) -> None:
+    def finish(self, step: LandscapeStep, exit_code: int, record: dict[str, Any]) -> None:
         if exit_code != 0 and self.stop_reason is not None:
             return  # stopped: its finished points are kept, it is among the remaining
-        write_json(self.spec.root / landscape.out / LANDSCAPE_RECORD,
-                   {**record, "ended": now(), "exit_code": exit_code})
+        directory = self.spec.root / step.name
+        if step.part is None or directory.is_dir():  # not a directory the part never claimed
+            write_json(directory / LANDSCAPE_RECORD,
+                       {**record, "ended": now(), "exit_code": exit_code})
         if exit_code == 0:
-            self.summary.done.append(landscape.out)
+            self.completed.add(step.name)
+            if step.part is None:
+                self.summary.done.append(step.name)
         else:
-            self.summary.failed.append(landscape.out)
-            print(f"failed {landscape.out} (exit {exit_code})", flush=True)
+            self.summary.failed.append(step.name)
+            print(f"failed {step.name} (exit {exit_code})", flush=True)
+
+    def left(self, waiting: list[LandscapeStep]) -> None:
+        """An assembly never started because a part failed has failed too."""
+        failed = set(self.summary.failed)
+        for step in waiting:
+            if step.part is None and failed.intersection(step.needs()):
+                self.summary.failed.append(step.name)
+                print(f"failed {step.name} (a part of it failed)", flush=True)
 
 
 def run_landscapes(spec: ExperimentSpec, device: str, max_minutes: float | None,
