@@ -455,6 +455,29 @@ def test_landscapes_wait_for_runs_and_stop_at_the_deadline(tmp_path):
     assert not (spec.root / summary.remaining[0] / "command.json").exists()
 
 
+class FailingLandscapes(NeverEndingLandscapes):
+    """A backend whose commands fail at once, before they create their output directory (a
+    landscape command refusing a bad input exits 2 without writing anything)."""
+
+    def submit(self, job: experiments.Job) -> FailingLandscapes:
+        super().submit(job)
+        self.returncode = 2
+        return self
+
+
+def test_a_landscape_that_failed_before_writing_leaves_no_directory_behind(tmp_path):
+    spec = load_spec(write_spec(tmp_path, smoke_dict(tmp_path / "out")))
+    for plan in expand_grid(spec):
+        write_checkpoint(spec.root / plan.run_id, "final", plan.steps)
+    summary = experiments.run_landscapes(spec, "cpu", max_minutes=None, workers=0,
+                                         backend=FailingLandscapes())
+    assert len(summary.failed) == 3
+    # no command.json in a directory the command never created: the rerun's command would
+    # refuse a non-empty directory it does not own
+    assert not (spec.root / "landscapes").exists() or \
+        not any((spec.root / "landscapes").rglob("command.json"))
+
+
 # ------------------------------------------------------------------------------ end to end
 def test_cli_reports_spec_errors(tmp_path, capsys):
     spec = smoke_dict(tmp_path / "out")

@@ -218,7 +218,8 @@ class LandscapeRunner(Scheduler):
         if exit_code != 0 and self.stop_reason is not None:
             return  # stopped: its finished points are kept, it is among the remaining
         directory = self.spec.root / step.name
-        if step.part is None or directory.is_dir():  # not a directory the part never claimed
+        if directory.is_dir():  # never into a directory the command did not create: its
+            # rerun would refuse a non-empty directory that it does not own
             write_json(directory / LANDSCAPE_RECORD,
                        {**record, "ended": now(), "exit_code": exit_code})
         if exit_code == 0:
