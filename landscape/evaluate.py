@@ -5,6 +5,8 @@ forward under ``vmap`` over the stacked parameters, i.e. batched matmuls) on the
 the P*E environments form a pool stepped together. Every vector sees the same E reset seeds,
 episode e resets with ``smac_core.rollout.eval_episode_seed(seed, e)`` (common random numbers,
 and the trainer's evaluation episodes when ``seed`` is the run seed), actions are deterministic,
+a flow policy acts from the noise ``smac_core.rollout.eval_action_noise(seed, e, t)`` at step t
+of episode e, the same for every vector (common random numbers),
 and an env stops counting (and stops being stepped) when its episode ends; the rollout stops
 when every episode has ended.
 
@@ -41,7 +43,14 @@ from landscape.params import check_finite, param_spec, unflatten_params
 from smac_core.errors import SmacError
 from smac_core.metrics import standard_error
 from smac_core.nets import DeterministicPolicy
-from smac_core.rollout import batched_policy, eval_episode_seed, obs_block, rollout
+from smac_core.rollout import (
+    batched_policy,
+    eval_episode_seed,
+    noise_block,
+    noise_dim,
+    obs_block,
+    rollout,
+)
 from smac_core.tasks import episode_score, make_env
 
 MIN_CORES_FOR_WORKERS = 4
@@ -254,15 +263,15 @@ def evaluate_vectors(template: DeterministicPolicy, vectors: torch.Tensor, env_n
                      workers: int | None = None) -> EvaluationResult:
     """Roll out P parameter vectors (P, D) of ``template``'s architecture for E episodes each.
 
-    Env p*E + e runs vector p from reset seed ``eval_episode_seed(seed, e)``.
-    ``max_episode_steps`` caps episodes
+    Env p*E + e runs vector p from reset seed ``eval_episode_seed(seed, e)`` (a flow policy
+    with the noise ``noise_block(seed, E, t, ...)`` at step t). ``max_episode_steps`` caps episodes
     (default: the env's time limit). ``workers``: env processes (default ``default_workers``).
     ``progress(fraction)`` is called after each env step with the fraction of the horizon done.
     """
     setup = _setup(template, vectors, env_name, episodes, device, max_episode_steps)
     num_vectors = vectors.shape[0]
     num_envs = num_vectors * episodes
-    act = batched_policy(setup.policy)
+    act, dim = batched_policy(setup.policy), noise_dim(setup.policy)
     seeds = [eval_episode_seed(seed, e) for _ in range(num_vectors) for e in range(episodes)]
     returns, lengths = np.zeros(num_envs), np.zeros(num_envs, int)
     successes, active = np.zeros(num_envs, bool), np.ones(num_envs, bool)
@@ -279,7 +288,8 @@ def evaluate_vectors(template: DeterministicPolicy, vectors: torch.Tensor, env_n
             # the module docstring); finished envs' actions are computed but not used
             block = obs_block(obs.reshape(num_vectors, episodes, -1)[running], len(running),
                                episodes, device)
-            actions[running] = act(params, block)[:, :episodes].cpu().numpy()
+            noise = noise_block(seed, episodes, t, dim, len(running), device)
+            actions[running] = act(params, block, noise)[:, :episodes].cpu().numpy()
             obs, rewards, done, success = pool.step(actions.reshape(num_envs, -1), active)
             returns[active] += rewards[active]
             lengths[active] += 1

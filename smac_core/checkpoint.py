@@ -369,12 +369,13 @@ class Checkpoint:
     """What ``landscape`` and users need from a checkpoint, without knowing its algorithm.
 
     ``policy`` maps raw observations to env actions (its parameters are the actor's
-    ``trunk.*``/``mu.*``); ``tensors`` holds every network tensor; ``make_env()`` builds the
-    env the policy was trained for.
+    ``trunk.*``/``mu.*``, or a flow agent's ``FlowPolicy``: the fine-tuned field's
+    ``field.net.*``, acting from the evaluation noise of ``smac_core.rollout``); ``tensors``
+    holds every network tensor; ``make_env()`` builds the env the policy was trained for.
     """
 
     path: Path
-    policy: DeterministicPolicy
+    policy: nn.Module  # DeterministicPolicy, or FlowPolicy (smac_core.algos.flow)
     metadata: dict[str, Any]
     tensors: dict[str, torch.Tensor]
 
@@ -388,18 +389,33 @@ class Checkpoint:
         return self.metadata["env"]
 
 
-def build_policy(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> DeterministicPolicy:
-    """The deterministic policy module of a checkpoint, from its ``actor.trunk``/``actor.mu``."""
-    trunk = MLP(meta["obs_dim"], meta["actor_hidden"])
-    mu = nn.Linear(trunk.out_dim, meta["act_dim"])
+def build_policy(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> nn.Module:
+    """The evaluated policy module of a checkpoint: the ``DeterministicPolicy`` of its
+    ``actor.trunk``/``actor.mu``, or for a flow agent's checkpoint (QAM, TRQAM) the
+    ``FlowPolicy`` of its fine-tuned velocity field ``actor.net`` (``flow_steps`` Euler steps
+    from the config, acting from ``smac_core.rollout``'s evaluation noise)."""
+    from smac_core.algos.flow import FLOW_ALGORITHMS, FLOW_STEPS, FlowPolicy, VelocityField
+
+    t = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
     actor = sub_state_dict(tensors, "actor")
+    flow = meta["algorithm"] in FLOW_ALGORITHMS
     try:
-        trunk.load_state_dict(sub_state_dict(actor, "trunk"))
-        mu.load_state_dict(sub_state_dict(actor, "mu"))
+        if flow:
+            config = meta.get("config") or {}
+            field = VelocityField(meta["obs_dim"], meta["act_dim"], meta["actor_hidden"],
+                                  int(config.get("horizon", 1)))
+            field.load_state_dict(actor)
+        else:
+            trunk = MLP(meta["obs_dim"], meta["actor_hidden"])
+            mu = nn.Linear(trunk.out_dim, meta["act_dim"])
+            trunk.load_state_dict(sub_state_dict(actor, "trunk"))
+            mu.load_state_dict(sub_state_dict(actor, "mu"))
     except RuntimeError as exc:
         raise SmacError(f"the actor tensors do not match the architecture in the metadata: {exc}") \
             from exc
-    t = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
+    if flow:
+        return FlowPolicy(field, int(config.get("flow_steps", FLOW_STEPS)), meta["obs_mean"],
+                          meta["obs_std"], meta["action_low"], meta["action_high"])
     return DeterministicPolicy(trunk, mu, t(meta["obs_mean"]), t(meta["obs_std"]),
                                t(meta["action_low"]), t(meta["action_high"]))
 

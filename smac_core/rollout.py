@@ -20,6 +20,17 @@ the actions of E episodes do not depend on how many sets run beside them. (The t
 act through a plain module forward and numpy normalisation, which differ from this kernel by
 about one float32 ulp: evaluations use the kernel, never ``Agent.act``.)
 
+Noise. A policy with ``noise_dim`` > 0 (a flow policy, ``smac_core.algos.flow.FlowPolicy``)
+acts from an initial noise as well as the observation: evaluation uses common random numbers,
+the noise of step ``t`` of evaluation episode ``e`` under seed ``s`` being ``eval_action_noise(s,
+e, t, dim)``, a standard normal vector drawn from ``SeedSequence([eval_episode_seed(s, e),
+EVAL_NOISE_STREAM, t])``. It depends on nothing else (not on the parameters, the number of sets
+or episodes run beside it, the device), so the same checkpoint evaluated twice gives the same
+returns, and two checkpoints, or the points of a landscape, are compared on the same noise. The
+kernel takes it as a second block (P, rows, dim), the same rows for every set, zero in padding
+rows (``noise_block``). Policies with ``noise_dim`` 0 (every Gaussian or deterministic actor)
+take the observation only.
+
 ``rollout`` plays E episodes of one parameter set in lockstep: the trainer's evaluation and the
 landscape's reference path; ``landscape.evaluate.evaluate_vectors`` plays P sets in an env pool
 and returns the same returns to the last bit.
@@ -35,10 +46,12 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
+from smac_core.errors import SmacError
 from smac_core.nets import DeterministicPolicy
 
 # seed streams: SeedSequence([seed, stream, index]) gives independent, reproducible env seeds
 TRAIN_EPISODE_STREAM, EVAL_EPISODE_STREAM, EXPLORATION_STREAM = 1, 2, 3
+EVAL_NOISE_STREAM = 4  # under an evaluation episode's seed: the policy's noise at each step
 ROW_BLOCK = 16  # rows per parameter set are padded to a multiple of this: 16 float32 = 64 bytes
 
 
@@ -52,19 +65,44 @@ def eval_episode_seed(seed: int, episode: int) -> int:
     return derived_seed(seed, EVAL_EPISODE_STREAM, episode)
 
 
-def batched_policy(template: DeterministicPolicy) -> Callable[[dict[str, torch.Tensor],
-                                                               torch.Tensor], torch.Tensor]:
+def eval_action_noise(seed: int, episode: int, step: int, dim: int) -> np.ndarray:
+    """The policy noise (dim,) float32 ~ N(0, I) of step ``step`` (0, 1, ...) of evaluation
+    episode ``episode`` under seed ``seed``: from ``SeedSequence([eval_episode_seed(seed,
+    episode), EVAL_NOISE_STREAM, step])``, so a function of the episode's reset seed and the
+    step only."""
+    sequence = np.random.SeedSequence([eval_episode_seed(seed, episode), EVAL_NOISE_STREAM, step])
+    return np.random.default_rng(sequence).standard_normal(dim, dtype=np.float32)
+
+
+def noise_dim(policy: torch.nn.Module) -> int:
+    """How many noise inputs ``policy`` takes per row (0: it acts from the observation only)."""
+    return int(getattr(policy, "noise_dim", 0))
+
+
+def batched_policy(template: DeterministicPolicy) -> Callable[..., torch.Tensor]:
     """The template's forward pass over P stacked parameter sets.
 
-    ``(params: name -> (P, *shape), obs (P, B, obs_dim)) -> actions (P, B, act_dim)``; the
-    template's buffers (observation normalisation, action bounds) are shared by all P.
+    ``(params: name -> (P, *shape), obs (P, B, obs_dim)[, noise (P, B, noise_dim)]) ->
+    actions (P, B, act_dim)``; the template's buffers (observation normalisation, action bounds)
+    are shared by all P. ``noise`` is required exactly when ``noise_dim(template)`` > 0.
     """
     buffers = dict(template.named_buffers())
+    needs_noise = noise_dim(template) > 0
 
-    def act(params: dict[str, torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
-        return functional_call(template, (params, buffers), (obs,))
+    def act(params: dict[str, torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
+        return functional_call(template, (params, buffers), inputs)
 
-    return torch.vmap(act)
+    vectorised = torch.vmap(act)
+
+    def call(params: dict[str, torch.Tensor], obs: torch.Tensor,
+             noise: torch.Tensor | None = None) -> torch.Tensor:
+        if needs_noise != (noise is not None):
+            raise SmacError("a flow policy acts from an initial noise as well as the observation "
+                            "(smac_core.rollout.noise_block)" if needs_noise else
+                            "this policy takes no noise input")
+        return vectorised(params, obs) if noise is None else vectorised(params, obs, noise)
+
+    return call
 
 
 def obs_block(obs: np.ndarray, num_sets: int, episodes: int, device: str | torch.device
@@ -78,6 +116,20 @@ def obs_block(obs: np.ndarray, num_sets: int, episodes: int, device: str | torch
     return block
 
 
+def noise_block(seed: int, episodes: int, step: int, dim: int, num_sets: int,
+                device: str | torch.device) -> torch.Tensor | None:
+    """The kernel's noise input at step ``step``: (P, E padded to ROW_BLOCK, dim) float32, row e
+    of every set ``eval_action_noise(seed, e, step, dim)``, padding rows 0; None when ``dim`` is
+    0 (the policy takes no noise)."""
+    if dim == 0:
+        return None
+    rows = -(-episodes // ROW_BLOCK) * ROW_BLOCK
+    noise = np.zeros((rows, dim), np.float32)
+    for e in range(episodes):
+        noise[e] = eval_action_noise(seed, e, step, dim)
+    return torch.as_tensor(noise, device=device).expand(num_sets, rows, dim).contiguous()
+
+
 @torch.no_grad()
 def rollout(policy: DeterministicPolicy, envs: Sequence[gym.Env], seed: int,
             params: dict[str, torch.Tensor] | None = None, horizon: int | None = None,
@@ -87,6 +139,7 @@ def rollout(policy: DeterministicPolicy, envs: Sequence[gym.Env], seed: int,
 
     ``params``: name -> (1, *shape) parameters to use (default: the policy's own). An episode
     ends when its env terminates or truncates, or after ``horizon`` steps (default: no cap).
+    A policy with ``noise_dim`` > 0 gets ``noise_block(seed, E, t, ...)`` at step t.
     Returns (returns (E,) float64, successes (E,) bool: ``info["success"]`` at any step,
     lengths (E,) int).
     """
@@ -97,8 +150,11 @@ def rollout(policy: DeterministicPolicy, envs: Sequence[gym.Env], seed: int,
     obs = np.stack([env.reset(seed=eval_episode_seed(seed, e))[0] for e, env in enumerate(envs)])
     returns, lengths = np.zeros(episodes), np.zeros(episodes, int)
     successes, done = np.zeros(episodes, bool), np.zeros(episodes, bool)
-    for _ in itertools.count() if horizon is None else range(horizon):
-        actions = act(params, obs_block(obs, 1, episodes, device))[0, :episodes].cpu().numpy()
+    dim = noise_dim(policy)
+    for step in itertools.count() if horizon is None else range(horizon):
+        noise = noise_block(seed, episodes, step, dim, 1, device)
+        actions = act(params, obs_block(obs, 1, episodes, device), noise
+                      )[0, :episodes].cpu().numpy()
         for e in np.flatnonzero(~done):
             obs[e], reward, terminated, truncated, info = envs[e].step(actions[e])
             returns[e] += reward

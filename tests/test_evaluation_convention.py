@@ -1,6 +1,7 @@
 """One evaluation convention for the trainer and the landscape (smac_core.rollout): a landscape's
 point at a checkpoint is, episode for episode and bit for bit, the trainer's evaluation of that
-checkpoint; checkpoints that normalise observations differently are never mixed."""
+checkpoint, for Gaussian actors and for flow policies (their evaluation noise is a function of the
+episode and the step); checkpoints that normalise observations differently are never mixed."""
 
 from __future__ import annotations
 
@@ -26,16 +27,25 @@ TINY = ["--eval-episodes", "2", "--checkpoint-every", "4", "--log-every", "4",
 
 
 @pytest.fixture(scope="module")
-def door_runs(tmp_path_factory) -> tuple[Path, Path]:
-    """An offline IQL run (4 updates) on the real door demonstrations with their dense reward
-    (MuJoCo: a one-ulp action difference changes the return), and a SAC run (4 env steps)
-    started from it; both evaluate 2 episodes at their last step, the online one also at 0."""
-    tmp = tmp_path_factory.mktemp("convention")
+def dense_store(tmp_path_factory) -> Path:
+    """The real door demonstrations with their dense reward (MuJoCo: a one-ulp action
+    difference changes the return) in a private Minari store, as ``test/door-dense-v0``."""
+    store = tmp_path_factory.mktemp("convention-minari")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MINARI_DATASETS_PATH", str(tmp / "minari"))
+        patch.setenv("MINARI_DATASETS_PATH", str(store))
         assert data_main(["import", str(DOOR_HUMAN / "door-v0_demos_clipped.hdf5"),
                           "--id", "test/door-dense-v0", "--env", "AdroitHandDoor-v1",
                           "--ignore-timeouts"]) == 0
+    return store
+
+
+@pytest.fixture(scope="module")
+def door_runs(dense_store, tmp_path_factory) -> tuple[Path, Path]:
+    """An offline IQL run (4 updates) on the door data, and a SAC run (4 env steps) started
+    from it; both evaluate 2 episodes at their last step, the online one also at 0."""
+    tmp = tmp_path_factory.mktemp("convention")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINARI_DATASETS_PATH", str(dense_store))
         offline, online = tmp / "offline", tmp / "online"
         assert train.main(["offline", "--algo", "iql", "--dataset", "test/door-dense-v0",
                            "--steps", "4", "--eval-every", "4", "--out", str(offline),
@@ -44,6 +54,19 @@ def door_runs(tmp_path_factory) -> tuple[Path, Path]:
                            "--early-eval-every", "4", "--eval-every", "4",
                            "--out", str(online), *TINY]) == 0
     return offline, online
+
+
+@pytest.fixture(scope="module")
+def flow_run(dense_store, tmp_path_factory) -> Path:
+    """An offline QAM run (tiny flow, 4 Euler steps) on the door data: 8 updates, evaluated
+    (2 episodes) and checkpointed at steps 4 and 8."""
+    run = tmp_path_factory.mktemp("convention-flow") / "qam"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINARI_DATASETS_PATH", str(dense_store))
+        assert train.main(["offline", "--algo", "qam", "--dataset", "test/door-dense-v0",
+                           "--steps", "8", "--eval-every", "4", "--out", str(run), *TINY,
+                           "--set", "num_critics=3", "--set", "flow_steps=4"]) == 0
+    return run
 
 
 def evaluations(run: Path) -> dict[int, list[float]]:
@@ -123,3 +146,31 @@ def test_checkpoints_with_different_normalisers_are_refused_before_anything_is_w
     assert trajectory.main([str(run), "--out", str(out), *fast]) == 2
     assert_refused(capsys, run / "checkpoints" / "step_100", run / "checkpoints" / "step_200",
                    out)
+
+
+def test_flow_landscape_points_are_the_trainer_evaluations_and_repeat_exactly(flow_run,
+                                                                                tmp_path):
+    """A flow checkpoint's landscape point is the trainer's evaluation of it, episode for
+    episode, bit for bit (the same evaluation noise per episode and step); evaluating again
+    gives the same returns; a plane of random directions through it has that point at its
+    origin."""
+    step4 = flow_run / "checkpoints" / "step_4"
+    assert load_checkpoint(step4).policy.noise_dim == 28  # AdroitHandDoor: 28 actions, H = 1
+    command = [str(step4), str(flow_run), "--points", "3", "--range", "0", "1",
+               "--episodes", "2", "--workers", "0"]
+    curves = []
+    for out in (tmp_path / "first", tmp_path / "second"):
+        assert interpolate.main([*command, "--out", str(out)]) == 0
+        curves.append(json.loads((out / "interpolation.json").read_text())["curves"][0])
+    at_a, _, at_b = curves[0]["returns"]
+    assert at_a == evaluations(flow_run)[4] and at_b == evaluations(flow_run)[8]
+    assert at_a[0] != at_a[1] and at_a != at_b  # real, distinct episodes and policies
+    assert curves[1]["returns"] == curves[0]["returns"] and curves[0]["seed"] == RUN_SEED
+
+    out = tmp_path / "surface"
+    assert surface.main([str(step4), "--random-directions", "--x-points", "2",
+                         "--y-points", "2", "--x-range", "0", "1",
+                         "--y-range", "0", "1", "--episodes", "2", "--workers", "0",
+                         "--out", str(out)]) == 0
+    grid = json.loads((out / "surface.json").read_text())
+    assert grid["x"][0] == grid["y"][0] == 0.0 and grid["returns"][0] == at_a  # (0, 0): T0

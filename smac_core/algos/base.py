@@ -144,7 +144,7 @@ class Agent(ABC):
     def evaluation_policy(self, obs_mean, obs_std, action_low, action_high) -> nn.Module:
         """The deterministic policy that evaluations roll out (``smac_core.rollout``): raw
         observation -> env action, on the agent's device. The actor's ``DeterministicPolicy``
-        by default; flow agents return their flow (``smac_core.algos.qam.FlowPolicy``)."""
+        by default; flow agents return their flow (``smac_core.algos.flow.FlowPolicy``)."""
         from smac_core.nets import DeterministicPolicy
 
         return DeterministicPolicy.from_actor(self.actor, obs_mean, obs_std, action_low,

@@ -33,6 +33,7 @@ from torch import nn
 
 from smac_core.nets import MLP
 
+FLOW_ALGORITHMS = ("qam", "trqam")  # agents whose checkpoints hold a flow policy (``actor.net.*``)
 FLOW_STEPS = 10  # K: Euler steps of the flow, both papers (QAM Table 5, TRQAM: "10 flow steps")
 
 # v(obs (B, obs_dim), x (B, D), t (B, 1)) -> (B, D)
@@ -79,6 +80,38 @@ def euler_sample(field: Velocity, obs: torch.Tensor, noise: torch.Tensor,
     for k in range(steps):
         x = x + h * field(obs, x, torch.full_like(x[:, :1], k * h))
     return x
+
+
+class FlowPolicy(nn.Module):
+    """A flow policy as the evaluation kernel (``smac_core.rollout``) sees it: (raw observation,
+    initial noise) -> env action.
+
+    a = low + (clip(x_1[:act_dim], -1, 1) + 1) / 2 (high - low), x_1 the Euler flow of ``field``
+    (``steps`` steps) from x_0 = ``noise`` for the normalised observation: deterministic given the
+    noise. Evaluations and landscapes pass the common random numbers of ``smac_core.rollout``
+    (``eval_action_noise``: one fixed N(0, I) draw per evaluation episode and step), so a
+    checkpoint's returns are reproducible and checkpoints are compared on the same noise.
+    ``noise_dim`` = the chunk size H * act_dim; only the chunk's first action is played. Its
+    parameters are the field's (``field.net.*``).
+    ``(obs (B, obs_dim), noise (B, noise_dim)) -> (B, act_dim)``.
+    """
+
+    def __init__(self, field: VelocityField, steps: int, obs_mean, obs_std, action_low,
+                 action_high) -> None:
+        super().__init__()
+        self.field, self.steps = field, steps
+        self.noise_dim = field.chunk_dim
+        t = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
+        self.register_buffer("obs_mean", t(obs_mean))
+        self.register_buffer("obs_std", t(obs_std))
+        self.register_buffer("action_low", t(action_low))
+        self.register_buffer("action_high", t(action_high))
+
+    def forward(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        x = (obs - self.obs_mean) / self.obs_std
+        chunk = euler_sample(self.field, x, noise, self.steps).clamp(-1.0, 1.0)
+        action = chunk[..., : self.field.act_dim]
+        return self.action_low + (action + 1.0) * 0.5 * (self.action_high - self.action_low)
 
 
 def memoryless_schedule(steps: int = FLOW_STEPS) -> tuple[torch.Tensor, torch.Tensor]:

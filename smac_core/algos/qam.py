@@ -16,7 +16,8 @@ target critic and the EMA base. Defaults are QAM's (its ``agents/qam.py`` config
 ``inverse_temperature`` (beta) is tuned per task in the paper. Action chunks (H > 1) are not in
 the trainer yet: its replay buffers sample single transitions, so H = 1 here.
 
-Evaluation acts with the deterministic flow from x_0 = 0 (``FlowPolicy``); exploration with
+Evaluation acts with the flow from a fixed initial noise per (evaluation episode, step), the
+common random numbers of ``smac_core.rollout`` (``flow.FlowPolicy``); exploration with
 x_0 ~ N(0, I).
 """
 
@@ -38,8 +39,10 @@ from smac_core.algos.base import (
     scalar_metrics,
 )
 from smac_core.algos.flow import (
+    FLOW_ALGORITHMS,
     FLOW_STEPS,
     AdjointPath,
+    FlowPolicy,
     VelocityField,
     adjoint_matching_loss,
     adjoint_path,
@@ -51,8 +54,6 @@ from smac_core.data.buffers import Batch
 from smac_core.errors import SmacError
 from smac_core.nets import CriticEnsemble
 from smac_core.state import sub_state_dict
-
-FLOW_ALGORITHMS = ("qam", "trqam")  # checkpoints a flow agent can start from (load_pretrained)
 
 
 @dataclass
@@ -81,32 +82,6 @@ class QAMConfig(ActorCriticConfig):
         check_config(self.inverse_temperature >= 0.0, self,
                      f"inverse_temperature must be >= 0; got {self.inverse_temperature}")
         check_config(self.grad_clip > 0.0, self, f"grad_clip must be > 0; got {self.grad_clip}")
-
-
-class FlowPolicy(nn.Module):
-    """A flow policy as the evaluation kernel sees it: raw observation -> env action.
-
-    a = low + (clip(x_1, -1, 1) + 1) / 2 (high - low), x_1 the Euler flow of ``field`` from
-    x_0 = 0 for the normalised observation: deterministic, a function of the observation only.
-    Its parameters are the field's (``field.*``). ``(B, obs_dim) -> (B, act_dim)``.
-    """
-
-    def __init__(self, field: VelocityField, steps: int, obs_mean, obs_std, action_low,
-                 action_high) -> None:
-        super().__init__()
-        self.field, self.steps = field, steps
-        t = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
-        self.register_buffer("obs_mean", t(obs_mean))
-        self.register_buffer("obs_std", t(obs_std))
-        self.register_buffer("action_low", t(action_low))
-        self.register_buffer("action_high", t(action_high))
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = (obs - self.obs_mean) / self.obs_std
-        noise = torch.zeros_like(x[..., :1]).expand(*x.shape[:-1], self.field.chunk_dim)
-        chunk = euler_sample(self.field, x, noise, self.steps).clamp(-1.0, 1.0)
-        action = chunk[..., : self.field.act_dim]
-        return self.action_low + (action + 1.0) * 0.5 * (self.action_high - self.action_low)
 
 
 class QAM(Agent):
