@@ -375,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
-    from landscape.params import check_compatible
+    from landscape.params import check_compatible, refuse_flow_policies
     from landscape.plot import write_html
     from smac_core.checkpoint import CheckpointArtifact, load_checkpoint
     from smac_core.diffusion import DatasetScore
@@ -399,6 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ts = interpolation_ts(args.points, *args.range)
         points = {"ts": ts.tolist()}
     checkpoints = [load_checkpoint(c) for c in args.checkpoints]
+    refuse_flow_policies(checkpoints, "critic")
     check_compatible(checkpoints)
     settings = settings.for_checkpoint(checkpoints[0])
     sample = dataset_sample(checkpoints[0], args.dataset, args.batch, settings.seed)

@@ -1,7 +1,13 @@
 """Checkpoints as points of a parameter space: named, ordered parameter vectors.
 
 A policy's parameter vector is the concatenation, in ``named_parameters()`` order, of its
-``DeterministicPolicy`` parameters (the actor's ``trunk.*`` and ``mu.*``), flattened to float32.
+``DeterministicPolicy`` parameters (the actor's ``trunk.*`` and ``mu.*``), flattened to float32;
+for a flow agent's checkpoint (QAM, TRQAM) those of its ``FlowPolicy``, the fine-tuned velocity
+field that acts (``field.net.*``; the base flows and critics are not part of the policy), which
+every landscape point runs for the checkpoint's ``flow_steps`` Euler steps from the evaluation
+noise of ``smac_core.rollout`` (common random numbers per episode and step).
+``refuse_flow_policies`` keeps flow checkpoints out of the commands whose objective is not
+defined for them (``path``, ``critic``, ``risk``).
 Observation normalisation and action bounds are buffers of the policy, not parameters: they do
 not move when parameters are interpolated, and every vector is evaluated with those of the first
 checkpoint (the template). ``check_compatible`` therefore refuses checkpoints that normalise
@@ -117,6 +123,22 @@ def critic_vector(source: str | Path | Checkpoint) -> tuple[torch.Tensor, ParamS
     return vector, spec
 
 
+def refuse_flow_policies(checkpoints: Sequence[Checkpoint], command: str) -> None:
+    """SmacError when a checkpoint holds a flow policy (QAM, TRQAM): ``command``'s objective
+    (a critic's value of the policy's actions on dataset states, differentiated or not) is
+    defined here for deterministic actors only; ``interpolate``, ``surface`` and ``trajectory``
+    take flow checkpoints."""
+    from smac_core.rollout import noise_dim
+
+    for checkpoint in checkpoints:
+        if noise_dim(checkpoint.policy) > 0:
+            raise SmacError(
+                f"landscape.{command} does not take flow-policy checkpoints yet "
+                f"({checkpoint.metadata['algorithm']}: {checkpoint.path}): its critic objective "
+                "is defined for deterministic actors only; landscape.interpolate, surface and "
+                "trajectory evaluate flow policies (common random numbers per episode and step)")
+
+
 def _first_difference(a: ParamSpec, b: ParamSpec) -> str | None:
     for i in range(max(len(a.names), len(b.names))):
         if i >= len(a.names) or i >= len(b.names):
@@ -148,6 +170,10 @@ def check_compatible(checkpoints: Sequence[Checkpoint], same_normalisation: bool
         difference = _first_difference(spec, param_spec(other.policy))
         if difference is not None:
             raise SmacError(f"{pair} have different policy architectures: {difference}")
+        steps = [getattr(c.policy, "steps", None) for c in (first, other)]
+        if steps[0] != steps[1]:
+            raise SmacError(f"{pair} integrate their flows with different numbers of Euler "
+                            f"steps (flow_steps {steps[0]} vs {steps[1]})")
         if other.env_name != first.env_name:
             raise SmacError(f"{pair} were trained on different envs: "
                             f"{first.env_name!r} vs {other.env_name!r}")

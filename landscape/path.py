@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    from landscape.params import check_compatible
+    from landscape.params import check_compatible, refuse_flow_policies
     from smac_core.checkpoint import load_checkpoint
 
     settings = EvalSettings.from_args(args)
@@ -239,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SmacError(f"need --points >= 3 and a finite --z > 0, got {args.points}, {args.z}")
     check_training(args.curve, args.bends, args.steps, args.lr, args.t_samples)
     ckpt_a, ckpt_b = (load_checkpoint(c) for c in args.checkpoints)
+    refuse_flow_policies([ckpt_a, ckpt_b], "path")
     check_compatible([ckpt_a, ckpt_b])
     settings = settings.for_checkpoint(ckpt_a)
     critic, _ = checkpoint_critic(ckpt_b if args.critic == "b" else ckpt_a)

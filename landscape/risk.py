@@ -257,6 +257,9 @@ def checkpoint_probe(checkpoint: Checkpoint, dataset: str | None, states: int,
     its ``dataset_id``); ``probe_settings.pool`` is replaced by the number drawn."""
     import torch
 
+    from landscape.params import refuse_flow_policies
+
+    refuse_flow_policies([checkpoint], "risk")
     settings = settings.for_checkpoint(checkpoint)
     critic, _ = checkpoint_critic(checkpoint)
     pool = torch.as_tensor(dataset_sample(checkpoint, dataset, states,
