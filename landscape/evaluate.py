@@ -44,6 +44,7 @@ from smac_core.errors import SmacError
 from smac_core.metrics import standard_error
 from smac_core.nets import DeterministicPolicy
 from smac_core.rollout import (
+    action_horizon,
     batched_policy,
     eval_episode_seed,
     noise_block,
@@ -272,6 +273,7 @@ def evaluate_vectors(template: DeterministicPolicy, vectors: torch.Tensor, env_n
     num_vectors = vectors.shape[0]
     num_envs = num_vectors * episodes
     act, dim = batched_policy(setup.policy), noise_dim(setup.policy)
+    chunk = action_horizon(setup.policy)
     seeds = [eval_episode_seed(seed, e) for _ in range(num_vectors) for e in range(episodes)]
     returns, lengths = np.zeros(num_envs), np.zeros(num_envs, int)
     successes, active = np.zeros(num_envs, bool), np.ones(num_envs, bool)
@@ -282,14 +284,18 @@ def evaluate_vectors(template: DeterministicPolicy, vectors: torch.Tensor, env_n
         obs = pool.reset()
         running = np.arange(num_vectors)  # vectors with an episode still running
         params = setup.params
-        actions = np.zeros((num_vectors, episodes, setup.policy.action_low.shape[0]), np.float32)
+        act_dim = setup.policy.action_low.shape[0]
+        chunks = np.zeros((num_vectors, episodes, chunk * act_dim), np.float32)
         for t in range(setup.horizon):
-            # the running vectors' whole blocks, finished envs and padding rows included (see
-            # the module docstring); finished envs' actions are computed but not used
-            block = obs_block(obs.reshape(num_vectors, episodes, -1)[running], len(running),
-                               episodes, device)
-            noise = noise_block(seed, episodes, t, dim, len(running), device)
-            actions[running] = act(params, block, noise)[:, :episodes].cpu().numpy()
+            k = t % chunk  # action chunks (H > 1): a call every H steps, played open-loop
+            if k == 0:
+                # the running vectors' whole blocks, finished envs and padding rows included
+                # (see the module docstring); finished envs' actions are computed but not used
+                block = obs_block(obs.reshape(num_vectors, episodes, -1)[running], len(running),
+                                  episodes, device)
+                noise = noise_block(seed, episodes, t, dim, len(running), device)
+                chunks[running] = act(params, block, noise)[:, :episodes].cpu().numpy()
+            actions = np.ascontiguousarray(chunks[..., k * act_dim : (k + 1) * act_dim])
             obs, rewards, done, success = pool.step(actions.reshape(num_envs, -1), active)
             returns[active] += rewards[active]
             lengths[active] += 1

@@ -29,7 +29,9 @@ or episodes run beside it, the device), so the same checkpoint evaluated twice g
 returns, and two checkpoints, or the points of a landscape, are compared on the same noise. The
 kernel takes it as a second block (P, rows, dim), the same rows for every set, zero in padding
 rows (``noise_block``). Policies with ``noise_dim`` 0 (every Gaussian or deterministic actor)
-take the observation only.
+take the observation only. A policy with action chunks (``action_horizon`` H > 1) returns H
+actions per call: it is called at steps 0, H, 2H, ... of an episode (with that step's noise) and
+the H actions are played open-loop.
 
 ``rollout`` plays E episodes of one parameter set in lockstep: the trainer's evaluation and the
 landscape's reference path; ``landscape.evaluate.evaluate_vectors`` plays P sets in an env pool
@@ -77,6 +79,12 @@ def eval_action_noise(seed: int, episode: int, step: int, dim: int) -> np.ndarra
 def noise_dim(policy: torch.nn.Module) -> int:
     """How many noise inputs ``policy`` takes per row (0: it acts from the observation only)."""
     return int(getattr(policy, "noise_dim", 0))
+
+
+def action_horizon(policy: torch.nn.Module) -> int:
+    """H: how many actions one call of ``policy`` returns per row (H * act_dim outputs), played
+    open-loop over the next H steps (a flow policy with action chunks; 1 otherwise)."""
+    return int(getattr(policy, "horizon", 1))
 
 
 def batched_policy(template: DeterministicPolicy) -> Callable[..., torch.Tensor]:
@@ -139,7 +147,8 @@ def rollout(policy: DeterministicPolicy, envs: Sequence[gym.Env], seed: int,
 
     ``params``: name -> (1, *shape) parameters to use (default: the policy's own). An episode
     ends when its env terminates or truncates, or after ``horizon`` steps (default: no cap).
-    A policy with ``noise_dim`` > 0 gets ``noise_block(seed, E, t, ...)`` at step t.
+    A policy with ``noise_dim`` > 0 gets ``noise_block(seed, E, t, ...)`` at step t; one with
+    ``action_horizon`` H > 1 is called at steps 0, H, 2H, ... and its H actions played in turn.
     Returns (returns (E,) float64, successes (E,) bool: ``info["success"]`` at any step,
     lengths (E,) int).
     """
@@ -150,11 +159,14 @@ def rollout(policy: DeterministicPolicy, envs: Sequence[gym.Env], seed: int,
     obs = np.stack([env.reset(seed=eval_episode_seed(seed, e))[0] for e, env in enumerate(envs)])
     returns, lengths = np.zeros(episodes), np.zeros(episodes, int)
     successes, done = np.zeros(episodes, bool), np.zeros(episodes, bool)
-    dim = noise_dim(policy)
+    dim, chunk, act_dim = noise_dim(policy), action_horizon(policy), policy.action_low.shape[0]
     for step in itertools.count() if horizon is None else range(horizon):
-        noise = noise_block(seed, episodes, step, dim, 1, device)
-        actions = act(params, obs_block(obs, 1, episodes, device), noise
-                      )[0, :episodes].cpu().numpy()
+        k = step % chunk  # an action chunk is asked for every H steps and played open-loop
+        if k == 0:
+            noise = noise_block(seed, episodes, step, dim, 1, device)
+            actions_of_chunk = act(params, obs_block(obs, 1, episodes, device), noise
+                                   )[0, :episodes].cpu().numpy()
+        actions = actions_of_chunk[:, k * act_dim : (k + 1) * act_dim]
         for e in np.flatnonzero(~done):
             obs[e], reward, terminated, truncated, info = envs[e].step(actions[e])
             returns[e] += reward

@@ -64,7 +64,8 @@ def seed_everything(seed: int) -> None:
 
 # ---------------------------------------------------------------------------------------- env side
 def _policy_action(agent: Agent, normalizer: ObsNormalizer, obs: np.ndarray) -> np.ndarray:
-    """The agent's stochastic (exploration) action in [-1, 1] for one raw observation."""
+    """The agent's stochastic (exploration) action in [-1, 1] for one raw observation: (act_dim,),
+    or an action chunk (H * act_dim,) from an agent with ``horizon`` H > 1."""
     obs_t = torch.as_tensor(normalizer(obs)[None], device=agent.device)
     return agent.act(obs_t, deterministic=False)[0].cpu().numpy()
 
@@ -74,6 +75,10 @@ class EnvCollector:
 
     Episode ``k`` is reset with ``derived_seed(seed, TRAIN_EPISODE_STREAM, k)``; the actions of
     the current episode are recorded so that ``load_state_dict`` can rebuild the env's state.
+    An agent with action chunks (``horizon`` H > 1) is asked for a chunk every H steps of an
+    episode, whose H actions are played open-loop (the rest of a chunk is dropped at an
+    episode's end; ``pending`` is checkpointed). Each transition records whether its episode
+    ended there (terminated or truncated), so that chunks never cross an episode end.
     """
 
     def __init__(self, env_name: str, seed: int, scaler: ActionScaler, normalizer: ObsNormalizer,
@@ -89,6 +94,7 @@ class EnvCollector:
         self.obs, _ = self.env.reset(seed=derived_seed(self.seed, TRAIN_EPISODE_STREAM,
                                                        self.episode_index))
         self.actions: list[np.ndarray] = []
+        self.pending: list[np.ndarray] = []  # the rest of the current action chunk
         self.episode_return = 0.0
 
     def step(self, agent: Agent, random_action: bool) -> None:
@@ -96,11 +102,15 @@ class EnvCollector:
         if random_action:
             action = self.rng.uniform(-1.0, 1.0, self.scaler.low.shape).astype(np.float32)
         else:
-            action = _policy_action(agent, self.normalizer, self.obs)
+            if not self.pending:
+                chunk = _policy_action(agent, self.normalizer, self.obs)
+                self.pending = list(chunk.reshape(-1, self.scaler.low.shape[0]))
+            action = self.pending.pop(0)
         env_action = self.scaler.to_env(action)
         next_obs, reward, terminated, truncated, _ = self.env.step(env_action)
         self.buffer.add(self.normalizer(self.obs), action, float(reward),
-                        self.normalizer(next_obs), bool(terminated))
+                        self.normalizer(next_obs), bool(terminated),
+                        episode_end=bool(terminated or truncated))
         self.actions.append(env_action)
         self.episode_return += float(reward)
         self.obs = next_obs
@@ -115,7 +125,9 @@ class EnvCollector:
         return {"episode_index": self.episode_index, "actions": torch.from_numpy(actions),
                 "obs": torch.from_numpy(np.array(self.obs)), "episode_return": self.episode_return,
                 "finished_returns": list(self.finished_returns),
-                "rng": self.rng.bit_generator.state}
+                "rng": self.rng.bit_generator.state,
+                "pending": torch.from_numpy(np.array(self.pending, np.float32).reshape(
+                    len(self.pending), act_dim))}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Reset the current episode with its seed and replay its actions."""
@@ -131,6 +143,7 @@ class EnvCollector:
         self.episode_return = float(state["episode_return"])
         self.finished_returns = list(state["finished_returns"])
         self.rng.bit_generator.state = state["rng"]
+        self.pending = list(state["pending"].numpy()) if "pending" in state else []
 
 
 def evaluate(agent: Agent, envs: list[gym.Env], env_name: str, normalizer: ObsNormalizer,
@@ -278,7 +291,10 @@ class Trainer:
         if self.collector:
             self.collector.step(self.agent, random_action=exploring)
         if not exploring:
-            metrics = self.agent.update(self.sampler.sample(self.agent.update_batch_size))
+            horizon = getattr(self.agent, "horizon", 1)  # action chunks: H transitions each
+            batch = (self.sampler.sample(self.agent.update_batch_size) if horizon == 1 else
+                     self.sampler.sample_chunks(self.agent.update_batch_size, horizon))
+            metrics = self.agent.update(batch)
             for k, v in metrics.items():
                 total, count = self.train_sums.get(k, [0.0, 0.0])
                 self.train_sums[k] = [total + float(v), count + 1.0]

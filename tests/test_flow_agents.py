@@ -319,3 +319,46 @@ def test_trqam_update_moves_lambda_by_the_dual_step():
     metrics = agent.update(_random_batch(32, 5, 2))
     expected = 2.0 + 0.01 * (min(metrics["path_kl"], 1.0) - 0.5)
     assert metrics["lambda"] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_flow_agent_with_action_chunks_trains_offline_then_online_and_resumes_exactly(
+        door_dataset, tmp_path, monkeypatch):
+    """``--set horizon=3``: offline on chunks of the door data, online (chunks played
+    open-loop, an unfinished chunk at the checkpoint of step 4) with exact resume; the final
+    checkpoint's landscape point is its evaluation (the kernel plays chunks too)."""
+    import json
+    import shutil
+
+    from landscape import interpolate
+    from smac_core.checkpoint import load_checkpoint
+    from smac_core.rundir import read_metrics
+    from smac_core.train import main
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", door_dataset)
+    chunked = [*FLOW_TINY, "--set", "horizon=3", "--eval-episodes", "2"]
+    offline = tmp_path / "offline"
+    assert main(["offline", "--algo", "trqam", "--dataset", "test/door-binary-v0",
+                 "--steps", "4", "--eval-every", "4", "--checkpoint-every", "4",
+                 "--env", "door-binary", "--out", str(offline), *chunked]) == 0
+    policy = load_checkpoint(offline).policy
+    assert policy.horizon == 3 and policy.noise_dim == 3 * 28
+    online = ["online", "--algo", "trqam", "--from", str(offline), "--steps", "8",
+              "--early-eval-every", "8", "--eval-every", "8", *chunked]
+    assert main([*online, "--checkpoint-every", "8", "--out", str(tmp_path / "full")]) == 0
+    assert main([*online, "--checkpoint-every", "4", "--out", str(tmp_path / "resumed")]) == 0
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "final")
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step_8")
+    assert main([*online, "--checkpoint-every", "4", "--out", str(tmp_path / "resumed"),
+                 "--resume"]) == 0
+    full, resumed = _final_tensors(tmp_path / "full"), _final_tensors(tmp_path / "resumed")
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key
+
+    out = tmp_path / "line"
+    assert interpolate.main([str(offline), str(tmp_path / "full"), "--points", "3",
+                             "--range", "0", "1", "--episodes", "2", "--workers", "0",
+                             "--out", str(out)]) == 0
+    curve = json.loads((out / "interpolation.json").read_text())["curves"][0]
+    final_eval = [r for r in read_metrics(tmp_path / "full") if "eval_returns" in r][-1]
+    assert curve["returns"][2] == final_eval["eval_returns"]

@@ -17,7 +17,7 @@ from test_flow_evaluation import make_flow
 from landscape import critic, interpolate, path
 from landscape.evaluate import evaluate_vector_reference, evaluate_vectors
 from landscape.params import check_compatible, flatten_params, param_spec, policy_vector
-from smac_core.algos.flow import FlowPolicy
+from smac_core.algos.flow import FlowPolicy, VelocityField
 from smac_core.checkpoint import load_checkpoint, save_checkpoint
 from smac_core.errors import SmacError
 from smac_core.rollout import rollout
@@ -38,6 +38,27 @@ def test_batched_flow_vectors_equal_each_alone(env_id):
     np.testing.assert_array_equal(batched.returns, reference.returns)
     np.testing.assert_array_equal(batched.lengths, reference.lengths)
     np.testing.assert_array_equal(batched.returns[0], batched.returns[1])
+    assert len(np.unique(batched.returns)) == 9
+
+
+def test_batched_flow_vectors_with_action_chunks_equal_each_alone():
+    """H = 3: both paths ask for a chunk every 3 steps and play it open-loop (Hopper, where a
+    one-ulp action difference changes the return); episodes end at different steps."""
+    env = gym.make("Hopper-v5")
+    torch.manual_seed(0)
+    field = VelocityField(11, 3, (16, 16), horizon=3)
+    with torch.no_grad():
+        field.net.layers[-1].weight.mul_(30)
+    policy = FlowPolicy(field, 4, np.zeros(11), np.ones(11), env.action_space.low,
+                        env.action_space.high)
+    assert policy(torch.zeros(1, 11), torch.zeros(1, 9)).shape == (1, 9)
+    base = flatten_params(policy)
+    vectors = torch.stack([base, base + 0.05 * torch.randn_like(base), 0.5 * base])
+    kwargs = {"episodes": 3, "seed": 5, "max_episode_steps": 40}
+    batched = evaluate_vectors(policy, vectors, "Hopper-v5", workers=0, **kwargs)
+    reference = evaluate_vector_reference(policy, vectors, "Hopper-v5", **kwargs)
+    np.testing.assert_array_equal(batched.returns, reference.returns)
+    np.testing.assert_array_equal(batched.lengths, reference.lengths)
     assert len(np.unique(batched.returns)) == 9
 
 

@@ -86,21 +86,22 @@ class FlowPolicy(nn.Module):
     """A flow policy as the evaluation kernel (``smac_core.rollout``) sees it: (raw observation,
     initial noise) -> env action.
 
-    a = low + (clip(x_1[:act_dim], -1, 1) + 1) / 2 (high - low), x_1 the Euler flow of ``field``
-    (``steps`` steps) from x_0 = ``noise`` for the normalised observation: deterministic given the
-    noise. Evaluations and landscapes pass the common random numbers of ``smac_core.rollout``
-    (``eval_action_noise``: one fixed N(0, I) draw per evaluation episode and step), so a
-    checkpoint's returns are reproducible and checkpoints are compared on the same noise.
-    ``noise_dim`` = the chunk size H * act_dim; only the chunk's first action is played. Its
-    parameters are the field's (``field.net.*``).
-    ``(obs (B, obs_dim), noise (B, noise_dim)) -> (B, act_dim)``.
+    a_k = low + (clip(x_1, -1, 1)_k + 1) / 2 (high - low) for each of the chunk's H actions,
+    x_1 the Euler flow of ``field`` (``steps`` steps) from x_0 = ``noise`` for the normalised
+    observation: deterministic given the noise. Evaluations and landscapes pass the common random
+    numbers of ``smac_core.rollout`` (``eval_action_noise``: one fixed N(0, I) draw per
+    evaluation episode and step), so a checkpoint's returns are reproducible and checkpoints are
+    compared on the same noise. ``noise_dim`` = the chunk size H * act_dim; ``horizon`` = H: the
+    kernel asks for a chunk every H steps and plays its actions open-loop. Its parameters are the
+    field's (``field.net.*``).
+    ``(obs (B, obs_dim), noise (B, noise_dim)) -> (B, H * act_dim)`` (H = 1: one action).
     """
 
     def __init__(self, field: VelocityField, steps: int, obs_mean, obs_std, action_low,
                  action_high) -> None:
         super().__init__()
         self.field, self.steps = field, steps
-        self.noise_dim = field.chunk_dim
+        self.noise_dim, self.horizon = field.chunk_dim, field.horizon
         t = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
         self.register_buffer("obs_mean", t(obs_mean))
         self.register_buffer("obs_std", t(obs_std))
@@ -110,8 +111,8 @@ class FlowPolicy(nn.Module):
     def forward(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         x = (obs - self.obs_mean) / self.obs_std
         chunk = euler_sample(self.field, x, noise, self.steps).clamp(-1.0, 1.0)
-        action = chunk[..., : self.field.act_dim]
-        return self.action_low + (action + 1.0) * 0.5 * (self.action_high - self.action_low)
+        low, high = (bound.repeat(self.horizon) for bound in (self.action_low, self.action_high))
+        return low + (chunk + 1.0) * 0.5 * (high - low)
 
 
 def memoryless_schedule(steps: int = FLOW_STEPS) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,8 +13,12 @@ pi*(a|s) ~ pi_base(a|s) exp(beta Q(s, a)) by adjoint matching (``smac_core.algos
 
 Every update takes one step of each of the three objectives on the same batch, then moves the
 target critic and the EMA base. Defaults are QAM's (its ``agents/qam.py`` config and Table 5);
-``inverse_temperature`` (beta) is tuned per task in the paper. Action chunks (H > 1) are not in
-the trainer yet: its replay buffers sample single transitions, so H = 1 here.
+``inverse_temperature`` (beta) is tuned per task in the paper. Action chunks: ``horizon`` H
+(default 1; the papers use 5 for manipulation): the flows and the critic work on chunks of H
+actions (H * act_dim), the batches are ``ChunkBatch``es of H consecutive transitions of one
+episode (``smac_core.data.buffers.sample_chunks``), the TD target is
+sum_k gamma^k r_k + gamma^H (1 - d) V(s_H), and the agent acts with a chunk's H actions
+open-loop (trainer and evaluation).
 
 Evaluation acts with the flow from a fixed initial noise per (evaluation episode, step), the
 common random numbers of ``smac_core.rollout`` (``flow.FlowPolicy``); exploration with
@@ -50,7 +54,7 @@ from smac_core.algos.flow import (
     flow_matching_loss,
     path_kl,
 )
-from smac_core.data.buffers import Batch
+from smac_core.data.buffers import Batch, ChunkBatch, chunk_return
 from smac_core.errors import SmacError
 from smac_core.nets import CriticEnsemble
 from smac_core.state import sub_state_dict
@@ -71,6 +75,7 @@ class QAMConfig(ActorCriticConfig):
     rho: float = 0.5                  # pessimism of the TD target: mean - rho * std
     inverse_temperature: float = 0.3  # beta on grad Q in the terminal adjoint (per-task in QAM)
     grad_clip: float = 1.0            # max gradient norm of each network's step
+    horizon: int = 1                  # H: actions per chunk (QAM/TRQAM: 1 locomotion, 5 manip.)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -82,6 +87,7 @@ class QAMConfig(ActorCriticConfig):
         check_config(self.inverse_temperature >= 0.0, self,
                      f"inverse_temperature must be >= 0; got {self.inverse_temperature}")
         check_config(self.grad_clip > 0.0, self, f"grad_clip must be > 0; got {self.grad_clip}")
+        check_config(self.horizon >= 1, self, f"horizon must be >= 1; got {self.horizon}")
 
 
 class QAM(Agent):
@@ -95,8 +101,10 @@ class QAM(Agent):
     def __init__(self, obs_dim: int, act_dim: int, config: QAMConfig,
                  device: str | torch.device = "cpu") -> None:
         super().__init__(obs_dim, act_dim, config, device)
-        base = VelocityField(obs_dim, act_dim, config.actor_hidden)
-        critic = CriticEnsemble(obs_dim, act_dim, config.critic_hidden, config.num_critics,
+        self.horizon = config.horizon
+        base = VelocityField(obs_dim, act_dim, config.actor_hidden, config.horizon)
+        critic = CriticEnsemble(obs_dim, act_dim * config.horizon, config.critic_hidden,
+                                config.num_critics,
                                 layer_norm=True, activation="gelu")
         self.networks = {
             "actor": copy.deepcopy(base),                                  # fine-tuned, acts
@@ -115,13 +123,12 @@ class QAM(Agent):
 
     # ------------------------------------------------------------------ acting
     def sample(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        """Actions of the fine-tuned flow in [-1, 1]: (B, obs_dim) -> (B, act_dim); noise
-        x_0 ~ N(0, I), or 0 when ``deterministic``."""
+        """Action chunks of the fine-tuned flow in [-1, 1]: (B, obs_dim) -> (B, H * act_dim)
+        (H = 1: single actions); noise x_0 ~ N(0, I), or 0 when ``deterministic``."""
         shape = (obs.shape[0], self.actor.chunk_dim)
         noise = (torch.zeros(shape, device=obs.device) if deterministic
                  else torch.randn(shape, device=obs.device))
-        chunk = euler_sample(self.actor, obs, noise, self.config.flow_steps).clamp(-1.0, 1.0)
-        return chunk[:, : self.act_dim]
+        return euler_sample(self.actor, obs, noise, self.config.flow_steps).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
@@ -160,16 +167,20 @@ class QAM(Agent):
         nn.utils.clip_grad_norm_(self.networks[name].parameters(), self.config.grad_clip)
         optimizer.step()
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch | ChunkBatch) -> dict[str, float]:
         cfg, obs = self.config, batch.observations
         self.updates += 1
 
-        # critic: y = r + gamma (1 - d) [mean_i - rho std_i] Q_target_i(s', a'), a' ~ pi_ft(.|s')
+        # critic: y = r + gamma (1 - d) [mean_i - rho std_i] Q_target_i(s', a'), a' ~ pi_ft(.|s');
+        # on chunks (H > 1) y = sum_k gamma^k r_k + gamma^H (1 - d) V(s_H), s_H after the chunk
         with torch.no_grad():
             next_q = self.networks["critic_target"](batch.next_observations,
                                                     self.sample(batch.next_observations))
             next_v = reduce_ensemble(next_q, "mean_minus_std", cfg.rho)
-            target = self.learning_rewards(batch) + cfg.gamma * (1.0 - batch.dones) * next_v
+            rewards = self.learning_rewards(batch)                    # (B,) or (B, H)
+            if rewards.dim() == 2:
+                rewards = chunk_return(rewards, cfg.gamma)
+            target = rewards + cfg.gamma ** cfg.horizon * (1.0 - batch.dones) * next_v
         q = self.networks["critic"](obs, batch.actions)                       # (N, B)
         critic_loss = ((q - target) ** 2).mean()          # mean over members and batch (QAM)
         self._step("critic", critic_loss)
