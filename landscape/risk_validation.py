@@ -20,7 +20,6 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +28,7 @@ from landscape.risk import add_probe_args, checkpoint_probe, probe_settings_of
 from smac_core.errors import SmacError, cli_entry
 from smac_core.files import atomic_write_text
 from smac_core.metrics import DEFAULT_ALPHA, load_run, transfer_drop
-from smac_core.rundir import read_config
+from smac_core.rundir import run_source
 
 
 def auroc(scores: np.ndarray, drops: np.ndarray) -> float:
@@ -89,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = [load_run(run) for run in args.runs]
     sources = []
     for run in runs:
-        source = Path(read_config(run.path)["from"])
+        source = run_source(run.path)
         sources.append(resolve_checkpoint(source))
     drops = [transfer_drop(run.curve, run.baseline, alpha=args.drop_alpha) for run in runs]
     out = output_dir(args.out, "risk_validation", {

@@ -65,7 +65,7 @@ from smac_core.paper import (
     PAPER_REGRET_TABLE,  # noqa: F401  (its former home; tests import it)
     display,
 )
-from smac_core.rundir import CONFIG_FILE, METRICS_FILE, read_config
+from smac_core.rundir import CONFIG_FILE, METRICS_FILE, read_config, run_source
 from smac_core.tasks import dataset_label
 
 DEFAULT_WINDOW_FRACTION = 0.1
@@ -182,10 +182,9 @@ class Run:
     baseline_source: str
 
 
-def _offline_run_dir(source: str) -> Path:
+def _offline_run_dir(source: Path) -> Path:
     """The run directory of an online run's "from": a run directory or one of its checkpoints."""
-    path = Path(source)
-    return path.parent.parent if path.parent.name == "checkpoints" else path
+    return source.parent.parent if source.parent.name == "checkpoints" else source
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -209,7 +208,7 @@ def load_run(run_dir: str | Path) -> Run:
     if curve.steps[0] == 0:
         baseline, source = curve.episodes[0], "online step 0"
     else:
-        offline_dir = _offline_run_dir(config["from"])
+        offline_dir = _offline_run_dir(run_source(run_dir, config))
         if not (offline_dir / METRICS_FILE).is_file():
             raise SmacError(f"{run_dir} has no step-0 evaluation and its offline run "
                             f"{offline_dir} (from 'from') has no {METRICS_FILE}")

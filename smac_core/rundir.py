@@ -114,6 +114,25 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     return config
 
 
+def run_source(run_dir: str | Path, config: dict[str, Any] | None = None) -> Path:
+    """Where the online run ``run_dir`` started from (its config's "from": an offline run
+    directory or checkpoint). A relative "from" is read from the working directory, else from
+    the nearest ancestor of ``run_dir`` that holds it: the experiment runner records --from
+    relative to the study's root, so that a study (or its export) can be moved."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir) if config is None else config
+    if "from" not in config or config["from"] is None:
+        raise SmacError(f"{run_dir} is not an online run started from a checkpoint ({CONFIG_FILE}"
+                        " has no 'from')")
+    source = Path(config["from"])
+    if source.is_absolute() or source.exists():
+        return source
+    for ancestor in run_dir.resolve().parents:
+        if (ancestor / source).exists():
+            return ancestor / source
+    return source
+
+
 def write_config(run_dir: Path, spec: RunSpec) -> None:
     atomic_write_text(run_dir / CONFIG_FILE, json.dumps(spec.to_json(), indent=2))
 

@@ -361,3 +361,24 @@ def test_module_entry_point_exits_non_zero(tmp_path):
                             capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ")
+
+
+def test_run_source_finds_a_from_recorded_relative_to_the_study_root(tmp_path, monkeypatch):
+    """The experiment runner records --from relative to the study's root: an online run's source
+    is found from any working directory, and from an export of the study (moved root)."""
+    from smac_core.rundir import run_source
+
+    for root in (tmp_path / "runs" / "study", tmp_path / "results" / "study"):
+        offline = root / "hopper" / "smac" / "seed0" / "offline"
+        (offline / "checkpoints" / "final").mkdir(parents=True)
+        online = root / "hopper" / "smac" / "seed0" / "online-sac"
+        online.mkdir()
+        (online / "config.json").write_text(json.dumps(
+            {"from": "hopper/smac/seed0/offline/checkpoints/final"}))
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir(exist_ok=True)
+        monkeypatch.chdir(elsewhere)
+        assert run_source(online).resolve() == (offline / "checkpoints" / "final").resolve()
+    (online / "config.json").write_text(json.dumps({"phase": "offline"}))
+    with pytest.raises(SmacError, match="not an online run started from a checkpoint"):
+        run_source(online)
