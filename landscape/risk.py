@@ -143,9 +143,9 @@ def cvar(values: np.ndarray, alpha: float) -> float:
 def risk_scores(means: np.ndarray, budget: int, alpha: float) -> dict[str, float]:
     """The scores from the point means (1 + 2 budget,): theta_0, the updates, their twins."""
     r0, updates, twins = means[0], means[1:budget + 1], means[budget + 1:]
-    return {"update_cvar_drop": r0 - cvar(updates, alpha),
+    return {"update_cvar_drop": float(r0 - cvar(updates, alpha)),
             "update_mean_drop": float(r0 - updates.mean()),
-            "random_cvar_drop": r0 - cvar(twins, alpha)}
+            "random_cvar_drop": float(r0 - cvar(twins, alpha))}
 
 
 def probe(checkpoint: Checkpoint, objective: Objective, objective_id: dict[str, Any],

@@ -51,6 +51,8 @@ def test_cvar_and_scores():
     scores = risk_scores(np.array([10.0, 9.0, 7.0, 4.0, 12.0]), budget=2, alpha=0.5)
     assert scores == {"update_cvar_drop": 3.0, "update_mean_drop": 2.0,
                       "random_cvar_drop": 6.0}
+    # plain floats, so that the CSVs hold numbers (repr of np.float64 is "np.float64(...)")
+    assert all(type(value) is float for value in scores.values())
 
 
 def test_sequences_batched_equal_one_at_a_time(tmp_path):
