@@ -6,6 +6,7 @@ what it needs, ``make_registered``'s ``unknown``).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import farama_notifications
@@ -30,6 +31,8 @@ def make_registered(env_id: str, unknown: str = "not a registered gymnasium id",
                     **kwargs: Any) -> gym.Env:
     """``gym.make(env_id)``, with the Kitchen shim and adapter for FrankaKitchen; ``SmacError``
     "unknown env '<env_id>': <unknown>" for an id the registry lacks."""
+    if env_id not in gym.registry and env_id.startswith(OGBENCH_ENV_PREFIXES):
+        import_ogbench(f"env '{env_id}' is an OGBench env")
     if env_id not in gym.registry:
         raise SmacError(f"unknown env '{env_id}': {unknown}")
     if env_id.startswith("FrankaKitchen"):
@@ -37,6 +40,24 @@ def make_registered(env_id: str, unknown: str = "not a registered gymnasium id",
         kwargs.setdefault("tasks_to_complete", KITCHEN_PARTIAL_TASKS)
         return FrankaKitchenAdapter(gym.make(env_id, **kwargs))
     return gym.make(env_id, **kwargs)
+
+
+OGBENCH_ENV_PREFIXES = ("cube-", "scene-", "puzzle-")
+"""Env ids that the optional ``ogbench`` package registers (its manipulation envs) on import."""
+
+
+def import_ogbench(what: str = "the OGBench tasks") -> Any:
+    """The optional ``ogbench`` package (importing it registers its envs with gymnasium);
+    ``SmacError`` saying how to install it. Its viewer's GLFW import warns without a display,
+    which nothing here uses (no rendering), so that warning is dropped."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*DISPLAY")
+            import ogbench
+    except ImportError:
+        raise SmacError(f"{what} needs the ogbench package: pip install "
+                        "'smac-landscape[ogbench]' (or pip install ogbench)") from None
+    return ogbench
 
 
 def seeded(env: gym.Env, seed: int | None) -> gym.Env:

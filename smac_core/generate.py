@@ -25,6 +25,9 @@ The generator's run directory is ``$MINARI_DATASETS_PATH/../smac_generators/<env
 (``generation.json`` there records the medium step and return); running ``generate`` again
 with the same seed reuses and, for a larger ``--expert-steps``, extends it.
 
+OGBench tasks (``cube-single-play``, ``cube-single-noisy``) are made by the package's scripted
+oracles instead, in ``smac_core.ogbench_data`` (its flags: ``--episodes``, ``--noise``, ...).
+
 Generation trains agents, so it stands above the data package (which it writes to) and the
 trainer (``train.run``, which it calls with a ``RunConfig``).
 """
@@ -40,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from smac_core import tasks, train
+from smac_core import ogbench_data, tasks, train
 from smac_core.cli import (
     ArgumentParser,
     add_device_flag,
@@ -288,7 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog=f"python -m {GENERATE_MODULE}",
         description=__doc__.replace("``", ""), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("task", help="hopper, walker2d, or ENV-VARIANT (e.g. hopper-medium-replay)")
+    p.add_argument("task", help="hopper, walker2d, or ENV-VARIANT (e.g. hopper-medium-replay); "
+                                "or an OGBench task (cube-single-play, cube-single-noisy: "
+                                "python -m smac_core.generate cube-single-play --help)")
     p.add_argument("--variant", choices=(*VARIANTS, "all"),
                    help="what to make (default: the variant in TASK, else all)")
     p.add_argument("--seed", type=int, default=0, help="seeds training and rollouts (default: 0)")
@@ -319,7 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if ogbench_data.is_target(argv):  # OGBench tasks: made by the package's oracles
+        return ogbench_data.main(argv)
+    args = build_parser().parse_args(argv)
     args.overrides = parse_overrides(args.overrides)
     generate(args)
     return 0

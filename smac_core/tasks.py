@@ -43,14 +43,20 @@ class Task:
             env = BinaryReward(env)
         return seeded(env, seed)
 
+    @property
+    def scored_by_success(self) -> bool:
+        """Binary (Adroit) and OGBench tasks are scored by the success rate, not the return."""
+        return self.reward == "binary" or self.family == "ogbench"
+
     def episode_score(self, episode_return: float, success: bool) -> float:
         """Normalised score of one episode, 100 = expert.
 
         Dense tasks: 100 * (R - ref_min) / (ref_max - ref_min) (D4RL). Binary tasks: 100 * success,
         the success rate metric CalQL reports for the Adroit binary tasks (a binary return mostly
         counts steps until success, which D4RL's dense reference returns do not describe).
+        OGBench tasks: 100 * success (``info["success"]``), as OGBench reports them.
         """
-        if self.reward == "binary":
+        if self.scored_by_success:
             return 100.0 * float(success)
         return 100.0 * (episode_return - self.ref_min_score) / (
             self.ref_max_score - self.ref_min_score)
@@ -71,6 +77,13 @@ TASKS: dict[str, Task] = {
              "binary", "adroit", -6.425911, 4233.877),
         Task("kitchen-partial", "FrankaKitchen-v1", "D4RL/kitchen/partial-v2", 280,
              "dense", "kitchen", 0.0, 4.0),
+        # OGBench single-task cube (default task 2, reward success - 1, terminates at success,
+        # scored by the success rate); data made by smac_core.ogbench_data. Reference returns:
+        # never succeeding in 200 steps (-200) and succeeding at once (0), unused for the score.
+        Task("cube-single-play", "cube-single-singletask-v0", "local/ogbench/cube-single-play-v0",
+             200, "dense", "ogbench", -200.0, 0.0),
+        Task("cube-single-noisy", "cube-single-singletask-v0",
+             "local/ogbench/cube-single-noisy-v0", 200, "dense", "ogbench", -200.0, 0.0),
     )
 }
 
@@ -128,7 +141,7 @@ def describe_env(name: str | None) -> str:
     task = find_task(name)
     if task is None:
         return str(name)
-    score = ("the success rate" if task.reward == "binary" else
+    score = ("the success rate" if task.scored_by_success else
              f"D4RL's reference returns {task.ref_min_score:g} (0) and {task.ref_max_score:g} "
              "(100)")
     return (f"{task.env_id} ({task.reward} reward, {task.max_episode_steps} steps, scored by "

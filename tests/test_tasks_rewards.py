@@ -18,10 +18,10 @@ DOOR_HDF5 = DOOR_HUMAN / "door-v0_demos_clipped.hdf5"
 DOOR_PICKLE = DOOR_HUMAN / "door-v0_demos.pickle"
 
 
-def test_registry_has_the_six_tasks():
+def test_registry_has_the_six_tasks_and_the_ogbench_cube():
     assert sorted(tasks.TASKS) == sorted([
         "hopper-medium-replay", "walker2d-medium-replay", "door-binary", "pen-binary",
-        "relocate-binary", "kitchen-partial"])
+        "relocate-binary", "kitchen-partial", "cube-single-play", "cube-single-noisy"])
     assert tasks.get_task("door-binary").dataset_id == "local/door/human-binary-v0"
     with pytest.raises(SmacError, match="unknown task 'door'; known tasks: hopper-medium-replay"):
         tasks.get_task("door")
@@ -38,12 +38,18 @@ def test_episode_score():
     assert tasks.episode_score("door-binary", -150.0, True) == 100.0
     assert tasks.episode_score("door-binary", -150.0, False) == 0.0
     assert tasks.episode_score("Pendulum-v1", -150.0, False) is None
+    # OGBench: success rate, as OGBench reports it
+    assert tasks.episode_score("cube-single-play", -37.0, True) == 100.0
+    assert tasks.episode_score("cube-single-noisy", -200.0, False) == 0.0
 
 
 @pytest.mark.parametrize("name", list(tasks.TASKS))
 def test_every_task_env_resets_and_steps(name):
     """Kitchen included: without the joint-type shim FrankaKitchen-v1 fails in its constructor."""
     task = tasks.get_task(name)
+    if task.family == "ogbench":
+        pytest.importorskip("ogbench", reason="the OGBench tasks need the optional ogbench "
+                                              "package (extra 'ogbench')")
     env = tasks.make_env(name, seed=0)
     obs, _ = env.reset()
     assert env.spec.max_episode_steps == task.max_episode_steps

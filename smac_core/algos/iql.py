@@ -8,7 +8,8 @@ Defaults follow the paper and CORL's ``algorithms/offline/iql.py`` with its conf
 (``configs/offline/iql/hopper/medium_replay_v2.yaml``, ``.../door/human_v1.yaml``): learning
 rates 3e-4, the actor's cosine-annealed to 0 over the run's updates (``IQLConfig``), polyak
 5e-3, beta 3.0, exp-weights clipped at 100, expectile 0.7 on MuJoCo and 0.8 on Adroit and
-Kitchen; MuJoCo rewards rescaled by 1000 / (max - min episode return of the dataset)
+Kitchen (0.9 on OGBench, the IQL baseline's value in OGBench's and FQL's configs); MuJoCo
+rewards rescaled by 1000 / (max - min episode return of the dataset)
 (CORL's ``normalize_reward``), Adroit and Kitchen rewards unchanged. The family is that of the
 dataset's task (``prepare_offline``); datasets of envs outside the task registry get the MuJoCo
 values. CORL's actor dropout (0.1 on
@@ -39,7 +40,7 @@ from smac_core.data.dataset import TransitionDataset
 from smac_core.nets import CriticEnsemble, TanhGaussianActor, ValueNetwork
 from smac_core.state import ArtifactStore
 
-EXPECTILE_BY_FAMILY = {"mujoco": 0.7, "adroit": 0.8, "kitchen": 0.8}
+EXPECTILE_BY_FAMILY = {"mujoco": 0.7, "adroit": 0.8, "kitchen": 0.8, "ogbench": 0.9}
 
 
 @dataclass

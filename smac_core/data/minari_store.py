@@ -55,7 +55,7 @@ def creation_command(dataset_id: str) -> str:
         return (f"{data_command('import', 'PATH', '--id', dataset_id, '--env', 'ENV_ID')}, or "
                 "for a dataset published on Minari's servers: "
                 f"{data_command('show', dataset_id, '--download')}")
-    if task.family == "mujoco":
+    if task.family in ("mujoco", "ogbench"):
         return data_command("generate", task.name)
     if task.family == "kitchen":
         return data_command("show", dataset_id, "--download")
