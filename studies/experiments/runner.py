@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -60,7 +61,7 @@ class Started:
     record: dict[str, Any]
 
 
-class Scheduler:
+class Scheduler(ABC):
     """Runs items (training runs, landscapes) as jobs of ``backend``: ``jobs`` at a time (None:
     no limit), until ``deadline`` (on ``clock``). Subclasses say what an item's job and record
     are (``job``, ``record``), which items it needs done first (``needs``), which are skipped
@@ -93,22 +94,26 @@ class Scheduler:
         """Whether ``item`` is to run (False: it was accounted for, e.g. done before)."""
         return True
 
+    @abstractmethod
     def job(self, item: Any) -> Job:
         """The command of ``item`` (its ``name`` names the item in the loop and the output)."""
-        raise NotImplementedError
 
     def record(self, item: Any, job: Job) -> dict[str, Any]:
         """What the records hold of an attempt before it ends; may refuse with ``SmacError``."""
         return {}
 
+    @abstractmethod
     def not_started(self, item: Any, error: Exception) -> None:
-        raise NotImplementedError
+        """``item``'s job could not be submitted (``error``): account for it."""
 
+    @abstractmethod
     def finish(self, item: Any, exit_code: int, record: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """``item``'s job ended with ``exit_code``; ``record`` is what ``record`` gave."""
 
     def left(self, waiting: list[Any]) -> None:
-        """The items never started (the deadline came, or what they need failed)."""
+        """The items never started (the deadline came, or what they need failed); by default
+        nothing is done with them."""
+        return None
 
     # -------------------------------------------------------------------------------- the loop
     def request_stop(self, reason: str) -> None:
