@@ -12,7 +12,8 @@ import h5py
 import numpy as np
 import pytest
 
-from smac_core.data.formats import detect_format, read_file
+from smac_core.data import TransitionDataset
+from smac_core.data.formats import detect_format, read_file, write_d4rl_hdf5
 from smac_core.errors import SmacError
 
 OBS_DIM, ACT_DIM = 3, 1
@@ -88,6 +89,45 @@ def test_d4rl_with_next_observations_keeps_every_transition(tmp_path):
     dataset = read_file(path)
     assert dataset.size == 7 and dataset.metadata["placeholder_next_observations"] == 0
     np.testing.assert_array_equal(dataset.next_observations[3], episodes[0]["observations"][4])
+
+
+def ended_dataset(lengths: list[int], terminal: list[bool]) -> TransitionDataset:
+    """Synthetic episodes ending terminal or truncated, as a ``TransitionDataset``."""
+    episodes = [{**episode, "terminals": np.arange(length) == length - 1 if ends else
+                 np.zeros(length, bool), "truncations": np.zeros(length, bool) if ends else
+                 np.arange(length) == length - 1}
+                for episode, length, ends in zip(synthetic_episodes(lengths), lengths, terminal,
+                                                 strict=True)]
+    return TransitionDataset.from_episodes(episodes, env_id="Hopper-v5")
+
+
+@pytest.mark.parametrize("next_observations", [True, False])
+def test_written_d4rl_file_reads_back_as_the_dataset(tmp_path, next_observations):
+    dataset = ended_dataset([4, 3, 5], terminal=[False, True, False])
+    path = write_d4rl_hdf5(dataset, tmp_path / "out.hdf5", next_observations=next_observations)
+    back = read_file(path)
+
+    for key in ("observations", "actions", "rewards", "terminals", "timeouts", "episode_ends"):
+        np.testing.assert_array_equal(getattr(back, key), getattr(dataset, key), err_msg=key)
+    inside = ~dataset.episode_ends
+    np.testing.assert_array_equal(back.next_observations[inside],
+                                  dataset.next_observations[inside])
+    # without the next observations, each episode's last transition reads back with a
+    # placeholder (read only at the two truncated ends: no bootstrap at the terminal one)
+    expected = dataset.next_observations if next_observations else dataset.observations
+    np.testing.assert_array_equal(back.next_observations[~inside], expected[~inside])
+    assert back.metadata["placeholder_next_observations"] == (0 if next_observations else 3)
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_export_refuses_to_replace_a_file(tmp_path, capsys):
+    from smac_core.data.__main__ import main
+
+    target = tmp_path / "kept.hdf5"
+    target.write_bytes(b"already here")
+    assert main(["export", "door-binary", str(target)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert target.read_bytes() == b"already here"
 
 
 def test_d4rl_ignore_timeouts_keeps_episodes_whole(tmp_path):

@@ -8,6 +8,7 @@ show one dataset.
     python -m smac_core.data generate TASK [--variant ...]   (D4RL-style hopper/walker2d data;
         an alias of python -m smac_core.generate)
     python -m smac_core.data subset SOURCE_ID --fraction F --id NEW_ID   (first episodes of one)
+    python -m smac_core.data export ID PATH [--no-next-observations]   (as a D4RL hdf5 file)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 import runpy
 import sys
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -110,6 +112,19 @@ def run_subset(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export(args: argparse.Namespace) -> int:
+    from smac_core.data.formats import write_d4rl_hdf5
+
+    if args.path.exists() and not args.overwrite:
+        raise SmacError(f"{args.path} exists; pass --overwrite to replace it")
+    dataset = load_dataset(args.id)
+    write_d4rl_hdf5(dataset, args.path, next_observations=args.next_observations)
+    print(f"wrote {args.path}: {dataset.num_episodes} episodes, {dataset.size} transitions of "
+          f"{dataset.dataset_id or args.id} (env {dataset.env_id}), {args.path.stat().st_size / 1e6:.1f} MB; import it "
+          f"with: python -m smac_core.data import {args.path} --id ID --env {dataset.env_id}")
+    return 0
+
+
 def run_list(args: argparse.Namespace) -> int:
     from smac_core.data.minari_store import local_dataset_ids, store_root
 
@@ -151,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m smac_core.data",
                                      description="Import offline RL files into the local "
                                                  "Minari store, list it, show one dataset,\n"
-                                                 "generate or cut one.\n\n"
+                                                 "generate, cut or export one.\n\n"
                                                  + __doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -195,6 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", required=True, help="Minari id of the subset, NAMESPACE/NAME-vN")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset id")
     p.set_defaults(func=run_subset)
+
+    p = commands.add_parser("export", help="write a dataset as a D4RL hdf5 file (flat arrays, "
+                                           "gzip), which 'import' reads back")
+    p.add_argument("id", help="Minari id or task name of the dataset to write")
+    p.add_argument("path", type=Path, help="the hdf5 file to write")
+    p.add_argument("--no-next-observations", dest="next_observations", action="store_false",
+                   help="leave out 'next_observations' (about 40%% smaller; the last transition "
+                        "of a truncated episode then reads back with its own observation as a "
+                        "placeholder next observation)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=run_export)
 
     commands.add_parser("generate", add_help=False,
                         help=f"make D4RL-style hopper/walker2d datasets by training SAC: an alias "

@@ -194,6 +194,37 @@ def read_d4rl_hdf5(path: Path, ignore_timeouts: bool = False) -> list[dict[str, 
     return episodes
 
 
+def write_d4rl_hdf5(dataset: TransitionDataset, path: str | Path,
+                    next_observations: bool = True) -> Path:
+    """Write ``dataset`` as a D4RL hdf5 file that ``read_d4rl_hdf5`` reads back: flat (N, ...)
+    ``observations``, ``actions``, ``rewards`` (float32), ``terminals`` (bool) and ``timeouts``
+    (bool: every episode end that is not terminal, so the episodes read back as they were), and,
+    with ``next_observations``, the (N, obs_dim) next observations (without them a
+    truncated episode's last transition reads back with a placeholder, module docstring; they
+    add about 70% to the file). gzip level 9 with byte shuffling; written to a temporary name
+    and renamed, so an interrupted write leaves no partial file at ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise SmacError(f"{path} is a directory; give the path of the file to write")
+    arrays: dict[str, np.ndarray] = {
+        "observations": dataset.observations, "actions": dataset.actions,
+        "rewards": dataset.rewards, "terminals": dataset.terminals,
+        "timeouts": dataset.episode_ends & ~dataset.terminals}
+    if next_observations:
+        arrays["next_observations"] = dataset.next_observations
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with h5py.File(partial, "w") as file:
+            for key, values in arrays.items():
+                file.create_dataset(key, data=values, compression="gzip", compression_opts=9,
+                                    shuffle=True)
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise SmacError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    return path
+
+
 def _check_hdf5_layout(path: Path, items: dict[str, Any]) -> None:
     """``SmacError`` unless every D4RL item is a numeric dataset of the same N > 0 rows,
     (N, dim) for observations and actions, (N,) or (N, 1) for rewards, terminals and timeouts,
