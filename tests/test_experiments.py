@@ -405,6 +405,42 @@ def test_runs_ignoring_sigterm_are_killed_after_the_grace(tmp_path):
     assert 10.0 + 5.0 < clock.now < 10.0 + 5.0 + 2  # grace_seconds = 5
 
 
+class LoggingLauncher(FakeLauncher):
+    """A FakeLauncher whose runs write a progress bar's output to their log when they start."""
+
+    def submit(self, job: experiments.Job) -> FakeTraining:
+        process = super().submit(job)
+        job.log.write_text(f"{job.name} step 10/30 (33%)\r{job.name} step 20/30 (66%)\n\n")
+        return process
+
+
+@pytest.mark.parametrize("progress_seconds", [10.0, None])
+def test_running_runs_show_their_latest_log_line(tmp_path, capsys, progress_seconds):
+    spec_dict = {**smoke_dict(tmp_path / "out"), "seeds": [0, 1]}
+    spec = load_spec(write_spec(tmp_path, spec_dict))
+    plans = [plan for plan in expand_grid(spec) if plan.parent is None]  # the 2 offline runs
+    launcher, clock = LoggingLauncher(polls=25), FakeClock()
+    launcher.plans = {plan.run_id: plan for plan in plans}
+    summary = Runner(spec.root, plans, 2, backend=launcher, clock=clock, sleep=clock.sleep,
+                     progress_seconds=progress_seconds).run()
+    assert len(summary.done) == 2
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    if progress_seconds is None:
+        assert lines == []
+    else:  # about 25 s of runs: a line per run at 10 s and at 20 s
+        assert lines == [f"  {plan.run_id}: {plan.run_id} step 20/30 (66%)"
+                         for plan in plans] * 2
+
+
+def test_last_line_of_a_log(tmp_path):
+    log = tmp_path / "runner.log"
+    assert experiments.runner.last_line(log) == ""  # not written yet
+    log.write_text("first\nsecond\r third \n\n")
+    assert experiments.runner.last_line(log) == "third"
+    log.write_text("x" * 5000 + "\nlast")
+    assert experiments.runner.last_line(log, tail_bytes=100) == "last"
+
+
 class NeverEndingLandscapes:
     """A backend whose commands run until they are signalled (by the --max-minutes deadline);
     ``calls``: the arguments of each command after ``python -m MODULE``."""

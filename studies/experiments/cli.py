@@ -18,7 +18,12 @@ from studies.experiments.backends import Backend, LocalBackend, child_environmen
 from studies.experiments.export import export_results, format_status
 from studies.experiments.grid import RunPlan, expand_grid, select
 from studies.experiments.landscapes import run_landscapes
-from studies.experiments.runner import DEFAULT_GRACE_SECONDS, Runner, stop_on_signals
+from studies.experiments.runner import (
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_PROGRESS_SECONDS,
+    Runner,
+    stop_on_signals,
+)
 from studies.experiments.slurm import DEFAULT_CPUS, DEFAULT_MINUTES, SLURM_DIR, SlurmBackend
 from studies.experiments.spec import ExperimentSpec, load_spec
 from studies.experiments.state import RUNNER_DIR, STUDY_MODULE, record_invocation, run_state
@@ -96,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--grace-seconds", type=float, default=DEFAULT_GRACE_SECONDS,
                      help="after the SIGTERM at --max-minutes, wait this long for checkpoints "
                           "before killing (default: %(default)s)")
+    run.add_argument("--progress-seconds", type=float, default=DEFAULT_PROGRESS_SECONDS,
+                     metavar="SECONDS",
+                     help="print each running run's latest log line (step, rate, ETA, score) "
+                          "this often (default: %(default)s; 0: never)")
     _add_backend_flags(run, "checkpoint")
     _add_backend_flags(landscapes, "finished points")
     return parser
@@ -177,7 +186,8 @@ def command_run(args: argparse.Namespace, argv: list[str]) -> int:
     jobs = args.jobs if args.jobs is not None or args.backend != "local" else os.cpu_count() or 1
     backend = make_backend(args, spec, LocalBackend(child_environment(jobs or 1)))
     deadline = None if args.max_minutes is None else time.monotonic() + 60 * args.max_minutes
-    runner = Runner(spec.root, plans, jobs, deadline, args.grace_seconds, backend)
+    runner = Runner(spec.root, plans, jobs, deadline, args.grace_seconds, backend,
+                    progress_seconds=args.progress_seconds or None)
     with stop_on_signals(runner):
         summary = runner.run().to_dict()
     record_invocation(spec, argv, {"device": device, "jobs": jobs, "backend": args.backend,

@@ -3,7 +3,10 @@
 ``Scheduler`` starts jobs through the backend, at most ``jobs`` at a time, each once the jobs it
 needs are done, and polls them. At ``deadline`` (``--max-minutes``), or on ``request_stop`` (the
 command's SIGINT/SIGTERM/SIGHUP handler), it starts no more jobs and sends each running job its
-stop signal once; after ``grace_seconds`` it kills what still runs.
+stop signal once; after ``grace_seconds`` it kills what still runs. Every ``progress_seconds``
+it prints, for each running job with a log, the last line of that log (the trainer's and the
+landscapes' own progress lines: step, rate, ETA, latest score), so that a study shows progress
+in its own output and not only in the jobs' logs.
 
 ``Runner`` schedules the training runs of a grid: a run whose final checkpoint holds the spec's
 step count is skipped; any other is started as ``python -m smac_core.train ... --resume`` in the
@@ -49,6 +52,7 @@ from studies.experiments.state import (
 
 DEFAULT_GRACE_SECONDS = 60.0
 POLL_SECONDS = 1.0
+DEFAULT_PROGRESS_SECONDS = 30.0  # a line per running job this often (None: never)
 
 
 @dataclass
@@ -74,12 +78,15 @@ class Scheduler(ABC):
     def __init__(self, backend: Backend, jobs: int | None, deadline: float | None = None,
                  grace_seconds: float = DEFAULT_GRACE_SECONDS,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 progress_seconds: float | None = DEFAULT_PROGRESS_SECONDS) -> None:
         if jobs is not None and jobs < 1:
             raise SmacError(f"--jobs must be >= 1, got {jobs}")
         self.backend, self.jobs = backend, math.inf if jobs is None else jobs
         self.deadline, self.grace_seconds = deadline, grace_seconds
         self.clock, self.sleep = clock, sleep
+        self.progress_seconds = progress_seconds
+        self._last_progress = clock()
         self.running: dict[str, Started] = {}
         self.completed: set[str] = set()  # names done, now or before: what later items may need
         self.stop_reason: str | None = None
@@ -153,6 +160,16 @@ class Scheduler(ABC):
         print(f"{self.start_word} {job.name}"
               + (f" (cluster job {cluster_job})" if cluster_job else ""), flush=True)
 
+    def _print_progress(self, now_: float) -> None:
+        """Each running job's latest log line, every ``progress_seconds``."""
+        if self.progress_seconds is None or now_ - self._last_progress < self.progress_seconds:
+            return
+        self._last_progress = now_
+        for name, started in self.running.items():
+            if started.job.log is not None:
+                line = last_line(started.job.log)
+                print(f"  {name}: {line or 'no output yet'}", flush=True)
+
     def _reap(self) -> None:
         for name, started in list(self.running.items()):
             exit_code = started.handle.poll()
@@ -182,6 +199,7 @@ class Scheduler(ABC):
                 if self.stop_reason is not None:
                     self._terminate(now_)
                 self._reap()
+                self._print_progress(now_)
                 if self.stop_reason is not None:
                     if not self.running:
                         break
@@ -194,6 +212,20 @@ class Scheduler(ABC):
             for started in self.running.values():  # only after an exception in the loop
                 started.handle.kill()
         self.left(waiting)
+
+
+def last_line(log: Path, tail_bytes: int = 4096) -> str:
+    """The last non-empty line of ``log`` (read from its last ``tail_bytes``; a progress bar's
+    carriage-return updates count as lines); "" when there is none or it cannot be read."""
+    try:
+        with open(log, "rb") as file:
+            file.seek(0, 2)
+            file.seek(max(0, file.tell() - tail_bytes))
+            tail = file.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.replace("\r", "\n").split("\n")]
+    return next((line for line in reversed(lines) if line), "")
 
 
 @contextmanager
@@ -242,10 +274,11 @@ class Runner(Scheduler):
     def __init__(self, root: Path, plans: Sequence[RunPlan], jobs: int | None = None,
                  deadline: float | None = None, grace_seconds: float = DEFAULT_GRACE_SECONDS,
                  backend: Backend | None = None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 progress_seconds: float | None = DEFAULT_PROGRESS_SECONDS) -> None:
         if backend is None:
             backend = LocalBackend(child_environment(jobs or 1))
-        super().__init__(backend, jobs, deadline, grace_seconds, clock, sleep)
+        super().__init__(backend, jobs, deadline, grace_seconds, clock, sleep, progress_seconds)
         self.root, self.plans = root, list(plans)
         self.summary = RunnerSummary()
 
