@@ -80,6 +80,12 @@ class ValleyVerdict:
             values["depth_se"] = None
         return values
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ValleyVerdict:
+        """The verdict ``to_dict`` wrote (a None ``depth_se`` back to infinity)."""
+        depth_se = values["depth_se"]
+        return cls(**{**values, "depth_se": math.inf if depth_se is None else depth_se})
+
 
 @dataclass(frozen=True)
 class Curve:

@@ -29,6 +29,7 @@ from smac_core.rundir import CONFIG_FILE, read_config
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
+    from matplotlib.axes import Axes
 
 PLOT_MODULE = "studies.plot"
 # the owner (smac_core.files) of the output directories; the directories written when this was
@@ -227,22 +228,27 @@ def learning_curve_figure(plot: LearningCurves) -> go.Figure:
     return figure
 
 
+def draw_learning_curves(ax: Axes, plot: LearningCurves) -> None:
+    """Every curve with its +- s.e. band and the dotted switch lines, on ``ax``."""
+    from landscape.plot import COLORS, draw_band
+
+    for k, curve in enumerate(plot.curves):
+        se = curve.se if curve.se is not None else np.full(len(curve.x), np.nan)
+        draw_band(ax, curve.x, curve.mean, se, COLORS[k % len(COLORS)], curve.label, "o-", 3)
+    for switch in plot.switches:
+        ax.axvline(switch, color="gray", linestyle=":", linewidth=1.2)
+    ax.set(xlabel=plot.x_title, ylabel=plot.y_title)
+
+
 def save_learning_curve_png(plot: LearningCurves, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    from landscape.plot import COLORS, save_png
+    from landscape.plot import save_png
 
     figure = Figure(figsize=(8, 4.5))
     ax = figure.subplots()
-    for k, curve in enumerate(plot.curves):
-        color = COLORS[k % len(COLORS)]
-        ax.plot(curve.x, curve.mean, "o-", color=color, markersize=3, label=curve.label)
-        if curve.se is not None:
-            ax.fill_between(curve.x, curve.mean - curve.se, curve.mean + curve.se, color=color,
-                            alpha=0.2)
-    for switch in plot.switches:
-        ax.axvline(switch, color="gray", linestyle=":", linewidth=1.2)
-    ax.set(xlabel=plot.x_title, ylabel=plot.y_title, title=plot.title)
+    draw_learning_curves(ax, plot)
+    ax.set(title=plot.title)
     ax.legend()
     save_png(figure, path)
 

@@ -119,8 +119,9 @@ def run_export(args: argparse.Namespace) -> int:
         raise SmacError(f"{args.path} exists; pass --overwrite to replace it")
     dataset = load_dataset(args.id)
     write_d4rl_hdf5(dataset, args.path, next_observations=args.next_observations)
+    size = args.path.stat().st_size / 1e6
     print(f"wrote {args.path}: {dataset.num_episodes} episodes, {dataset.size} transitions of "
-          f"{dataset.dataset_id or args.id} (env {dataset.env_id}), {args.path.stat().st_size / 1e6:.1f} MB; import it "
+          f"{dataset.dataset_id or args.id} (env {dataset.env_id}), {size:.1f} MB; import it "
           f"with: python -m smac_core.data import {args.path} --id ID --env {dataset.env_id}")
     return 0
 
