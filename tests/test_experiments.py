@@ -197,6 +197,38 @@ def test_reduced_grid_with_per_entry_seeds():
                                     for r in ("offline", "online-sac", "online-td3bc"))
 
 
+def test_flow_grid_interpolates_each_method_to_its_own_fine_tuning():
+    """notebooks/specs/flow.yaml: bc-flow (QAM with beta = 0), QAM and TRQAM, each fine-tuned by
+    itself; the interpolation's list of online labels picks each offline run's own one."""
+    spec = load_spec(REPO / "notebooks" / "specs" / "flow.yaml")
+    plans = expand_grid(spec)
+    by_id = {p.run_id: p for p in plans}
+    assert len(plans) == 2 * 3 * 3 * 2
+    assert by_id["door-binary/bc-flow/seed1/online-bc-flow"].algorithm == "qam"
+    assert by_id["door-binary/bc-flow/seed1/online-bc-flow"].parent == \
+        "door-binary/bc-flow/seed1/offline"
+    assert by_id["cube-single-play/trqam/seed2/online-trqam"].algorithm == "trqam"
+    jobs = [j for j in landscape_jobs(spec) if j.module == "landscape.interpolate"]
+    assert len(jobs) == 18
+    pairs = {j.out: j.runs for j in jobs}
+    for method in ("bc-flow", "qam", "trqam"):
+        base = f"cube-single-play/{method}/seed0"
+        assert pairs[f"landscapes/interpolation/{base}"] == (f"{base}/offline",
+                                                             f"{base}/online-{method}")
+
+
+def test_interpolation_online_labels(tmp_path):
+    spec = smoke_dict(tmp_path / "out")
+    spec["landscapes"]["interpolation"]["online"] = []
+    with pytest.raises(SmacError, match=r"interpolation\.online: must name at least one"):
+        load_spec(write_spec(tmp_path, spec))
+    spec["landscapes"]["interpolation"]["online"] = ["td3bc", "sac"]  # td3bc first where it exists
+    jobs = {j.out: j.runs for j in landscape_jobs(load_spec(write_spec(tmp_path, spec)))
+            if j.module == "landscape.interpolate"}
+    assert jobs["landscapes/interpolation/door-binary/td3bc/seed0"][1] == \
+        "door-binary/td3bc/seed0/online-td3bc"
+
+
 def test_entry_seeds_must_be_spec_seeds(tmp_path):
     spec = smoke_dict(tmp_path / "out")
     spec["online"]["algorithms"]["sac"]["seeds"] = [3]

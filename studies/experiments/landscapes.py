@@ -108,13 +108,15 @@ def landscape_jobs(spec: ExperimentSpec) -> list[LandscapeJob]:
         task, label, seed_dir, _ = plan.run_id.split("/")
         base = plan.run_id.removesuffix("/offline")
         interp = spec.interpolation
-        if interp is not None and f"{base}/online-{interp.online}" in run_ids:
+        target = None if interp is None else next(
+            (o for o in interp.online if f"{base}/online-{o}" in run_ids), None)
+        if interp is not None and target is not None:
             jobs.append(LandscapeJob(
                 f"landscapes/interpolation/{base}", "landscape.interpolate",
-                (plan.run_id, f"{base}/online-{interp.online}"),
+                (plan.run_id, f"{base}/online-{target}"),
                 ("--points", str(interp.points), "--range", *map(str, interp.range),
                  "--episodes", str(interp.episodes),
-                 "--label", f"{label} → {interp.online} ({task}, {seed_dir})"),
+                 "--label", f"{label} → {target} ({task}, {seed_dir})"),
                 "interpolation.json", interp.parts))
         planes = spec.planes
         online_runs = tuple(f"{base}/online-{o}" for o in planes.online) if planes else ()

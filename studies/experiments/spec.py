@@ -63,9 +63,11 @@ class PhaseSettings:
 
 @dataclass(frozen=True)
 class InterpolationSettings:
-    """Offline final -> ``online`` final, for every task, offline entry and seed."""
+    """Offline final -> online final, for every task, offline entry and seed: the online run of
+    the first label in ``online`` that the offline entry is fine-tuned with (one label, or a list
+    when the entries hand over to different online algorithms, e.g. each flow agent to itself)."""
 
-    online: str
+    online: tuple[str, ...]
     points: int
     range: tuple[float, float]
     episodes: int
@@ -324,7 +326,10 @@ def _read_landscapes(path: Path, value: Any, tasks: tuple[str, ...], offline: Ph
     if reader.has("interpolation"):
         r = _Reader(path, "landscapes.interpolation", reader.value["interpolation"], [],
                     ["online", "points", "range", "episodes", "parts"])
-        interpolation = InterpolationSettings(r.choice("online", list(online.entries), "sac"),
+        targets = r.names("online", list(online.entries), ["sac"])
+        if not targets:
+            r.fail("must name at least one online label", "online")
+        interpolation = InterpolationSettings(targets,
                                               r.integer("points", 2, 21),
                                               r.interval("range", (-0.25, 1.25)),
                                               r.integer("episodes", 2, 10),
