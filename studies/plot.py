@@ -197,15 +197,15 @@ def learning_curves(run_dirs: Sequence[str | Path], labels: Sequence[str] = ()
     return LearningCurves(curves, switches, title, x_title, y_title)
 
 
-def learning_curve_figure(plot: LearningCurves) -> go.Figure:
-    """One line per curve (hover: mean, s.e.), its +- s.e. band, dotted switch lines."""
+def learning_curve_figure(plot: LearningCurves, colors: Sequence[str] = ()) -> go.Figure:
+    """One line per curve (hover: mean, s.e.), its +- s.e. band, dotted switch lines;
+    ``colors``: one per curve (default: the palette in order)."""
     import plotly.graph_objects as go
 
-    from landscape.plot import COLORS, rgba
+    from landscape.plot import rgba
 
     figure = go.Figure()
-    for k, curve in enumerate(plot.curves):
-        color = COLORS[k % len(COLORS)]
+    for curve, color in zip(plot.curves, curve_colors(plot, colors), strict=True):
         if curve.se is not None:
             figure.add_trace(go.Scatter(
                 x=np.concatenate([curve.x, curve.x[::-1]]).tolist(),
@@ -228,13 +228,23 @@ def learning_curve_figure(plot: LearningCurves) -> go.Figure:
     return figure
 
 
-def draw_learning_curves(ax: Axes, plot: LearningCurves) -> None:
-    """Every curve with its +- s.e. band and the dotted switch lines, on ``ax``."""
-    from landscape.plot import COLORS, draw_band
+def curve_colors(plot: LearningCurves, colors: Sequence[str] = ()) -> list[str]:
+    """``colors`` (one per curve), or the palette in order."""
+    from landscape.plot import COLORS
 
-    for k, curve in enumerate(plot.curves):
+    if colors and len(colors) != len(plot.curves):
+        raise SmacError(f"{len(colors)} colors for {len(plot.curves)} curves")
+    return list(colors) or [COLORS[k % len(COLORS)] for k in range(len(plot.curves))]
+
+
+def draw_learning_curves(ax: Axes, plot: LearningCurves, colors: Sequence[str] = ()) -> None:
+    """Every curve with its +- s.e. band and the dotted switch lines, on ``ax``; ``colors`` as
+    in ``learning_curve_figure``."""
+    from landscape.plot import draw_band
+
+    for curve, color in zip(plot.curves, curve_colors(plot, colors), strict=True):
         se = curve.se if curve.se is not None else np.full(len(curve.x), np.nan)
-        draw_band(ax, curve.x, curve.mean, se, COLORS[k % len(COLORS)], curve.label, "o-", 3)
+        draw_band(ax, curve.x, curve.mean, se, color, curve.label, "o-", 3)
     for switch in plot.switches:
         ax.axvline(switch, color="gray", linestyle=":", linewidth=1.2)
     ax.set(xlabel=plot.x_title, ylabel=plot.y_title)

@@ -259,8 +259,18 @@ class Finding:
         else:
             transfer = f"does not dip within the first {drop.window} steps"
         return (f"{name} -> SAC: offline final {self.offline_final:.2f} {self.unit}; the "
-                f"fine-tuning {transfer}. Line offline -> online: "
-                f"{self.line_verdict['verdict']}.")
+                f"fine-tuning {transfer}. Line offline -> online: {self.line_text()}.")
+
+    def line_text(self) -> str:
+        """The line's valley verdict in words (``landscape.valley``)."""
+        verdict = self.line_verdict
+        if verdict["verdict"] == "valley":
+            return (f"a valley, {verdict['depth']:.2f} {self.unit} below its lower end at "
+                    f"t = {verdict['t_min']:.3g}")
+        if verdict["verdict"] == "monotone":
+            return "no valley, monotone"
+        return ("no valley, but not monotone (a significant move against its overall "
+                "direction between two points)")
 
 
 def findings(settings: Settings, interpolation: Path) -> list[Finding]:
@@ -293,21 +303,24 @@ def write_page(settings: Settings, found: list[Finding], interpolation: Path) ->
     import numpy as np
     from matplotlib.figure import Figure
 
-    from landscape.plot import draw_interpolations, interpolation_figure, save_png
+    from landscape.plot import COLORS, draw_interpolations, interpolation_figure, save_png
     from landscape.valley import Curve, ValleyVerdict
     from smac_core.files import atomic_write_text
     from studies import plot
 
     runs = [settings.run_dir(m, phase) for m in settings.methods for phase in ("offline", "online")]
     labels = [f"{NAMES[m]}{suffix}" for m in settings.methods for suffix in (" offline", " → SAC")]
+    # a method's offline and online curves share the color of its interpolation line
     curves = plot.learning_curves(runs, labels)
+    colors = [COLORS[k] for k in range(len(settings.methods)) for _ in ("offline", "online")]
     data = json.loads((interpolation / "interpolation.json").read_text())
     lines = [Curve(c["label"], *(np.asarray(c[k]) for k in ("t", "mean", "se")),
                    ValleyVerdict.from_dict(c["verdict"])) for c in data["curves"]]
     unit = data["unit"]
     title = f"Quick start: {settings.task.dataset_id}"
 
-    parts = [plot.learning_curve_figure(curves).to_html(full_html=False, include_plotlyjs=True),
+    parts = [plot.learning_curve_figure(curves, colors).to_html(full_html=False,
+                                                                include_plotlyjs=True),
              interpolation_figure(lines, unit, "Reward along the line offline → online (t = 0: "
                                   "offline final, t = 1: online final)"
                                   ).to_html(full_html=False, include_plotlyjs=False)]
@@ -319,7 +332,7 @@ def write_page(settings: Settings, found: list[Finding], interpolation: Path) ->
 
     figure = Figure(figsize=(14, 4.5))
     left, right = figure.subplots(1, 2)
-    plot.draw_learning_curves(left, curves)
+    plot.draw_learning_curves(left, curves, colors)
     left.set_title("Transfer: offline, then SAC")
     left.legend(fontsize=8)
     draw_interpolations(right, lines, unit)

@@ -75,9 +75,10 @@ def test_quickstart_on_the_door_demonstrations(minari_root, tmp_path, capsys):
             ).is_dir()
 
 
-def finding(drop: float, p_value: float, verdict: str) -> Finding:
+def finding(drop: float, p_value: float, verdict: str, line: str = "valley") -> Finding:
     transfer = TransferDrop(drop, 0.5, 500, 500, p_value, verdict, p_value / 10, 1)
-    return Finding("smac", 12.5, transfer, 88.0, {"verdict": "valley"}, "points")
+    return Finding("smac", 12.5, transfer, 88.0, {"verdict": line, "depth": 0.57, "t_min": 0.25},
+                   "points")
 
 
 def test_findings_say_drop_dip_or_none_as_the_test_decided():
@@ -87,7 +88,10 @@ def test_findings_say_drop_dip_or_none_as_the_test_decided():
         finding(0.5, 0.3, "smooth").describe()
     text = finding(-1.0, 1.0, "smooth").describe()
     assert "does not dip within the first 500 steps" in text
-    assert text.startswith("SMAC -> SAC: offline final 12.50 points") and "valley" in text
+    assert text.startswith("SMAC -> SAC: offline final 12.50 points")
+    assert text.endswith("a valley, 0.57 points below its lower end at t = 0.25.")
+    assert finding(1.0, 0.01, "drop", "monotone").line_text() == "no valley, monotone"
+    assert "no valley, but not monotone" in finding(1.0, 0.01, "drop", "non-monotone").line_text()
 
 
 @pytest.mark.parametrize(("flags", "message"), [
