@@ -7,7 +7,7 @@ field that acts (``field.net.*``; the base flows and critics are not part of the
 every landscape point runs for the checkpoint's ``flow_steps`` Euler steps from the evaluation
 noise of ``smac_core.rollout`` (common random numbers per episode and step).
 ``refuse_flow_policies`` keeps flow checkpoints out of the commands whose objective is not
-defined for them (``path``, ``critic``, ``risk``).
+defined for them (``critic``, ``risk``).
 Observation normalisation and action bounds are buffers of the policy, not parameters: they do
 not move when parameters are interpolated, and every vector is evaluated with those of the first
 checkpoint (the template). ``check_compatible`` therefore refuses checkpoints that normalise
@@ -126,8 +126,8 @@ def critic_vector(source: str | Path | Checkpoint) -> tuple[torch.Tensor, ParamS
 def refuse_flow_policies(checkpoints: Sequence[Checkpoint], command: str) -> None:
     """SmacError when a checkpoint holds a flow policy (QAM, TRQAM): ``command``'s objective
     (a critic's value of the policy's actions on dataset states, differentiated or not) is
-    defined here for deterministic actors only; ``interpolate``, ``surface`` and ``trajectory``
-    take flow checkpoints."""
+    defined here for deterministic actors only; ``interpolate``, ``surface``, ``trajectory`` and
+    ``path`` take flow checkpoints."""
     from smac_core.rollout import noise_dim
 
     for checkpoint in checkpoints:
@@ -135,8 +135,9 @@ def refuse_flow_policies(checkpoints: Sequence[Checkpoint], command: str) -> Non
             raise SmacError(
                 f"landscape.{command} does not take flow-policy checkpoints yet "
                 f"({checkpoint.metadata['algorithm']}: {checkpoint.path}): its critic objective "
-                "is defined for deterministic actors only; landscape.interpolate, surface and "
-                "trajectory evaluate flow policies (common random numbers per episode and step)")
+                "is defined for deterministic actors only; landscape.interpolate, surface, "
+                "trajectory and path evaluate flow policies (common random numbers per episode and "
+                "step)")
 
 
 def _first_difference(a: ParamSpec, b: ParamSpec) -> str | None:

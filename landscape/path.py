@@ -17,7 +17,11 @@ estimate of what the online policy earns) or of A (``--critic a``), held fixed f
 objective of the actor parameters, so a gain of J is a move of the actor, never of an
 interpolated critic. s runs over ``--states`` observations drawn once from A's dataset (its
 metadata's ``dataset_id``, or ``--dataset``); the critic sees them normalised and the actions
-in [-1, 1], as in training. The learned curve and the straight line are then evaluated by
+in [-1, 1], as in training. A flow policy (QAM, TRQAM) acts at each of these states from one
+initial noise x_0 ~ N(0, I) drawn once from the evaluation seed and shared by every theta and t
+(common random numbers, as in its rollouts): pi_theta(s) is then its deterministic chunk of H
+actions, differentiable through the K Euler steps, which its critic (on chunks) scores. The
+learned curve and the straight line are then evaluated by
 rollouts at ``--points`` evenly spaced t in [0, 1] with the engine of ``landscape.interpolate``
 (the same episodes for every point) and both get a valley verdict (``landscape.valley``).
 
@@ -67,6 +71,7 @@ if TYPE_CHECKING:  # torch-based modules are imported where used: --help answers
 
 CURVES = ("bezier", "polychain")  # landscape.paths' bezier_curve, polygonal_chain
 CURVE_FILE = "curve.pt"
+SURROGATE_NOISE_STREAM = 0x5A7E  # a flow policy's noise at the surrogate's states: its own stream
 
 
 def initial_bends(theta_a: torch.Tensor, theta_b: torch.Tensor, bends: int) -> torch.Tensor:
@@ -120,28 +125,51 @@ def learn_curve(theta_a: torch.Tensor, theta_b: torch.Tensor, surrogate: Surroga
 
 
 def policy_value(template: DeterministicPolicy, critic: CriticEnsemble, vectors: torch.Tensor,
-                 observations: torch.Tensor) -> torch.Tensor:
+                 observations: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
     """E_s [mean_i Q_i(s, pi_theta(s))] of each theta (P, D) over its own raw observations
     (P, B, obs_dim): -> (P,), differentiable in theta; the template gives the normalisation and
-    action bounds, the critic sees normalised observations and actions in [-1, 1]."""
+    action bounds, the critic sees normalised observations and actions in [-1, 1]. A flow
+    policy acts from ``noise`` (P, B, noise_dim) as well: its chunk of H actions (P, B, H *
+    act_dim), differentiable through the Euler steps, is what its critic scores."""
     from landscape.params import param_spec, unflatten_params
     from smac_core.rollout import batched_policy
 
     p, b = observations.shape[:2]
-    actions = batched_policy(template)(unflatten_params(vectors, param_spec(template)),
-                                       observations)
-    low, high = template.action_low, template.action_high
+    inputs = (observations,) if noise is None else (observations, noise)
+    actions = batched_policy(template)(unflatten_params(vectors, param_spec(template)), *inputs)
+    repeats = actions.shape[-1] // template.action_low.shape[-1]  # H actions in a flow's chunk
+    low, high = template.action_low.repeat(repeats), template.action_high.repeat(repeats)
     unit_actions = 2.0 * (actions - low) / (high - low) - 1.0                         # (P, B, A)
     normalised = (observations - template.obs_mean) / template.obs_std
     q = critic(normalised.reshape(p * b, -1), unit_actions.reshape(p * b, -1))        # (N, P*B)
     return q.mean(dim=0).reshape(p, b).mean(dim=1)
 
 
+def surrogate_noise(template: DeterministicPolicy, states: int, seed: int) -> torch.Tensor | None:
+    """The initial noise x_0 ~ N(0, I) of a flow policy at each surrogate state (states,
+    noise_dim), drawn once from ``seed`` and shared by every theta and t (common random numbers,
+    as in the rollouts); None for a policy that takes no noise."""
+    import torch
+
+    from smac_core.rollout import noise_dim
+
+    dim = noise_dim(template)
+    if dim == 0:
+        return None
+    rng = np.random.default_rng([seed, SURROGATE_NOISE_STREAM])
+    return torch.as_tensor(rng.standard_normal((states, dim)), dtype=torch.float32)
+
+
 def critic_surrogate(template: DeterministicPolicy, critic: CriticEnsemble,
-                     observations: torch.Tensor) -> Surrogate:
-    """theta (P, D) -> (P,) ``policy_value`` over the same raw ``observations`` (B, obs_dim)."""
-    return lambda vectors: policy_value(template, critic, vectors,
-                                        observations.expand(len(vectors), -1, -1))
+                     observations: torch.Tensor, noise: torch.Tensor | None = None) -> Surrogate:
+    """theta (P, D) -> (P,) ``policy_value`` over the same raw ``observations`` (B, obs_dim)
+    and, for a flow policy, the same ``noise`` (B, noise_dim)."""
+    def surrogate(vectors: torch.Tensor) -> torch.Tensor:
+        expand = lambda x: x.expand(len(vectors), -1, -1)  # noqa: E731
+        return policy_value(template, critic, vectors, expand(observations),
+                            None if noise is None else expand(noise))
+
+    return surrogate
 
 
 def _sha256(array: np.ndarray) -> str:
@@ -229,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    from landscape.params import check_compatible, refuse_flow_policies
+    from landscape.params import check_compatible
     from smac_core.checkpoint import load_checkpoint
 
     settings = EvalSettings.from_args(args)
@@ -239,7 +267,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SmacError(f"need --points >= 3 and a finite --z > 0, got {args.points}, {args.z}")
     check_training(args.curve, args.bends, args.steps, args.lr, args.t_samples)
     ckpt_a, ckpt_b = (load_checkpoint(c) for c in args.checkpoints)
-    refuse_flow_policies([ckpt_a, ckpt_b], "path")
     check_compatible([ckpt_a, ckpt_b])
     settings = settings.for_checkpoint(ckpt_a)
     critic, _ = checkpoint_critic(ckpt_b if args.critic == "b" else ckpt_a)
@@ -266,7 +293,8 @@ def _learn_evaluate_and_write(checkpoints: tuple[Checkpoint, Checkpoint], critic
     from landscape.plot import interpolation_figure, save_interpolation_png, write_html
 
     (theta_a, ckpt_a), (theta_b, _) = (policy_vector(c) for c in checkpoints)
-    surrogate = critic_surrogate(ckpt_a.policy, critic, states)
+    noise = surrogate_noise(ckpt_a.policy, len(states), settings.seed)
+    surrogate = critic_surrogate(ckpt_a.policy, critic, states, noise)
     bends, objective = cached_training(out / CURVE_FILE, training, lambda: learn_curve(
         theta_a, theta_b, surrogate, args.curve, args.bends, args.steps, args.lr,
         args.t_samples, settings.seed))

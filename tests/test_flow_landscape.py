@@ -1,7 +1,8 @@
 """Landscapes of flow checkpoints (QAM, TRQAM): they load as ``FlowPolicy`` (the fine-tuned
 field that acts), P flow parameter vectors evaluated at once equal each alone, an interpolation
-between two flow checkpoints runs end to end, and the commands whose objective is not defined
-for flows refuse them."""
+between two flow checkpoints runs end to end, so does a learned path (its critic surrogate through
+the flow from fixed noise), and the commands whose objective is not defined for flows refuse
+them."""
 
 from __future__ import annotations
 
@@ -66,13 +67,16 @@ def test_batched_flow_vectors_with_action_chunks_equal_each_alone():
 def write_flow_checkpoint(path, seed: int, steps: int = 4, algorithm: str = "qam"):
     """A QAM-like checkpoint on the analytic env: fine-tuned field ``actor``, a base, a
     critic."""
-    from smac_core.nets import CriticEnsemble
+    from smac_core.algos import make_agent
 
+    config = {"flow_steps": steps, "critic_hidden": [8], "num_critics": 2}
+    torch.manual_seed(seed)
+    critic_net = make_agent(algorithm, OBS_DIM, ACT_DIM, config).networks["critic"]
     actor = make_flow(seed=seed).field
     networks = {"actor": actor, "actor_base": make_flow(seed=seed + 100).field,
-                "critic": CriticEnsemble(OBS_DIM, ACT_DIM, (8,), 2)}
+                "critic": critic_net}
     metadata = {"algorithm": algorithm, "phase": "offline", "step": seed,
-                "config": {"flow_steps": steps}, "env": register_analytic_env(obs_noise=0.2),
+                "config": config, "env": register_analytic_env(obs_noise=0.2),
                 "dataset_id": None, "obs_dim": OBS_DIM, "act_dim": ACT_DIM,
                 "actor_hidden": [16, 16], "obs_mean": [0.0] * OBS_DIM,
                 "obs_std": [1.0] * OBS_DIM, "action_low": [-1.0] * ACT_DIM,
@@ -110,17 +114,72 @@ def test_interpolation_between_flow_checkpoints_runs_end_to_end(tmp_path):
     assert at_a != at_b
 
 
-def test_path_critic_and_risk_refuse_flow_checkpoints(tmp_path, capsys):
+def test_critic_and_risk_refuse_flow_checkpoints(tmp_path, capsys):
     from landscape import risk
 
     a, b = write_flow_checkpoint(tmp_path / "a", 0), write_flow_checkpoint(tmp_path / "b", 1)
-    for command, argv in ((path, [str(a), str(b)]), (critic, [str(a), str(b)]),
-                          (risk, [str(a)])):
+    for command, argv in ((critic, [str(a), str(b)]), (risk, [str(a)])):
         out = tmp_path / command.__name__.split(".")[-1]
         assert command.main([*argv, "--episodes", "2", "--out", str(out)]) == 2
         error = capsys.readouterr().err
         assert "does not take flow-policy checkpoints" in error and "qam" in error
         assert not out.exists()
+
+
+@pytest.mark.parametrize("horizon", [1, 2])
+def test_flow_surrogate_is_the_mean_q_of_the_flow_actions_batched_or_not(horizon):
+    """The path's surrogate for a flow policy: Q of the chunk the flow makes from each state's
+    fixed noise; P vectors at once equal each alone and the hand computation, and it is
+    differentiable through the Euler steps."""
+    from landscape.params import unflatten_params
+    from smac_core.nets import CriticEnsemble
+
+    torch.manual_seed(horizon)
+    low, high = np.array([-2.0, 0.0]), np.array([2.0, 1.0])
+    policy = FlowPolicy(VelocityField(3, 2, (16, 16), horizon=horizon), 4, np.full(3, 0.5),
+                        np.full(3, 2.0), low, high)
+    q = CriticEnsemble(3, 2 * horizon, (8,), 2)
+    states = torch.randn(6, 3)
+    noise = path.surrogate_noise(policy, 6, seed=3)
+    assert noise.shape == (6, 2 * horizon)
+    assert torch.equal(noise, path.surrogate_noise(policy, 6, seed=3))  # fixed by the seed
+    base = flatten_params(policy)
+    vectors = base + 0.1 * torch.randn(4, base.numel())
+    surrogate = path.critic_surrogate(policy, q, states, noise)
+    batched = surrogate(vectors)
+    torch.testing.assert_close(batched, torch.cat([surrogate(v[None]) for v in vectors]))
+    with torch.no_grad():  # by hand: the flow's chunk for each state, mapped to [-1, 1]
+        params = {k: v[0] for k, v in unflatten_params(vectors[1:2], param_spec(policy)).items()}
+        chunk = torch.func.functional_call(policy, params, (states, noise))
+        unit = 2.0 * (chunk - torch.as_tensor(low, dtype=torch.float32).repeat(horizon)) / \
+            torch.as_tensor(high - low, dtype=torch.float32).repeat(horizon) - 1.0
+        expected = q((states - 0.5) / 2.0, unit).mean()
+    torch.testing.assert_close(batched[1], expected)
+    vectors.requires_grad_(True)
+    surrogate(vectors).sum().backward()
+    assert vectors.grad.abs().sum() > 0
+
+
+def test_path_between_flow_checkpoints_runs_end_to_end(tmp_path, capsys):
+    a, b = write_flow_checkpoint(tmp_path / "a", 0), write_flow_checkpoint(tmp_path / "b", 1)
+    demos = tmp_path / "demos.npy"
+    observations = np.random.default_rng(0).normal(size=(9, OBS_DIM)).astype(np.float32)
+    np.save(demos, np.array([{"observations": observations,
+                              "next_observations": np.roll(observations, -1, 0),
+                              "actions": np.zeros((9, ACT_DIM), np.float32),
+                              "rewards": np.zeros(9, np.float32),
+                              "terminals": np.zeros(9, bool)}], dtype=object),
+            allow_pickle=True)
+    out = tmp_path / "path"
+    assert path.main([str(a), str(b), "--dataset", str(demos), "--steps", "5", "--lr", "0.01",
+                      "--t-samples", "2", "--points", "3", "--episodes", "2", "--workers", "0",
+                      "--out", str(out)]) == 0
+    result = json.loads((out / "path.json").read_text())
+    line, curve = result["curves"]
+    assert len(result["training"]["objective"]) == 5
+    assert curve["mean"][0] == line["mean"][0] and curve["mean"][-1] == line["mean"][-1]
+    assert line["surrogate"][0] == pytest.approx(curve["surrogate"][0], rel=1e-5)
+    assert "== learned bezier:" in capsys.readouterr().out
 
 
 def test_trajectory_of_a_flow_run_runs_end_to_end(tmp_path):
