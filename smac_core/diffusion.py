@@ -63,6 +63,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from smac_core.configs import build_config
 from smac_core.errors import Interrupted, SmacError, signals_as_requests
+from smac_core.nets import ResidualBlock, inference_linear, sinusoidal_embedding
 from smac_core.optim import make_optimizer
 from smac_core.progress import Progress
 from smac_core.state import Artifact, flat_state_dict, sub_state_dict
@@ -147,28 +148,6 @@ def alpha_bars(config: DiffusionConfig) -> Tensor:
     return torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)])
 
 
-def sinusoidal_embedding(values: Tensor, dim: int) -> Tensor:
-    """Transformer position embedding of (B,) numbers -> (B, dim) (Vaswani et al. 2017)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=values.device) / half)
-    angles = values.float()[:, None] * freqs[None]
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
-
-
-class ResidualBlock(nn.Module):
-    """x + W2 silu(W1 LayerNorm(dropout(x))), W1: h -> 4h, W2: 4h -> h (IDQL's MLPResNetBlock)."""
-
-    def __init__(self, width: int, dropout: float) -> None:
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.norm = nn.LayerNorm(width)
-        self.expand = nn.Linear(width, 4 * width)
-        self.contract = nn.Linear(4 * width, width)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.contract(F.silu(self.expand(self.norm(self.dropout(x)))))
-
-
 class NoisePredictor(nn.Module):
     """eps_omega(s, a_k, w, k): (B, obs_dim), (B, act_dim), (B,) float, (B,) int -> (B, act_dim).
 
@@ -196,6 +175,26 @@ class NoisePredictor(nn.Module):
             w_embedding = torch.where(use_condition[:, None], w_embedding, self.no_condition)
         x = self.input(torch.cat([obs, noisy_actions, k_embedding, w_embedding], dim=-1))
         return self.output(F.silu(self.blocks(x)))
+
+    @torch.no_grad()
+    def frozen(self, obs: Tensor, actions: Tensor, condition: float | None, noise_level: int
+               ) -> Tensor:
+        """``forward`` in eval mode (no dropout) for one w and k shared by all rows (w None: the
+        "no condition" vector), no gradients: (B, obs_dim), (B, act_dim) -> (B, act_dim). The
+        embeddings are computed once and folded into the input layer's bias, and the layers run
+        by ``nets.inference_linear``: equal to ``forward`` up to float32 rounding."""
+        d, device = obs.shape[-1] + actions.shape[-1], obs.device
+        k_embedding = self.noise_level_mlp(sinusoidal_embedding(
+            torch.tensor([noise_level], device=device), self.embed_dim))
+        w_embedding = (self.no_condition[None] if condition is None
+                       else self.condition_mlp(torch.tensor([[condition]], device=device)))
+        bias = torch.addmm(self.input.bias, torch.cat([k_embedding, w_embedding], dim=-1),
+                           self.input.weight[:, d:].T)[0]
+        x = inference_linear(torch.cat([obs, actions], dim=-1), self.input.weight[:, :d], bias)
+        for block in self.blocks:
+            hidden = inference_linear(block.norm(x), block.expand.weight, block.expand.bias, True)
+            x = x + inference_linear(hidden, block.contract.weight, block.contract.bias)
+        return inference_linear(F.silu(x), self.output.weight, self.output.bias)
 
 
 class DatasetScore:
@@ -232,14 +231,12 @@ class DatasetScore:
                             f"{tuple(obs.shape)} and {tuple(actions.shape)}")
         leading = actions.shape[:-1]
         obs, actions = obs.reshape(-1, self.obs_dim), actions.reshape(-1, self.act_dim)
-        w = torch.full(actions.shape[:1], self.condition_value if condition is None else condition,
-                       device=actions.device)
-        k = torch.ones(actions.shape[:1], dtype=torch.long, device=actions.device)
+        w = self.condition_value if condition is None else condition
         obs, actions = obs.float(), actions.float()
-        eps = self.network(obs, actions, w, k)
+        eps = self.network.frozen(obs, actions, w, 1)
         if self.config.guidance > 0:
             # classifier-free guidance: eps = (1 + g) eps(s, a, w) - g eps(s, a, no condition)
-            unconditional = self.network(obs, actions, w, k, torch.zeros_like(k, dtype=torch.bool))
+            unconditional = self.network.frozen(obs, actions, None, 1)
             eps = (1 + self.config.guidance) * eps - self.config.guidance * unconditional
         # score_D(s, a) = -eps_omega(s, a, w*, 1) / sigma_1
         return (-eps / self.sigma_1).reshape(*leading, self.act_dim)

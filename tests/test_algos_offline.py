@@ -268,6 +268,47 @@ def test_score_matching_gradient_of_a_gradient_matches_finite_differences():
                                                         rel=1e-5, abs=1e-8)
 
 
+def autograd_score_matching_loss(critic: CriticEnsemble, obs: torch.Tensor,
+                                 actions: torch.Tensor, score: torch.Tensor, scale: torch.Tensor
+                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """L_SM by autograd's gradient of a gradient (the path before issue 12): (), (N, B, d)."""
+    member_actions = actions.unsqueeze(0).repeat(critic.ensemble_size, 1, 1).requires_grad_(True)
+    q = critic(obs.unsqueeze(0).expand(critic.ensemble_size, -1, -1), member_actions)
+    grad_q = torch.autograd.grad(q.sum(), member_actions, create_graph=True)[0]
+    residual = grad_q - scale[None, :, None] * score.unsqueeze(0)
+    return residual.pow(2).sum(-1).mean(1).sum(), grad_q
+
+
+def test_written_out_action_gradient_equals_autograds_double_backward():
+    # Hopper-sized critic and batch, as SMAC trains it: the same loss, grad_a Q and gradients of
+    # every critic and scale weight as autograd's gradient of a gradient, to float32 rounding
+    torch.manual_seed(0)
+    critic, scale_net = CriticEnsemble(11, 3), ScoreScale(11, 64, minimum=0.01)
+    obs, actions = torch.randn(256, 11), torch.rand(256, 3) * 2 - 1
+    score = torch.randn(256, 3) * 10
+    params = [*critic.parameters(), *scale_net.parameters()]
+    results = []
+    for loss_fn in (score_matching_loss, autograd_score_matching_loss):
+        loss, grad_q = loss_fn(critic, obs, actions, score, scale_net(obs))
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        results.append((loss, grad_q, [torch.zeros_like(p) if g is None else g
+                                       for p, g in zip(params, grads, strict=True)]))
+    (loss, grad_q, grads), (ref_loss, ref_grad_q, ref_grads) = results
+    torch.testing.assert_close(loss, ref_loss)
+    torch.testing.assert_close(grad_q, ref_grad_q)
+    for grad, ref in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(grad, ref, rtol=1e-5, atol=1e-6)
+    assert any(g.abs().sum() > 0 for g in grads[:-4])  # the critic's weights do move
+
+
+def test_action_gradient_needs_a_relu_critic_without_layer_norm():
+    obs, actions = torch.randn(4, 3), torch.rand(4, 2)
+    for critic in (CriticEnsemble(3, 2, (8,), activation="gelu"),
+                   CriticEnsemble(3, 2, (8,), layer_norm=True)):
+        with pytest.raises(SmacError, match="ReLU critic"):
+            critic.action_gradient(obs, actions)
+
+
 def test_score_matching_uses_each_members_own_action_gradient():
     critic = CriticEnsemble(3, 2, (8,), ensemble_size=3)
     obs, actions = torch.randn(5, 3), torch.rand(5, 2)

@@ -151,6 +151,21 @@ def test_save_load_round_trip_and_shapes(tmp_path):
         score(obs[..., :2], actions)
 
 
+def test_frozen_path_equals_the_training_forward():
+    # DatasetScore's path (embeddings folded into the input bias, oneDNN layers on CPU) against
+    # the eval-mode forward, conditioned and unconditioned, at the default (IDQL) network size
+    torch.manual_seed(0)
+    network = smac_core.diffusion.NoisePredictor(11, 3, DiffusionConfig()).eval()
+    with torch.no_grad():
+        for param in network.parameters():  # move off the zero init of "no condition"
+            param.add_(0.05 * torch.randn_like(param))
+        obs, actions = torch.randn(256, 11), torch.rand(256, 3) * 2 - 1
+        w, k = torch.full((256,), 0.9), torch.full((256,), 7)
+        for condition, use in ((0.9, None), (None, torch.zeros(256, dtype=torch.bool))):
+            torch.testing.assert_close(network.frozen(obs, actions, condition, 7),
+                                       network(obs, actions, w, k, use), rtol=1e-5, atol=1e-5)
+
+
 def test_training_is_deterministic_given_the_generator():
     obs, actions = torch.randn(10, 3), torch.rand(10, 2)
     torch.testing.assert_close(_tiny_model(seed=1)(obs, actions), _tiny_model(seed=1)(obs, actions),

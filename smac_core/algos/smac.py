@@ -134,17 +134,13 @@ def score_matching_loss(critic: CriticEnsemble, obs: torch.Tensor, actions: torc
                         score: torch.Tensor, scale: torch.Tensor
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """L_SM = sum_i mean_b || grad_a Q_i(s_b, a_b) - scale_b * score_b ||^2, differentiable in
-    the critic's parameters and ``scale`` (a gradient of a gradient).
+    the critic's weights and ``scale`` (grad_a Q by ``CriticEnsemble.action_gradient``: autograd's
+    gradient of a gradient, written out).
 
     ``obs`` (B, obs_dim), ``actions`` (B, act_dim), ``score`` (B, act_dim) (no gradient),
     ``scale`` (B,). Returns the loss and grad_a Q (N, B, act_dim), still in the graph.
     """
-    n = critic.ensemble_size
-    # one batched pass, a separate copy of the actions per member, so that d(sum Q)/d(actions)
-    # holds every member's own action-gradient: (N, B, act_dim)
-    member_actions = actions.detach().unsqueeze(0).repeat(n, 1, 1).requires_grad_(True)
-    q = critic(obs.unsqueeze(0).expand(n, -1, -1), member_actions)                  # (N, B)
-    grad_q = torch.autograd.grad(q.sum(), member_actions, create_graph=True)[0]
+    grad_q = critic.action_gradient(obs, actions.detach())                   # (N, B, act_dim)
     # || grad_a Q_i(s, a) - alpha_psi(s) score_D(s, a) ||^2, summed over action dims
     residual = grad_q - scale[None, :, None] * score.unsqueeze(0)
     return residual.pow(2).sum(-1).mean(1).sum(), grad_q
