@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from smac_core.algos import ALGORITHMS, make_agent
+from smac_core.algos import ALGORITHMS, Agent, make_agent
 from smac_core.checkpoint import RunArtifacts
-from smac_core.data.buffers import ReplayBuffer
+from smac_core.data.buffers import Batch, ReplayBuffer
 from smac_core.data.dataset import TransitionDataset
 from smac_core.errors import SmacError, cli_entry
 from smac_core.nets import CriticEnsemble
@@ -112,9 +112,12 @@ def no_member_loop() -> Iterator[None]:
         CriticEnsemble.MEMBER_LOOP_ROWS = rows
 
 
-def contender(label: tuple[str, ...], algo: str, device: torch.device,
-              overrides: dict[str, Any], batched_ensemble: bool = False) -> Contender:
-    """Build ``algo`` (prepared offline if it runs offline), warm it up; a ``Contender``."""
+def prepared_agent(algo: str, device: torch.device,
+                   overrides: dict[str, Any]) -> tuple[Agent, list[Batch]]:
+    """``algo`` built for Hopper's sizes at batch 256 with ``overrides``, prepared offline if it
+    runs offline (on a random 10k-transition dataset, seed 0), and ``PREPARED_BATCHES`` batches
+    sampled from that dataset's replay buffer (with the returns-to-go ``prepare_offline`` wrote
+    into it)."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     dataset = random_dataset(10_000, rng)
@@ -127,7 +130,13 @@ def contender(label: tuple[str, ...], algo: str, device: torch.device,
     if "offline" in agent.phases:
         with tempfile.TemporaryDirectory() as workdir:
             agent.prepare_offline(dataset, buffer, RunArtifacts(Path(workdir)))
-    batches = [buffer.sample(agent.update_batch_size) for _ in range(PREPARED_BATCHES)]
+    return agent, [buffer.sample(agent.update_batch_size) for _ in range(PREPARED_BATCHES)]
+
+
+def contender(label: tuple[str, ...], algo: str, device: torch.device,
+              overrides: dict[str, Any], batched_ensemble: bool = False) -> Contender:
+    """Build ``algo`` (``prepared_agent``), warm it up; a ``Contender``."""
+    agent, batches = prepared_agent(algo, device, overrides)
     done = [0]
 
     def step() -> None:
