@@ -15,7 +15,12 @@ from analytic_env import (
     register_analytic_env,
 )
 
-from landscape.evaluate import EvaluationResult, evaluate_vector_reference, evaluate_vectors
+from landscape.evaluate import (
+    EvaluationResult,
+    evaluate_vector_reference,
+    evaluate_vectors,
+    lean_hopper_step,
+)
 from landscape.params import (
     check_compatible,
     critic_vector,
@@ -27,6 +32,7 @@ from landscape.params import (
 from smac_core.checkpoint import load_checkpoint, save_checkpoint
 from smac_core.errors import SmacError
 from smac_core.nets import CriticEnsemble, DeterministicActor, DeterministicPolicy
+from smac_core.rollout import batched_policy
 from smac_core.tasks import episode_score
 
 
@@ -162,6 +168,26 @@ def test_batched_equals_one_at_a_time_with_common_random_numbers():
     assert len(np.unique(batched.returns[0])) == 3
 
 
+def test_plain_kernel_equals_vmap_of_the_forward_to_the_last_bit():
+    # the evaluation kernel before issue 12 (vmap of the module's forward) against the plain
+    # batched ops, for Hopper-sized networks: contiguous stacks (the engine's) and views of the
+    # flat vectors, padded blocks with zero rows, several P
+    torch.manual_seed(0)
+    env = gym.make("Hopper-v5")
+    policy = make_policy(11, 3, (256, 256), env.action_space.low, env.action_space.high)
+    buffers = dict(policy.named_buffers())
+    vmapped = torch.vmap(lambda params, obs: torch.func.functional_call(policy, (params, buffers),
+                                                                        (obs,)))
+    base = flatten_params(policy)
+    for count, rows in ((1, 16), (4, 16), (16, 32), (64, 16)):
+        vectors = base + 0.05 * base.abs().mean() * torch.randn(count, base.numel())
+        obs = torch.zeros(count, rows, 11)
+        obs[:, : rows - 5] = 3 * torch.randn(count, rows - 5, 11)
+        views = unflatten_params(vectors, param_spec(policy))
+        for params in (views, {name: value.contiguous() for name, value in views.items()}):
+            assert torch.equal(batched_policy(policy)(params, obs), vmapped(params, obs))
+
+
 def test_more_workers_than_environments_are_capped():
     policy = make_policy()
     env_id = register_analytic_env(obs_noise=0.2)
@@ -191,6 +217,41 @@ def test_batched_equals_one_at_a_time_on_hopper():
     # the episode masks were exercised: hoppers fell at different steps, others hit the cap
     assert len(np.unique(reference.lengths)) >= 3 and (reference.lengths == 60).any()
     assert len(np.unique(reference.returns)) == 8
+
+
+def test_lean_hopper_step_equals_gymnasiums_step_to_the_last_bit():
+    # the same action sequences (the engine's float32 actions) through both steps, over falls
+    # (terminations) and resets
+    plain, lean = gym.make("Hopper-v5"), gym.make("Hopper-v5")
+    lean.unwrapped.step = lean_hopper_step(lean.unwrapped)
+    rng = np.random.default_rng(0)
+    terminations = 0
+    for episode in range(6):
+        (obs, _), (lean_obs, _) = plain.reset(seed=episode), lean.reset(seed=episode)
+        np.testing.assert_array_equal(lean_obs, obs)
+        for _ in range(300):
+            action = rng.uniform(-1, 1, 3).astype(np.float32) * (episode % 3) / 2
+            obs, reward, terminated, truncated, _ = plain.step(action)
+            lean_obs, lean_reward, lean_terminated, lean_truncated, _ = lean.step(action)
+            np.testing.assert_array_equal(lean_obs, obs)
+            assert (lean_reward, lean_terminated, lean_truncated) == (reward, terminated,
+                                                                      truncated)
+            if terminated:
+                terminations += 1
+                break
+    assert terminations >= 3
+
+
+def test_envs_reused_by_a_later_call_give_the_same_returns():
+    env = gym.make("Hopper-v5")
+    policy = make_policy(11, 3, (32, 32), env.action_space.low, env.action_space.high)
+    vectors = flatten_params(policy)[None] * torch.tensor([[0.3], [1.0]])
+    first, second = (evaluate_vectors(policy, vectors, "Hopper-v5", episodes=3, seed=4,
+                                      max_episode_steps=100, workers=0) for _ in range(2))
+    np.testing.assert_array_equal(first.returns, second.returns)
+    reference = evaluate_vector_reference(policy, vectors, "Hopper-v5", episodes=3, seed=4,
+                                          max_episode_steps=100)
+    np.testing.assert_array_equal(second.returns, reference.returns)
 
 
 def test_scores_of_a_task_with_reference_returns():
