@@ -274,7 +274,10 @@ class Finding:
 
 
 def findings(settings: Settings, interpolation: Path) -> list[Finding]:
-    """Each method's drop (``smac_core.metrics``) and line verdict (``interpolation.json``)."""
+    """Each method's drop (``smac_core.metrics``) and line verdict (``interpolation.json``), in
+    normalised points, or in % for a task scored by its success rate."""
+    from smac_core.tasks import find_task
+
     curves = json.loads((interpolation / "interpolation.json").read_text())
     result = []
     for method, curve in zip(settings.methods, curves["curves"], strict=True):
@@ -282,7 +285,8 @@ def findings(settings: Settings, interpolation: Path) -> list[Finding]:
         drop = metrics.transfer_drop(run.curve, run.baseline)
         offline_final = float(run.baseline.mean()) if run.baseline is not None else \
             float(run.curve.mean[0])
-        unit = "points" if run.curve.metric == "score" else "return"
+        unit = ("return" if run.curve.metric != "score" else
+                "% success" if find_task(settings.task.task).scored_by_success else "points")
         result.append(Finding(method, offline_final, drop, metrics.run_regret(run),
                               curve["verdict"], unit))
     return result

@@ -70,7 +70,9 @@ def test_quickstart_on_the_door_demonstrations(minari_root, tmp_path, capsys):
     out = tmp_path / "qs"
     assert main(["--task", "door", "--out", str(out), "--offline-steps", "6",
                  "--online-steps", "6", "--episodes", "2", "--points", "3"]) == 0
-    assert "local/door/human-binary-v0" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "local/door/human-binary-v0" in printed
+    assert "CalQL -> SAC: offline final" in printed and "% success" in printed  # a success rate
     assert (out / "door-binary" / "calql" / "seed0" / "online-sac" / "checkpoints" / "final"
             ).is_dir()
 
