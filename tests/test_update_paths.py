@@ -1,12 +1,15 @@
 """Faster update paths compute what the paths they replace computed: TD3's actor step on Q_1
-alone, the critic ensemble's member-by-member evaluation of many shared rows."""
+alone, the critic ensemble's member-by-member evaluation of many shared rows, the actor step
+through a frozen critic (no critic weight gradients)."""
 
 from __future__ import annotations
+
+import contextlib
 
 import pytest
 import torch
 
-from smac_core.algos import make_agent
+from smac_core.algos import Agent, make_agent, sac, td3
 from smac_core.data.buffers import Batch
 from smac_core.nets import CriticEnsemble
 
@@ -75,3 +78,37 @@ def test_calql_critic_loss_unchanged_by_the_member_loop(monkeypatch):
     torch.manual_seed(4)
     batched, _ = agent.critic_loss(batch)
     assert looped.item() == pytest.approx(batched.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3", "td3bc", "calql"])
+@pytest.mark.parametrize("optimizer", ["adam", "muon"])
+def test_actor_step_through_a_frozen_critic_changes_nothing(algo, optimizer, monkeypatch):
+    """Updates with the critic frozen during the actor's loss leave every network, optimizer
+    state and metric bitwise equal to updates that also computed (and then discarded) the
+    critic's weight gradients in the actor step; the critic is trainable again afterwards."""
+    config = {"actor_hidden": [16, 16], "critic_hidden": [16, 16], "optimizer": optimizer}
+    batches = [_batch(32) for _ in range(4)]
+
+    def run() -> tuple[Agent, list[dict[str, float]]]:
+        torch.manual_seed(0)
+        agent = make_agent(algo, OBS_DIM, ACT_DIM, config)
+        return agent, [agent.update(b) for b in batches]  # 4 updates: 2 TD3 actor steps
+
+    new_agent, new_metrics = run()
+    assert all(p.requires_grad for p in new_agent.critic.parameters())
+    unfrozen = lambda module: contextlib.nullcontext()  # noqa: E731
+    monkeypatch.setattr(td3, "frozen", unfrozen)
+    monkeypatch.setattr(sac, "frozen", unfrozen)
+    old_agent, old_metrics = run()
+    assert new_metrics == old_metrics
+    for name, module in new_agent.networks.items():
+        old = old_agent.networks[name].state_dict()
+        for key, value in module.state_dict().items():
+            assert torch.equal(value, old[key]), f"{name}.{key}"
+    for name, opt in new_agent.optimizers.items():
+        new_state = opt.state_dict()["state"]
+        old_state = old_agent.optimizers[name].state_dict()["state"]
+        for index, entries in new_state.items():
+            for key, value in entries.items():
+                assert torch.equal(torch.as_tensor(value),
+                                   torch.as_tensor(old_state[index][key])), f"{name} {key}"

@@ -15,6 +15,8 @@ checkpoint files: the trainer saves and loads them (``smac_core.checkpoint``), a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
@@ -244,6 +246,26 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """theta_target <- (1 - tau) theta_target + tau theta_source."""
     for t, s in zip(target.parameters(), source.parameters(), strict=True):
         t.lerp_(s, tau)
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """``module``'s trainable parameters are constants for autograd inside the block
+    (``requires_grad`` False, restored on exit).
+
+    For a loss that trains another network through this one (the actor's loss through the
+    critic): its backward then computes no gradients for these parameters, which their own
+    optimizer would discard anyway (it zeroes them before its next step), only the gradients
+    that flow through them to the inputs, with the same values.
+    """
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def reduce_ensemble(q: torch.Tensor, reduction: str, std_weight: float = 1.0) -> torch.Tensor:

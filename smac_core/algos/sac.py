@@ -27,6 +27,7 @@ from smac_core.algos.base import (
     ActorCriticConfig,
     Agent,
     check_config,
+    frozen,
     polyak_update,
     reduce_ensemble,
     scalar_metrics,
@@ -192,8 +193,9 @@ class SAC(Agent):
         # J_pi = E_s E_{a~pi}[alpha log pi(a|s) - reduce_i Q_i(s, a)]   (eq. 7, reparameterised)
         alpha = self.temperature().detach()
         actions, log_prob = self.actor(batch.observations)
-        q_pi = reduce_ensemble(self.critic(batch.observations, actions),
-                               cfg.target_reduction, cfg.target_std_weight)
+        with frozen(self.critic):  # no critic weight gradients (the critic step zeroes them)
+            q_pi = reduce_ensemble(self.critic(batch.observations, actions),
+                                   cfg.target_reduction, cfg.target_std_weight)
         actor_loss = (alpha * log_prob - q_pi).mean()
         self.optimizers["actor"].zero_grad(set_to_none=True)
         actor_loss.backward()

@@ -20,6 +20,7 @@ from smac_core.algos.base import (
     ActorCriticConfig,
     Agent,
     check_config,
+    frozen,
     polyak_update,
     scalar_metrics,
 )
@@ -120,7 +121,8 @@ class TD3(Agent):
         self.optimizers["critic"].step()
 
         if self.updates % cfg.policy_delay == 0:
-            actor_loss, actor_metrics = self.actor_loss(batch)
+            with frozen(self.critic):  # no critic weight gradients (the critic step zeroes them)
+                actor_loss, actor_metrics = self.actor_loss(batch)
             self.optimizers["actor"].zero_grad(set_to_none=True)
             actor_loss.backward()
             self.optimizers["actor"].step()
