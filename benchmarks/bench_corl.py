@@ -261,24 +261,30 @@ PAIRS: dict[str, Pair] = {
     "sac": Pair(
         "algorithms/offline/sac_n.py", "SACN", build_corl_sac_n,
         "SAC-N with 2 critics; ours set to CORL's fixed 3x256 actor and critic; CORL does more: "
-        "a second actor pass on s (alpha loss) and a critic pass on random actions (logged "
-        "ensemble std)", {"actor_hidden": DEEP, "critic_hidden": DEEP, "num_critics": 2}),
+        "a second actor pass on s (alpha loss), a critic pass on random actions (logged "
+        "ensemble std), critic weight gradients in the actor step (ours: frozen critic; its "
+        "critic step zeroes them)", {"actor_hidden": DEEP, "critic_hidden": DEEP,
+                                     "num_critics": 2}),
     "td3bc": Pair(
         "algorithms/offline/td3_bc.py", "TD3_BC", build_corl_td3_bc,
         "same 2x256 networks, policy delay 2, actor step on Q1 only; CORL: two critic modules "
-        "with an Adam each, ours a 2-member ensemble (batched matmul) with one Adam"),
+        "with an Adam each, ours a 2-member ensemble (batched matmul) with one Adam; CORL's "
+        "actor step also computes Q1's weight gradients (ours: frozen critic; the critic step "
+        "zeroes them)"),
     "calql": Pair(
         "algorithms/finetune/cal_ql.py", "CalQL", build_corl_conservative("CalQL"),
         "ours set to CORL's fixed 3x256 actor (CORL: one 256x6 head, ours 2 of 256x3), critics "
         "2x256 (CORL q_n_hidden_layers=2); both: max backup over 10 next actions, 3x10 sampled "
-        "actions, clip -200, MC floor; CORL records autograd graphs for the sampled-action actor "
-        "passes and target critics (never backpropagated) and logs more (Q std over 31 values, "
-        "bound rates)", {"actor_hidden": DEEP}, returns_to_go=True),
+        "actions, clip -200, MC floor; CORL records autograd graphs for the backup and "
+        "sampled-action actor passes and the target critics (never backpropagated), computes "
+        "critic weight gradients in the actor step (ours: frozen critic) and logs more (Q std "
+        "over 31 values, bound rates)", {"actor_hidden": DEEP}, returns_to_go=True),
     "cql": Pair(
         "algorithms/offline/cql.py", "ContinuousCQL", build_corl_conservative("ContinuousCQL"),
         "as CalQL without the floor: ours set to CORL's fixed 3x256 actor, both critics 2x256 "
         "(CORL's train() gives critic 1 q_n_hidden_layers=3 and critic 2 the default 2), max "
-        "backup, clip -200; CORL records autograd graphs it never backpropagates and logs more",
+        "backup, clip -200; CORL records autograd graphs it never backpropagates, computes "
+        "critic weight gradients in the actor step (ours: frozen critic) and logs more",
         {"actor_hidden": DEEP}),
 }
 
