@@ -14,6 +14,7 @@ import smac_core.diffusion
 from smac_core.checkpoint import CheckpointArtifact
 from smac_core.diffusion import DatasetScore, DiffusionConfig, alpha_bars, train_score_model
 from smac_core.errors import Interrupted, SmacError
+from smac_core.nets import train_linear
 
 SIGMA_B = 0.1  # behaviour std; |f| <= 0.5, so actions stay 5 sigma_b inside [-1, 1] (no clipping)
 # A small network and budget that fit the one-minute limit on one core (lr 1e-3 and an EMA
@@ -164,6 +165,20 @@ def test_frozen_path_equals_the_training_forward():
         for condition, use in ((0.9, None), (None, torch.zeros(256, dtype=torch.bool))):
             torch.testing.assert_close(network.frozen(obs, actions, condition, 7),
                                        network(obs, actions, w, k, use), rtol=1e-5, atol=1e-5)
+
+
+def test_train_linear_equals_a_linear_layer_in_value_and_gradients():
+    # the score network's training layers (oneDNN GEMMs on CPU) against nn.Linear
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(256, 1024)
+    x = torch.randn(256, 256, requires_grad=True)
+    upstream = torch.randn(256, 1024)
+    results = []
+    for forward in (train_linear, F.linear):
+        out = forward(x, layer.weight, layer.bias)
+        results.append((out, *torch.autograd.grad(out, (x, layer.weight, layer.bias), upstream)))
+    for value, reference in zip(*results, strict=True):
+        torch.testing.assert_close(value, reference, rtol=1e-5, atol=1e-4)
 
 
 def test_training_is_deterministic_given_the_generator():
