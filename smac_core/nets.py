@@ -89,6 +89,59 @@ def train_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return F.linear(x, weight, bias)
 
 
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b, (M, K) @ (K, N) -> (M, N), by oneDNN where ``_onednn_available``."""
+    return _onednn_mm(a, b.T) if _onednn_available(a) else a @ b
+
+
+class _ReluActionGradient(torch.autograd.Function):
+    """``CriticEnsemble.action_gradient``'s chain rule with a hand-written backward.
+
+    forward(masks, act_dim, *weights): ``masks[i][l]`` (B, H_l) bool of member i, ``weights`` the
+    ensemble's linear weights (N, in_l, out_l), the last (N, H_L, 1) -> (N, B, act_dim). Member
+    i: g = w_out^T; for l = L..1: p_l = g * m_l, g = p_l W_l^T (W_1: the action rows).
+
+    backward: dW_l = d_l^T p_l and d_{l+1} = (d_l W_l) * m_l going up, d_1 the incoming
+    gradient; at the top p_L = m_L * w_out^T, so dW_L = M * w_out^T and dw_out = sum_rows(W_L *
+    M) from the one product M = d_L^T m_L (one GEMM fewer than autograd's graph).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, masks: list[list[torch.Tensor]], act_dim: int,
+                *weights: torch.Tensor) -> torch.Tensor:
+        members, products = [], []
+        for i, masks_i in enumerate(masks):
+            grad, products_i = weights[-1][i].T, []                            # (1, H_L)
+            for level in reversed(range(len(masks_i))):
+                weight = weights[level][i][-act_dim:] if level == 0 else weights[level][i]
+                products_i.insert(0, grad * masks_i[level])                    # (B, H_l)
+                grad = _mm(products_i[0], weight.T)                            # (B, in_l)
+            members.append(grad)
+            products.append(products_i)
+        ctx.masks, ctx.products, ctx.act_dim = masks, products, act_dim
+        ctx.save_for_backward(*weights)
+        return torch.stack(members)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        weights, act_dim = ctx.saved_tensors, ctx.act_dim
+        grads = [torch.zeros_like(weight) for weight in weights]  # W_1's observation rows: 0
+        for i, (masks_i, products_i) in enumerate(zip(ctx.masks, ctx.products, strict=True)):
+            d, top = grad[i], len(masks_i) - 1                                 # (B, act_dim)
+            for level, (mask, product) in enumerate(zip(masks_i, products_i, strict=True)):
+                rows = slice(-act_dim, None) if level == 0 else slice(None)
+                weight = weights[level][i][rows]                               # (in_l, out_l)
+                if level < top:
+                    grads[level][i][rows] = _mm(d.T, product)
+                    d = _mm(d, weight) * mask                                  # (B, H_l)
+                else:
+                    m = _mm(d.T, mask.to(d.dtype))                             # (in_L, H_L)
+                    grads[level][i][rows] = m * weights[-1][i].T
+                    grads[-1][i] = (weight * m).sum(0)[:, None]
+        return None, None, *grads
+
+
 class ResidualBlock(nn.Module):
     """x + W2 silu(W1 LayerNorm(dropout(x))), W1: h -> 4h, W2: 4h -> h (IDQL's MLPResNetBlock)."""
 
@@ -218,22 +271,18 @@ class CriticEnsemble(nn.Module):
         if not all(isinstance(layer, VectorizedLinear | nn.ReLU) for layer in self.layers):
             raise SmacError("action_gradient needs a ReLU critic without LayerNorm")
         linears = [layer for layer in self.layers if isinstance(layer, VectorizedLinear)]
-        x, act_dim = torch.cat([obs, actions], dim=-1), actions.shape[-1]
-        members = []
-        for i in range(self.ensemble_size):  # 2-D layers: oneDNN GEMMs (inference/train_linear)
-            hidden, masks = x if x.dim() == 2 else x[i], []
-            with torch.no_grad():
+        x = torch.cat([obs, actions], dim=-1)
+        masks = []  # per member, per hidden layer: 1[pre-activation > 0] (B, H_l)
+        with torch.no_grad():
+            for i in range(self.ensemble_size):
+                hidden, masks_i = x if x.dim() == 2 else x[i], []
                 for linear in linears[:-1]:
                     hidden = inference_linear(hidden, linear.weight[i].T, linear.bias[i, 0]
                                               ).clamp_min_(0.0)
-                    masks.append(hidden > 0)                                   # (B, H_l)
-            weights = [linear.weight[i] for linear in linears]                 # (in, out)
-            weights[0] = weights[0][-act_dim:]                                 # action rows
-            grad = weights[-1].T                                               # (1, H_L)
-            for mask, weight in zip(reversed(masks), reversed(weights[:-1]), strict=True):
-                grad = train_linear(grad * mask, weight)                       # (B, H_l-1)
-            members.append(grad)
-        return torch.stack(members)
+                    masks_i.append(hidden > 0)
+                masks.append(masks_i)
+        return _ReluActionGradient.apply(masks, actions.shape[-1],
+                                         *[linear.weight for linear in linears])
 
     def member(self, i: int, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q_i(s, a) of member ``i`` alone, (B,): TD3's actor step needs Q_1 only."""

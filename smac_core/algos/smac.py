@@ -237,14 +237,17 @@ class SMAC(SAC):
             score = self.dataset_score(obs, actions)                               # (B, d)
         scale = self.alpha_psi(obs)                                                    # (B,)
         sm, grad_q = score_matching_loss(self.critic, obs, actions, score, scale)
-        cosine = F.cosine_similarity(grad_q.detach(), score.unsqueeze(0), dim=-1)
+        with torch.no_grad():
+            grad_norm, score_norm = grad_q.norm(dim=-1), score.norm(dim=-1)       # (N, B), (B,)
+            # cos(grad_a Q_i, score_D) as F.cosine_similarity: each norm floored at 1e-8
+            cosine = (grad_q * score).sum(-1) / (grad_norm.clamp_min(1e-8)
+                                                 * score_norm.clamp_min(1e-8))
         return self.config.kappa * sm, {
             "sm_loss": sm, "score_cosine": cosine.mean(), "alpha_psi": scale.mean(),
-            "grad_q_norm": grad_q.norm(dim=-1).mean(),
+            "grad_q_norm": grad_norm.mean(),
             # what a flat critic would pay: the regulariser's grip on the critic
-            "sm_loss_flat_critic": (scale[:, None] * score).pow(2).sum(-1).mean()
-            * self.critic.ensemble_size,
+            "sm_loss_flat_critic": (scale * score_norm).pow(2).mean() * self.critic.ensemble_size,
             # the score at uniform actions extrapolates the eps-model away from the data (times
             # 1/sigma_1): watch it apart from the on-policy half
-            "score_norm_policy": score[:half].norm(dim=-1).mean(),
-            "score_norm_uniform": score[half:].norm(dim=-1).mean()}
+            "score_norm_policy": score_norm[:half].mean(),
+            "score_norm_uniform": score_norm[half:].mean()}
