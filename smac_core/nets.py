@@ -32,8 +32,8 @@ def inference_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     (fused with the SiLU): same float32 arithmetic, about 2x faster than torch's MKL sgemm on the
     AMD EPYC development VM (README, Benchmarks)."""
     if _onednn_available(x):
-        # a strided weight (a column slice) would make oneDNN reorder it slowly on every call
-        return torch.ops.mkldnn._linear_pointwise(x, weight.contiguous(), bias,
+        # a strided input or weight (a column slice) would make oneDNN reorder it on every call
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight.contiguous(), bias,
                                                   "swish" if silu else "none", [], "")
     y = F.linear(x, weight, bias)
     return F.silu(y) if silu else y
@@ -48,9 +48,10 @@ def sinusoidal_embedding(values: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _onednn_available(x: torch.Tensor) -> bool:
-    """Whether ``x`` is a float32 CPU tensor and torch has oneDNN (``torch.backends.mkldnn``)."""
+    """Whether ``x`` is a float32 CPU tensor and torch has oneDNN, not switched off
+    (``torch.backends.mkldnn``)."""
     return (x.device.type == "cpu" and x.dtype == torch.float32
-            and torch.backends.mkldnn.is_available())
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
 def _onednn_mm(a: torch.Tensor, b_transposed: torch.Tensor,

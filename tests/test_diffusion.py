@@ -152,7 +152,7 @@ def test_save_load_round_trip_and_shapes(tmp_path):
         score(obs[..., :2], actions)
 
 
-def test_frozen_path_equals_the_training_forward():
+def test_frozen_path_equals_the_training_forward(monkeypatch):
     # DatasetScore's path (embeddings folded into the input bias, oneDNN layers on CPU) against
     # the eval-mode forward, conditioned and unconditioned, at the default (IDQL) network size
     torch.manual_seed(0)
@@ -162,9 +162,11 @@ def test_frozen_path_equals_the_training_forward():
             param.add_(0.05 * torch.randn_like(param))
         obs, actions = torch.randn(256, 11), torch.rand(256, 3) * 2 - 1
         w, k = torch.full((256,), 0.9), torch.full((256,), 7)
-        for condition, use in ((0.9, None), (None, torch.zeros(256, dtype=torch.bool))):
-            torch.testing.assert_close(network.frozen(obs, actions, condition, 7),
-                                       network(obs, actions, w, k, use), rtol=1e-5, atol=1e-5)
+        for onednn in (True, False):  # the fallback without oneDNN as well
+            monkeypatch.setattr(torch.backends.mkldnn, "enabled", onednn)
+            for condition, use in ((0.9, None), (None, torch.zeros(256, dtype=torch.bool))):
+                torch.testing.assert_close(network.frozen(obs, actions, condition, 7),
+                                           network(obs, actions, w, k, use), rtol=1e-5, atol=1e-5)
 
 
 def test_train_linear_equals_a_linear_layer_in_value_and_gradients():
