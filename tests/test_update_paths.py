@@ -1,6 +1,6 @@
 """Faster update paths compute what the paths they replace computed: TD3's actor step on Q_1
 alone, the critic ensemble's member-by-member evaluation of many shared rows, the actor step
-through a frozen critic (no critic weight gradients)."""
+through a frozen critic (no critic weight gradients), the Q-value layer's multiply-and-sum."""
 
 from __future__ import annotations
 
@@ -112,3 +112,21 @@ def test_actor_step_through_a_frozen_critic_changes_nothing(algo, optimizer, mon
             for key, value in entries.items():
                 assert torch.equal(torch.as_tensor(value),
                                    torch.as_tensor(old_state[index][key])), f"{name} {key}"
+
+
+def test_width_one_output_layer_equals_the_batched_matmul():
+    """The ensemble's Q-value layer (out = 1) multiplies and sums instead of a batched matmul:
+    the same values and gradients to float32 rounding."""
+    from smac_core.nets import VectorizedLinear
+
+    torch.manual_seed(0)
+    layer = VectorizedLinear(256, 1, 3)
+    x = torch.randn(3, 64, 256, requires_grad=True)
+    out = layer(x)
+    reference = torch.baddbmm(layer.bias, x, layer.weight)
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)
+    grads = torch.autograd.grad(out.square().sum(), (x, layer.weight, layer.bias))
+    expected = torch.autograd.grad(reference.square().sum(), (x, layer.weight, layer.bias))
+    for grad, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(grad, want, rtol=1e-4, atol=1e-4)
+    assert VectorizedLinear(8, 4, 3)(torch.randn(3, 5, 8)).shape == (3, 5, 4)  # matmul path
