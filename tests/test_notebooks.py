@@ -88,9 +88,10 @@ def test_notebooks_explain_a_missing_root(tmp_path, monkeypatch):
 
 
 def test_committed_notebooks_show_the_committed_results():
-    """The notebooks are committed executed on results/ (notebooks 6 and 8 on all of it, the
-    others on results/reduced), without errors, and small (plotly.js is not embedded)."""
-    assert len(NOTEBOOKS) == 8
+    """The notebooks are committed executed on results/ (notebooks 6 and 8 on all of it, 9 on
+    results/flow, the others on results/reduced), without errors, and small (plotly.js is not
+    embedded)."""
+    assert len(NOTEBOOKS) == 9
     for path in NOTEBOOKS:
         notebook = nbformat.read(path, as_version=4)
         nbformat.validate(notebook)
@@ -101,7 +102,7 @@ def test_committed_notebooks_show_the_committed_results():
         assert not [o for o in outputs if o.output_type == "error"], path.name
         stdout = "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout")
         root = ("results" if path.stem in ("06_dataset_coverage", "08_landscape_beyond")
-                else "results/reduced")
+                else "results/flow" if path.stem == "09_flow_agents" else "results/reduced")
         assert f"results root {root}: " in stdout, path.name
         assert CLAIMS_HEADER in stdout, path.name
         assert path.stat().st_size < 3_000_000, path.name
