@@ -1,0 +1,200 @@
+"""What training seeds as one stacked network (one batched matmul per layer across seeds) can gain
+over running them one after another, measured on this machine, before building it.
+
+Two measurements, both at Hopper's sizes (obs 11, act 3) and one torch thread:
+
+1. Stacked layers. S seeds' copies of a critic-shaped MLP (obs + act -> 256 -> 256 -> 1) and an
+   actor-shaped one (obs -> 256 -> 256 -> 2 act), forward and backward at batch B: S separate
+   ``addmm`` chains (what S single-seed runs do) against one ``baddbmm`` per layer over (S, B, .)
+   stacks (what a seed-vectorised run does). Both compute the same numbers (``stacked_forward``
+   equals ``separate_forward``; tests/test_bench_seed_vectorisation.py). Also at a small size
+   (batch 32, width 64), where per-call overhead rather than arithmetic sets the time.
+
+2. Roofline of whole updates. For each algorithm and optimizer: the matrix-multiply FLOPs of one
+   update (``torch.utils.flop_counter``, counted with oneDNN's private linear op switched off so
+   that every GEMM goes through an aten op the counter knows; the update's maths is the same),
+   the time of one update as training runs it (thread CPU time), and so the GFLOP/s the update
+   achieves. The machine's float32 GEMM peak is the best rate over the updates' own shapes, a
+   large square GEMM and a batched one. A seed-vectorised run still has to do every seed's GEMM
+   FLOPs, at most at the peak, so its aggregate speed-up over sequential single-seed runs is at
+   most peak / achieved (all non-GEMM time removed, every GEMM at the peak). Issue 12 asks for
+   >= 2x; where this bound is below 2x no stacking can reach it on this CPU at this thread count.
+
+    python benchmarks/bench_seed_vectorisation.py [--algos sac,smac] [--optimizers adam,muon]
+        [--seeds 5] [--seconds 3]
+
+Prints markdown tables. A measurement, never a test: the ratios depend on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from bench_updates import (
+    ACT_DIM,
+    BATCH_SIZE,
+    OBS_DIM,
+    Contender,
+    contender,
+    machine_description,
+    measure,
+    prepared_agent,
+)
+from torch.utils.flop_counter import FlopCounterMode
+
+from smac_core.algos import ALGORITHMS
+from smac_core.errors import SmacError, cli_entry
+
+Layers = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: weight (S, in, out), bias (S, 1, out)
+
+
+def stacked_mlp(seeds: int, dims: Sequence[int], generator: torch.Generator) -> Layers:
+    """``seeds`` independent MLPs ``dims[0] -> ... -> dims[-1]`` as stacked leaf tensors."""
+    layers = []
+    for fan_in, fan_out in itertools.pairwise(dims):
+        weight = torch.randn(seeds, fan_in, fan_out, generator=generator) / fan_in ** 0.5
+        bias = torch.zeros(seeds, 1, fan_out)
+        layers.append((weight.requires_grad_(), bias.requires_grad_()))
+    return layers
+
+
+def separate_forward(layers: Layers, x: torch.Tensor) -> torch.Tensor:
+    """Seed by seed, one ``addmm`` per layer: x (S, B, in) -> (S, B, out), ReLU between layers."""
+    outputs = []
+    for k in range(x.shape[0]):
+        h = x[k]
+        for i, (weight, bias) in enumerate(layers):
+            h = torch.addmm(bias[k], h, weight[k])
+            h = h.relu() if i < len(layers) - 1 else h
+        outputs.append(h)
+    return torch.stack(outputs)
+
+
+def stacked_forward(layers: Layers, x: torch.Tensor) -> torch.Tensor:
+    """All seeds at once, one ``baddbmm`` per layer: x (S, B, in) -> (S, B, out)."""
+    h = x
+    for i, (weight, bias) in enumerate(layers):
+        h = torch.baddbmm(bias, h, weight)
+        h = h.relu() if i < len(layers) - 1 else h
+    return h
+
+
+def matmul_flops(step: Callable[[], object]) -> int:
+    """Matrix-multiply FLOPs (2 per multiply-add) of one call of ``step``, counted by torch's
+    flop counter with oneDNN off (its private linear op is not counted; F.linear computes the
+    same)."""
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        with FlopCounterMode(display=False) as counter:
+            step()
+    finally:
+        torch.backends.mkldnn.enabled = enabled
+    return counter.get_total_flops()
+
+
+def rate_of(step: Callable[[], object], flops: int, seconds: float) -> float:
+    """GFLOP/s of ``step`` over about ``seconds`` of thread CPU time."""
+    step()
+    start, calls = time.thread_time(), 0
+    while time.thread_time() - start < seconds:
+        step()
+        calls += 1
+    return flops * calls / (time.thread_time() - start) / 1e9
+
+
+def gemm_peak(seconds: float) -> tuple[float, str]:
+    """The best float32 GEMM rate of this CPU thread over the updates' shapes and large ones."""
+    shapes = {"256x256 @ 256x256": ((256, 256), (256, 256)),
+              f"256x{OBS_DIM + ACT_DIM} @ {OBS_DIM + ACT_DIM}x256": ((256, 14), (14, 256)),
+              "1024x1024 @ 1024x1024": ((1024, 1024), (1024, 1024)),
+              "5 x (256x256 @ 256x256) batched": ((5, 256, 256), (5, 256, 256))}
+    best = (0.0, "")
+    for name, (a_shape, b_shape) in shapes.items():
+        a, b = torch.randn(a_shape), torch.randn(b_shape)
+        flops = 2 * a.numel() * b_shape[-1]
+        best = max(best, (rate_of(lambda a=a, b=b: a @ b, flops, seconds), name))
+    return best
+
+
+def layer_table(seeds: int, seconds: float) -> list[str]:
+    """Markdown rows: separate vs stacked forward + backward, per network and size."""
+    rows = ["| network | batch | width | separate ms | stacked ms | stacked / separate speed |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    generator = torch.Generator().manual_seed(0)
+    for batch, width in ((BATCH_SIZE, 256), (32, 64)):
+        for name, dims in (("critic", (OBS_DIM + ACT_DIM, width, width, 1)),
+                           ("actor", (OBS_DIM, width, width, 2 * ACT_DIM))):
+            layers = stacked_mlp(seeds, dims, generator)
+            x = torch.randn(seeds, batch, dims[0], generator=generator)
+            contenders = [Contender((path.__name__,),
+                                    lambda path=path, layers=layers, x=x:
+                                    path(layers, x).square().sum().backward())
+                          for path in (separate_forward, stacked_forward)]
+            measure(contenders, torch.device("cpu"), seconds, 0.2, time.thread_time)
+            separate, stacked = (1000 / c.rate for c in contenders)
+            rows.append(f"| {name} | {batch} | {width} | {separate:.3f} | {stacked:.3f} | "
+                        f"{separate / stacked:.2f}x |")
+    return rows
+
+
+def roofline_table(algos: list[str], kinds: list[str], peak: float, seconds: float
+                   ) -> list[str]:
+    """Markdown rows: FLOPs, time and achieved rate per update, and the bound peak / achieved."""
+    rows = ["| algorithm | optimizer | GEMM MFLOP/update | ms/update | achieved GFLOP/s | "
+            "bound on a seed-vectorised speed-up |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    device = torch.device("cpu")
+    for algo in algos:
+        for kind in kinds:
+            agent, batches = prepared_agent(algo, device, {"optimizer": kind})
+            flops = matmul_flops(lambda agent=agent, batches=batches: agent.update(batches[0]))
+            timed = contender((algo, kind), algo, device, {"optimizer": kind})
+            measure([timed], device, seconds, 0.25, time.thread_time)
+            achieved = flops * timed.rate / 1e9
+            rows.append(f"| {algo} | {kind} | {flops / 1e6:.0f} | {1000 / timed.rate:.2f} | "
+                        f"{achieved:.1f} | {peak / achieved:.2f}x |")
+    return rows
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--algos", default="sac,smac",
+                        help="comma-separated registry names (default: %(default)s)")
+    parser.add_argument("--optimizers", default="adam,muon",
+                        help="comma-separated optimizer kinds (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, default=5,
+                        help="seeds stacked in the layer comparison (default: %(default)s)")
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help="measuring time per contender (default: %(default)s)")
+    args = parser.parse_args(argv)
+    algos = [a for a in args.algos.split(",") if a]
+    kinds = [k for k in args.optimizers.split(",") if k]
+    if set(algos) - set(ALGORITHMS):
+        raise SmacError(f"unknown algorithm(s) {sorted(set(algos) - set(ALGORITHMS))}; "
+                        f"known: {sorted(ALGORITHMS)}")
+    if not kinds or set(kinds) - {"adam", "muon"}:
+        raise SmacError(f"--optimizers takes adam and/or muon; got {args.optimizers!r}")
+    if args.seeds < 2 or args.seconds <= 0:
+        raise SmacError(f"--seeds must be >= 2 and --seconds positive; got {args.seeds}, "
+                        f"{args.seconds}")
+    torch.set_num_threads(1)
+    print(f"Seed vectorisation on this CPU ({machine_description([torch.device('cpu')])}), "
+          f"clock: thread CPU time, {args.seconds} s per contender\n")
+    print(f"Stacked layers: {args.seeds} seeds, forward + backward\n")
+    print("\n".join(layer_table(args.seeds, args.seconds)) + "\n", flush=True)
+    peak, shape = gemm_peak(min(args.seconds, 1.0))
+    print(f"float32 GEMM peak of one thread: {peak:.1f} GFLOP/s ({shape})\n")
+    print("\n".join(roofline_table(algos, kinds, peak, args.seconds)))
+    print("\nbound = peak / achieved: the most any seed-vectorised run can gain per "
+          "seed-update on this CPU at one thread (issue 12's target: 2x).", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
