@@ -17,9 +17,9 @@ from analytic_env import (
 
 from landscape.evaluate import (
     EvaluationResult,
+    HopperBatch,
     evaluate_vector_reference,
     evaluate_vectors,
-    lean_hopper_step,
 )
 from landscape.params import (
     check_compatible,
@@ -33,7 +33,7 @@ from smac_core.checkpoint import load_checkpoint, save_checkpoint
 from smac_core.errors import SmacError
 from smac_core.nets import CriticEnsemble, DeterministicActor, DeterministicPolicy
 from smac_core.rollout import batched_policy
-from smac_core.tasks import episode_score
+from smac_core.tasks import episode_score, make_env
 
 
 def make_policy(obs_dim: int = 3, act_dim: int = 2, hidden: tuple[int, ...] = (8, 8),
@@ -219,27 +219,45 @@ def test_batched_equals_one_at_a_time_on_hopper():
     assert len(np.unique(reference.returns)) == 8
 
 
-def test_lean_hopper_step_equals_gymnasiums_step_to_the_last_bit():
-    # the same action sequences (the engine's float32 actions) through both steps, over falls
-    # (terminations) and resets
-    plain, lean = gym.make("Hopper-v5"), gym.make("Hopper-v5")
-    lean.unwrapped.step = lean_hopper_step(lean.unwrapped)
+def test_hopper_batch_steps_equal_gymnasiums_steps_to_the_last_bit():
+    # 4 envs stepped together (some idle at times) against 4 stepped by gymnasium one by one,
+    # with the engine's float32 actions, over falls (terminations), the time limit
+    # (truncations, a 40-step limit) and resets
+    plain = [gym.make("Hopper-v5", max_episode_steps=40) for _ in range(4)]
+    batched = [gym.make("Hopper-v5", max_episode_steps=40) for _ in range(4)]
+    hopper = HopperBatch(batched)
     rng = np.random.default_rng(0)
-    terminations = 0
-    for episode in range(6):
-        (obs, _), (lean_obs, _) = plain.reset(seed=episode), lean.reset(seed=episode)
-        np.testing.assert_array_equal(lean_obs, obs)
-        for _ in range(300):
-            action = rng.uniform(-1, 1, 3).astype(np.float32) * (episode % 3) / 2
-            obs, reward, terminated, truncated, _ = plain.step(action)
-            lean_obs, lean_reward, lean_terminated, lean_truncated, _ = lean.step(action)
-            np.testing.assert_array_equal(lean_obs, obs)
-            assert (lean_reward, lean_terminated, lean_truncated) == (reward, terminated,
-                                                                      truncated)
-            if terminated:
-                terminations += 1
-                break
-    assert terminations >= 3
+    terminations = truncations = 0
+    for episode in range(4):
+        for i in range(4):
+            obs, _ = plain[i].reset(seed=10 * episode + i)
+            np.testing.assert_array_equal(batched[i].reset(seed=10 * episode + i)[0], obs)
+        hopper.reset()
+        running = np.ones(4, bool)
+        for t in range(60):
+            scale = np.array([0.0, 0.5, 1.0, 2.0])[:, None] * (episode % 2 + 1) / 2
+            actions = (rng.uniform(-1, 1, (4, 3)) * scale).astype(np.float32)
+            stepping = running & (rng.uniform(size=4) < 0.8 if t % 7 else running)
+            index = np.flatnonzero(stepping)
+            if len(index) == 0:
+                continue
+            obs, rewards, terminated, truncated = hopper.step(actions[index], index)
+            for row, i in enumerate(index):
+                expected = plain[i].step(actions[i])
+                np.testing.assert_array_equal(obs[row], expected[0])
+                assert (rewards[row], terminated[row], truncated[row]) == expected[1:4]
+                if expected[2] or expected[3]:
+                    running[i] = False
+                    terminations += expected[2]
+                    truncations += expected[3]
+    assert terminations >= 3 and truncations >= 3
+
+
+def test_hopper_batch_only_for_plain_hopper_envs():
+    assert HopperBatch.applies_to([gym.make("Hopper-v5"), make_env("hopper-medium-replay")])
+    assert not HopperBatch.applies_to([gym.make("Hopper-v5"),
+                                       gym.wrappers.ClipReward(gym.make("Hopper-v5"), 0, 1)])
+    assert not HopperBatch.applies_to([gym.make("Walker2d-v5")])
 
 
 def test_envs_reused_by_a_later_call_give_the_same_returns():
