@@ -21,7 +21,9 @@ Two measurements, both at Hopper's sizes (obs 11, act 3) and one torch thread:
    >= 2x; where this bound is below 2x no stacking can reach it on this CPU at this thread count.
 
     python benchmarks/bench_seed_vectorisation.py [--algos sac,smac] [--optimizers adam,muon]
-        [--seeds 5] [--seconds 3]
+        [--seeds 5] [--seconds 3] [--device cpu|cuda]
+
+With ``--device cuda`` only the stacked-layer table runs, on the GPU (wall time).
 
 Prints markdown tables. A measurement, never a test: the ratios depend on the CPU.
 """
@@ -122,21 +124,24 @@ def gemm_peak(seconds: float) -> tuple[float, str]:
     return best
 
 
-def layer_table(seeds: int, seconds: float) -> list[str]:
-    """Markdown rows: separate vs stacked forward + backward, per network and size."""
+def layer_table(seeds: int, seconds: float, device: torch.device) -> list[str]:
+    """Markdown rows: separate vs stacked forward + backward, per network and size, on
+    ``device`` (CPU: thread CPU time; CUDA: wall time, synchronised)."""
     rows = ["| network | batch | width | separate ms | stacked ms | stacked / separate speed |",
             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     generator = torch.Generator().manual_seed(0)
     for batch, width in ((BATCH_SIZE, 256), (32, 64)):
         for name, dims in (("critic", (OBS_DIM + ACT_DIM, width, width, 1)),
                            ("actor", (OBS_DIM, width, width, 2 * ACT_DIM))):
-            layers = stacked_mlp(seeds, dims, generator)
-            x = torch.randn(seeds, batch, dims[0], generator=generator)
+            layers = [tuple(t.detach().to(device).requires_grad_() for t in layer)
+                      for layer in stacked_mlp(seeds, dims, generator)]
+            x = torch.randn(seeds, batch, dims[0], generator=generator).to(device)
             contenders = [Contender((path.__name__,),
                                     lambda path=path, layers=layers, x=x:
                                     path(layers, x).square().sum().backward())
                           for path in (separate_forward, stacked_forward)]
-            measure(contenders, torch.device("cpu"), seconds, 0.2, time.thread_time)
+            clock = time.thread_time if device.type == "cpu" else time.perf_counter
+            measure(contenders, device, seconds, 0.2, clock)
             separate, stacked = (1000 / c.rate for c in contenders)
             rows.append(f"| {name} | {batch} | {width} | {separate:.3f} | {stacked:.3f} | "
                         f"{separate / stacked:.2f}x |")
@@ -172,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seeds stacked in the layer comparison (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=3.0,
                         help="measuring time per contender (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="where the stacked-layer table runs (default: cpu); the roofline "
+                             "of whole updates is a CPU measurement and runs on cpu only")
     args = parser.parse_args(argv)
     algos = [a for a in args.algos.split(",") if a]
     kinds = [k for k in args.optimizers.split(",") if k]
@@ -183,11 +191,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 2 or args.seconds <= 0:
         raise SmacError(f"--seeds must be >= 2 and --seconds positive; got {args.seeds}, "
                         f"{args.seconds}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SmacError("--device cuda but torch sees no CUDA device")
+    device = torch.device(args.device)
     torch.set_num_threads(1)
-    print(f"Seed vectorisation on this CPU ({machine_description([torch.device('cpu')])}), "
-          f"clock: thread CPU time, {args.seconds} s per contender\n")
-    print(f"Stacked layers: {args.seeds} seeds, forward + backward\n")
-    print("\n".join(layer_table(args.seeds, args.seconds)) + "\n", flush=True)
+    print(f"Seed vectorisation ({machine_description([device])}), {args.seconds} s per "
+          "contender\n")
+    print(f"Stacked layers on {device.type} ({'thread CPU' if device.type == 'cpu' else 'wall'} "
+          f"time): {args.seeds} seeds, forward + backward\n")
+    print("\n".join(layer_table(args.seeds, args.seconds, device)) + "\n", flush=True)
+    if device.type != "cpu":
+        return 0
     peak, shape = gemm_peak(min(args.seconds, 1.0))
     print(f"float32 GEMM peak of one thread: {peak:.1f} GFLOP/s ({shape})\n")
     print("\n".join(roofline_table(algos, kinds, peak, args.seconds)))
