@@ -8,9 +8,12 @@ and Muon) on CUDA against one CPU thread (``bench_updates``' interleaved measure
 target is >= 5x); an offline SMAC run and an online SAC run through ``smac_core.train`` with
 ``--device cuda`` (a synthetic Pendulum dataset, a few hundred steps); landscape evaluation
 (``evaluate_vectors``) on CUDA against CPU (env steps/s, largest return difference: CUDA's
-matmuls round differently, so returns may differ slightly). Seed-vectorised training and
-torch.compile / CUDA graphs of the update are not implemented yet and are listed as such. On a
-machine without CUDA it says so and exits with status 0.
+matmuls round differently, so returns may differ slightly); SMAC's score-model training steps/s
+in float32 and in bfloat16 (``DiffusionConfig.precision``); five seeds' networks stacked (one
+batched matmul per layer) against seed by seed on CUDA, the measurement that decides whether
+seed-vectorised training is worth building (``bench_seed_vectorisation.py``; it is not built:
+README, Benchmarks). torch.compile / CUDA graphs of the update are not implemented and are
+listed as such. On a machine without CUDA it says so and exits with status 0.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+from bench_seed_vectorisation import layer_table
 from bench_updates import contender, measure
 
 from landscape.evaluate import evaluate_vectors
 from landscape.params import flatten_params
+from smac_core.diffusion import DiffusionConfig, train_score_model
 from smac_core.nets import DeterministicActor, DeterministicPolicy
 from smac_core.optim import newton_schulz
 from smac_core.tasks import make_env
@@ -137,6 +142,33 @@ def landscape_row(device: torch.device) -> list[str]:
             f"{rates[device.type]:.0f} env steps/s {device.type}, {rates['cpu']:.0f} cpu"]
 
 
+def score_model_row(device: torch.device) -> list[str]:
+    """Score-model training steps/s (Hopper-sized data, default network) in both precisions."""
+    generator = torch.Generator().manual_seed(0)
+    obs, actions = torch.randn(20_000, 11, generator=generator), torch.rand(20_000, 3) * 2 - 1
+    condition, rates = torch.rand(20_000, generator=generator), {}
+    for precision in ("float32", "bfloat16"):
+        config = DiffusionConfig(steps=300, eval_every=10**6, patience=0, precision=precision)
+        synchronize(device)
+        start = time.perf_counter()
+        train_score_model(obs, actions, condition, config, device, torch.Generator().manual_seed(1),
+                          progress=False)
+        synchronize(device)
+        rates[precision] = config.steps / (time.perf_counter() - start)
+    return ["score-model training (300 steps, batch 256)",
+            f"bfloat16 / float32 {rates['bfloat16'] / rates['float32']:.2f}x",
+            f"{rates['float32']:.0f} steps/s fp32, {rates['bfloat16']:.0f} bf16"]
+
+
+def stacked_seeds_row(device: torch.device, seconds: float) -> list[str]:
+    """Five seeds' networks stacked vs seed by seed on ``device``: its speed-up per network."""
+    rows = layer_table(5, seconds, device)[2:]
+    speeds = ", ".join(f"{row.split('|')[1].strip()} b{row.split('|')[2].strip()} "
+                       f"w{row.split('|')[3].strip()} {row.split('|')[6].strip()}" for row in rows)
+    return ["5 seeds stacked vs seed by seed (forward + backward)", speeds,
+            "seed-vectorised training is not built (README, Benchmarks)"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0,
@@ -152,9 +184,9 @@ def main() -> int:
     rows = [muon_row(device), *update_rows(device, args.seconds)]
     with tempfile.TemporaryDirectory() as workdir:
         rows += run_rows(Path(workdir), device)
-    rows += [landscape_row(device),
-             ["seed-vectorised runs", "not implemented yet (issue 12, target 3)", "-"],
-             ["torch.compile / CUDA graphs of the update", "not implemented yet", "-"]]
+    rows += [landscape_row(device), score_model_row(device),
+             stacked_seeds_row(device, args.seconds),
+             ["torch.compile / CUDA graphs of the update", "not implemented", "-"]]
     print("| check | result | measured |")
     print("| --- | --- | --- |")
     for row in rows:

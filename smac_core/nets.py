@@ -48,9 +48,11 @@ def sinusoidal_embedding(values: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _onednn_available(x: torch.Tensor) -> bool:
-    """Whether ``x`` is a float32 CPU tensor and torch has oneDNN, not switched off
+    """Whether ``x`` is a float32 CPU tensor outside a CPU autocast region (there ``F.linear``
+    runs in the autocast dtype) and torch has oneDNN, not switched off
     (``torch.backends.mkldnn``)."""
     return (x.device.type == "cpu" and x.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu")
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 

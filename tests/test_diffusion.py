@@ -34,7 +34,8 @@ def states(n: int, gen: torch.Generator) -> torch.Tensor:
 
 
 @pytest.mark.slow
-def test_score_at_smallest_noise_level_matches_analytic_gaussian_score():
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_score_at_smallest_noise_level_matches_analytic_gaussian_score(precision):
     # Behaviour a ~ N(f(s), sigma_b^2 I): the data score is -(a - f(s)) / sigma_b^2. The
     # trained eps-predictor minimises E||eps_hat - eps||^2, whose minimiser is
     # eps_hat(x, k) = -sigma_k grad_x log p_k(x) (Tweedie), p_k = law of
@@ -45,7 +46,9 @@ def test_score_at_smallest_noise_level_matches_analytic_gaussian_score():
     s = states(20_000, gen)
     a = behaviour_mean(s) + SIGMA_B * torch.randn(20_000, 2, generator=gen)
     w = torch.rand(20_000, generator=gen)  # a return signal unrelated to the actions
-    score = train_score_model(s, a, w, TOY, "cpu", torch.Generator().manual_seed(1))
+    # bfloat16: the training step's matmuls in bfloat16 (autocast), the score in float32
+    config = DiffusionConfig(**{**TOY.__dict__, "precision": precision})
+    score = train_score_model(s, a, w, config, "cpu", torch.Generator().manual_seed(1))
 
     s_test = states(2000, gen)
     a_test = behaviour_mean(s_test) + SIGMA_B * torch.randn(2000, 2, generator=gen)
@@ -245,6 +248,8 @@ def test_bad_input_is_rejected():
         train_score_model(s, a, w, DiffusionConfig(schedule="linear"), "cpu", None)
     with pytest.raises(SmacError, match="condition_dropout > 0"):
         train_score_model(s, a, w, DiffusionConfig(guidance=1.0), "cpu", None)
+    with pytest.raises(SmacError, match="precision 'float16' is not one of"):
+        train_score_model(s, a, w, DiffusionConfig(precision="float16"), "cpu", None)
     with pytest.raises(SmacError, match=r"ema_decay must be in \[0, 1\)"):
         train_score_model(s, a, w, DiffusionConfig(ema_decay=1.0), "cpu", None)
     with pytest.raises(SmacError, match=r"holdout_fraction in \[0, 0.5\]"):
