@@ -6,15 +6,19 @@ plus small per-vector perturbations, like neighbouring grid points) x E episodes
 one vector at a time (what one does without the engine: the plain policy module, one env, one
 episode after another) and against the physical limit: the raw ``mujoco.mj_step`` rate of
 Hopper's model on one core / frame skip = env steps/s of one core. A run's per-core fraction
-divides its rate by that limit x the cores it used (1 in-process, workers + 1 with a pool, at
-most the usable cores); its total fraction by the limit x every usable core.
+divides its rate by that limit x the cores it used, its total fraction by the limit x every
+usable core. Cores used: 1 in-process; on cpu with ``workers`` >= 2 and P >= 2 the vector groups
+(``landscape.evaluate``), min(workers, P, usable cores), this process only waiting for them; on
+cuda the env slices, workers + 1 (this process runs the policy), at most the usable cores.
 
 Measurement: the limit and every method are timed in interleaved rounds (limit, method 1,
 method 2, ..., limit, ...; ``--rounds``), so that a loaded machine slows them alike. In-process
-runs (workers 0) and the limit are timed by thread CPU time (``time.thread_time``: other
-processes do not count); runs with worker processes, whose work is in other processes, by wall
-time (then compare them on an idle machine). ``--workers 0 2`` times each P with each count: the
-scaling from one core to all. CPU, and CUDA when available. Prints a markdown table.
+runs and the limit are timed by thread CPU time (``time.thread_time``: other processes do not
+count); runs with worker processes, whose work is in other processes, by wall time (then
+compare them on an idle machine), with the worker pool warm: every such method is called once
+before the rounds, untimed (the first of those calls starts the workers, seconds of imports; its
+wall time is printed apart). ``--workers 0 2`` times each P with each count: the scaling from
+one core to all. CPU, and CUDA when available. Prints a markdown table.
 
     python benchmarks/bench_landscape.py [--quick] [--episodes E] [--max-steps T] [--rounds R]
         [--vectors 1 4 16 64] [--devices cpu cuda] [--workers N ...] [--threads N]
@@ -99,6 +103,13 @@ def batched(policy: DeterministicPolicy, vectors: torch.Tensor, episodes: int, m
     return int(result.lengths.sum()), clock() - start
 
 
+def engine_path(device: str, vectors: int, workers: int) -> str:
+    """Where ``evaluate_vectors`` runs a job (``landscape.evaluate``'s module docstring)."""
+    if device == "cpu":
+        return "vector groups" if min(workers, vectors) >= 2 else "in-process"
+    return "env slices" if workers > 0 else "in-process"
+
+
 @dataclass
 class Method:
     """One timed row: ``run()`` -> (env steps, seconds); totals over the rounds."""
@@ -116,8 +127,20 @@ class Method:
         return self.steps / self.seconds
 
     @property
+    def path(self) -> str:
+        return engine_path(self.device, self.vectors, self.workers)
+
+    @property
     def cores(self) -> int:
-        return 1 if self.workers == 0 else min(usable_cores(), self.workers + 1)
+        if self.path == "vector groups":  # a worker per group; this process only waits
+            return min(usable_cores(), self.workers, self.vectors)
+        if self.path == "env slices":  # the workers' envs and this process's policy
+            return min(usable_cores(), self.workers + 1)
+        return 1
+
+
+def clock_name(method: Method) -> str:
+    return "thread CPU" if method.path == "in-process" else "wall, warm pool"
 
 
 def main() -> None:
@@ -148,8 +171,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     devices = [d for d in args.devices if d == "cpu" or torch.cuda.is_available()]
 
-    def clock_for(workers: int) -> Callable[[], float]:
-        return time.thread_time if workers == 0 else time.perf_counter
+    def clock_for(device: str, count: int, workers: int) -> Callable[[], float]:
+        in_process = engine_path(device, count, workers) == "in-process"
+        return time.thread_time if in_process else time.perf_counter
 
     methods: list[Method] = []
     for device in devices:
@@ -159,12 +183,20 @@ def main() -> None:
                                   p, v, args.episodes, args.max_steps, d, time.thread_time)))
         for count in args.vectors:
             policy, vectors = grid_vectors(count)
-            for workers in args.workers or [default_workers(count * args.episodes,
-                                                            args.max_steps)]:
+            for workers in args.workers or [default_workers(count, args.episodes,
+                                                            args.max_steps, device)]:
                 methods.append(Method(device, "batched", count, workers,
-                                      lambda p=policy, v=vectors, d=device, w=workers: batched(
-                                          p, v, args.episodes, args.max_steps, d, w,
-                                          clock_for(w))))
+                                      lambda p=policy, v=vectors, d=device, w=workers,
+                                      c=count: batched(p, v, args.episodes, args.max_steps, d,
+                                                       w, clock_for(d, c, w))))
+    # worker pools warm before the rounds: the first call starts them (timed apart)
+    startup = None
+    for method in methods:
+        if method.path != "in-process":
+            start = time.perf_counter()
+            method.run()
+            if startup is None:
+                startup = (method, time.perf_counter() - start)
     limit_steps, limit_seconds = 0, 0.0
     for _ in range(args.rounds):
         steps, seconds = mj_steps(args.limit_seconds, time.thread_time)
@@ -182,7 +214,13 @@ def main() -> None:
           f"{per_core:,.0f} env steps/s per core (frame skip 4), {per_core * cores:,.0f} on "
           f"{cores} cores")
     print(f"E = {args.episodes} episodes per vector, at most {args.max_steps} steps; "
-          f"{args.rounds} interleaved rounds\n")
+          f"{args.rounds} interleaved rounds")
+    if startup is not None:
+        method, seconds = startup
+        print(f"runs with worker processes: warm pools, the first call excluded (it starts "
+              f"them: {method.device} P = {method.vectors}, workers {method.workers}, "
+              f"{method.path}: {seconds:.2f} s wall, start-up included)")
+    print()
     print("| device | method | P | workers | cores used | clock | env steps | seconds "
           "| env steps/s | x one-at-a-time | per-core fraction of limit "
           "| total fraction of limit |")
@@ -191,18 +229,19 @@ def main() -> None:
         rows = [m for m in methods if m.device == device]
         baseline = rows[0].rate
         for m in rows:
-            clock = "thread CPU" if m.workers == 0 else "wall"
-            print(f"| {device} | {m.name} | {m.vectors} | {m.workers} | {m.cores} | {clock} "
+            name = m.name if m.path == "in-process" else f"{m.name}, {m.path}"
+            print(f"| {device} | {name} | {m.vectors} | {m.workers} | {m.cores} | {clock_name(m)} "
                   f"| {m.steps} | {m.seconds:.2f} | {m.rate:,.0f} | {m.rate / baseline:.2f} "
                   f"| {m.rate / (per_core * m.cores):.3f} | {m.rate / (per_core * cores):.3f} |")
         by_vectors: dict[int, list[Method]] = {}
         for m in rows[1:]:
             by_vectors.setdefault(m.vectors, []).append(m)
         for count, group in by_vectors.items():
-            if len(group) > 1:
-                low, high = min(group, key=lambda m: m.cores), max(group, key=lambda m: m.cores)
+            low, high = min(group, key=lambda m: m.cores), max(group, key=lambda m: m.cores)
+            if high.cores > low.cores:
                 print(f"\nP = {count} on {device}: {high.cores} cores / {low.cores} core(s) = "
-                      f"{high.rate / low.rate:.2f}x the env steps/s")
+                      f"{high.rate / low.rate:.2f}x the env steps/s ({high.path}, wall time, "
+                      f"warm pool / {low.path}, {clock_name(low)})")
 
 
 if __name__ == "__main__":

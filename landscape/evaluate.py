@@ -1,14 +1,13 @@
 """Batched rollout evaluation: P parameter vectors x E episodes in one go.
 
 The P policies run as one batched network (``smac_core.rollout.batched_policy``: the template's
-forward over the stacked parameters as batched matmuls) on the chosen device;
-the P*E environments form a pool stepped together. Every vector sees the same E reset seeds,
-episode e resets with ``smac_core.rollout.eval_episode_seed(seed, e)`` (common random numbers,
-and the trainer's evaluation episodes when ``seed`` is the run seed), actions are deterministic,
-a flow policy acts from the noise ``smac_core.rollout.eval_action_noise(seed, e, t)`` at step t
-of episode e, the same for every vector (common random numbers),
-and an env stops counting (and stops being stepped) when its episode ends; the rollout stops
-when every episode has ended.
+forward over the stacked parameters as batched matmuls) on the chosen device; the P*E
+environments form a pool stepped together. Every vector sees the same E reset seeds, episode e
+resets with ``smac_core.rollout.eval_episode_seed(seed, e)`` (common random numbers, and the
+trainer's evaluation episodes when ``seed`` is the run seed), actions are deterministic, a flow
+policy acts from the noise ``smac_core.rollout.eval_action_noise(seed, e, t)`` at step t of
+episode e, the same for every vector (common random numbers), and an env stops counting (and
+stops being stepped) when its episode ends; the rollout stops when every episode has ended.
 
 Bit-identical to one vector at a time, and to the trainer's evaluation of a checkpoint (with its
 run seed): the network always runs on the fixed block of ``ROW_BLOCK``-padded rows per vector
@@ -21,8 +20,13 @@ bit (tests/test_landscape_engine.py, tests/test_evaluation_convention.py).
 The env pool is our own rather than a gymnasium vector env: it steps only the envs whose
 episode is still running (a vector env steps all of them and autoresets finished ones, wasted
 physics when early falls are common, as in a reward valley) and needs no autoreset bookkeeping.
-For large jobs on more than one core it spreads the envs over worker processes (contiguous
-slices, one pipe round trip per step; ``default_workers``), else it steps them in this process.
+
+More cores (``workers``, default ``default_workers``; kept for later calls, ``_WORKERS``): on
+cpu, the P vectors are split into min(workers, P) contiguous groups, each evaluated by this
+in-process engine in a worker of its own, unsynchronised, the results the same to the last bit
+(a vector's actions do not depend on the vectors beside it). On cuda the policy runs here and
+the envs are spread over the workers, one pipe round trip per step (``EnvPool``; on cpu slower
+than one process, 0.49-0.64x on 2 cores). Else (0 or 1 worker, P = 1 on cpu) one process.
 """
 
 from __future__ import annotations
@@ -30,7 +34,11 @@ from __future__ import annotations
 import copy
 import itertools
 import multiprocessing as mp
+import multiprocessing.connection
 import os
+import pickle
+import signal
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,8 +64,11 @@ from smac_core.rollout import (
 )
 from smac_core.tasks import episode_score, make_env
 
-MIN_CORES_FOR_WORKERS = 4
+MIN_CORES_FOR_WORKERS = 4  # env slices (cuda)
 MIN_STEPS_FOR_WORKERS = 100_000  # ~10 s of single-process stepping (Hopper: ~10k steps/s)
+# vector groups (cpu): on the 2-core VM (Hopper, E = 10, wall time) 2 workers beat one process
+# from ~25,000 env steps on a first call (their start-up included), from 1,000 once started
+MIN_STEPS_FOR_VECTOR_WORKERS = 30_000
 
 
 @dataclass
@@ -85,16 +96,17 @@ class EvaluationResult:
         return standard_error(self.values, axis=1)
 
 
-def default_workers(num_envs: int, horizon: int) -> int:
-    """Worker processes for the env pool: one per usable core (at most one per env) when there
-    are at least ``MIN_CORES_FOR_WORKERS`` cores and ``MIN_STEPS_FOR_WORKERS`` env steps to do;
-    else none (step in this process). Each worker costs seconds to start (it imports torch and
-    the envs), and with fewer cores the main process's network and pipe traffic compete with
-    the workers: on 2 cores the pool was measured slower than stepping in-process."""
+def default_workers(num_vectors: int, episodes: int, horizon: int, device: str = "cpu") -> int:
+    """Worker processes for P x E x ``horizon`` env steps (module docstring): one per usable core,
+    on cpu (vector groups, at most one per vector) from ``MIN_STEPS_FOR_VECTOR_WORKERS`` steps, on
+    cuda (env slices) from ``MIN_CORES_FOR_WORKERS`` cores and ``MIN_STEPS_FOR_WORKERS``; else 0."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if (cores or 1) < MIN_CORES_FOR_WORKERS or num_envs * horizon < MIN_STEPS_FOR_WORKERS:
-        return 0
-    return min(cores, num_envs)
+    steps = num_vectors * episodes * horizon
+    if torch.device(device).type == "cpu":
+        workers = min(cores or 1, num_vectors)
+        return workers if workers >= 2 and steps >= MIN_STEPS_FOR_VECTOR_WORKERS else 0
+    enough = (cores or 1) >= MIN_CORES_FOR_WORKERS and steps >= MIN_STEPS_FOR_WORKERS
+    return min(cores or 1, num_vectors * episodes) if enough else 0
 
 
 # envs of earlier calls in this process, by env name, for the next call: making a MuJoCo env
@@ -226,92 +238,135 @@ class _EnvSlice:
         _give_back(self.env_name, self.envs)
 
 
-def _worker(conn: Any, env_name: str, seeds: list[int], spec: gym.envs.registration.EnvSpec | None
-            ) -> None:
-    if spec is not None and spec.id not in gym.registry:  # registered at run time by the parent
-        gym.registry[spec.id] = spec
-    envs = _EnvSlice(env_name, seeds)
+# worker processes (process, this end of its pipe), kept for later calls in this process (each
+# takes seconds to start: it imports torch and MuJoCo); all are ended when one fails
+_WORKERS: list[tuple[Any, Any]] = []
+
+
+def _worker(conn: Any) -> None:
+    """Run the parent's commands: ("evaluate", (spec, args, kwargs)) -> ("progress", fraction)
+    every 1%, then ("ok", (returns, successes, lengths)); ("reset", (spec, env_name, seeds)) and
+    ("step", (actions, active)) of an env slice -> ("ok", value); an error -> ("failed", trace)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it ends the workers
+    torch.set_num_threads(1)
+    envs, sent = None, [0.0]
+
+    def report(fraction: float) -> None:
+        if fraction - sent[0] >= 0.01:
+            conn.send(("progress", fraction))
+            sent[0] = fraction
+
     while True:
-        command, payload = conn.recv()
-        if command == "close":
-            envs.close()
-            conn.close()
+        try:
+            command, payload = pickle.loads(conn.recv_bytes())
+        except EOFError:  # the parent has gone
             return
         try:
-            conn.send(("ok", envs.reset() if command == "reset" else envs.step(*payload)))
-        except Exception as exc:  # re-raised in the parent
-            conn.send(("error", exc))
+            if command != "step" and payload[0] is not None:  # the parent's registration
+                gym.registry[payload[0].id] = payload[0]
+            if command == "evaluate":
+                sent[0] = 0.0
+                result = evaluate_vectors(*payload[1], **payload[2], workers=0, progress=report)
+                conn.send(("ok", (result.returns, result.successes, result.lengths)))
+            elif command == "reset":
+                if envs is not None:  # the last slice's envs, kept for the new one
+                    envs.close()
+                envs = _EnvSlice(*payload[1:])
+                conn.send(("ok", envs.reset()))
+            else:
+                conn.send(("ok", envs.step(*payload)))
+        except Exception:
+            conn.send(("failed", traceback.format_exc()))
+
+
+def _run(workers: list[tuple[Any, Any]], parts: list[tuple[int, int]], what: str,
+         messages: list[tuple], progress: Callable[[float], None] | None = None) -> list:
+    """Worker i's ("ok", value) reply to ``messages[i]`` (about ``what`` ``parts[i]``) for each i;
+    ``progress``: the "progress" replies' mean by part size. A failure or an interruption (they
+    may be mid-command) raises and ends every worker."""
+    try:
+        for (_, conn), message in zip(workers, messages, strict=True):
+            # plain pickle: the pipe's own pickler would move a tensor to shared memory
+            conn.send_bytes(pickle.dumps(message))
+        conns, values, waiting = [conn for _, conn in workers], {}, set(range(len(workers)))
+        fractions, sizes = np.zeros(len(parts)), np.diff(parts).ravel()
+        while waiting:
+            for conn in mp.connection.wait([conns[i] for i in waiting]):
+                i = conns.index(conn)
+                try:
+                    kind, value = conn.recv()
+                except (EOFError, OSError):  # its end of the pipe closed: it has ended
+                    workers[i][0].join(timeout=10)
+                    kind, value = "died", f"exit code {workers[i][0].exitcode}"
+                if kind in ("failed", "died"):
+                    raise RuntimeError(f"landscape worker {i} ({what} {parts[i][0]}.."
+                                       f"{parts[i][1] - 1}) {kind}: {value.strip()}")
+                if kind == "ok":
+                    values[i] = value
+                    waiting.discard(i)
+                if progress is not None:
+                    fractions[i] = 1.0 if kind == "ok" else value
+                    progress(float(fractions @ sizes) / sizes.sum())
+        return [values[i] for i in range(len(workers))]
+    except BaseException:
+        _end_workers()
+        raise
+
+
+def _take_workers(count: int) -> list[tuple[Any, Any]]:
+    """``count`` live workers: those of earlier calls (all new if one has died), then new ones."""
+    if not all(process.is_alive() for process, _ in _WORKERS):
+        _end_workers()
+    while len(_WORKERS) < count:
+        parent, child = mp.get_context("spawn").Pipe()
+        process = mp.get_context("spawn").Process(target=_worker, args=(child,), daemon=True)
+        process.start()
+        child.close()
+        _WORKERS.append((process, parent))
+    return _WORKERS[:count]
+
+
+def _end_workers() -> None:
+    """End every worker: after a failure or an interruption they may be mid-command."""
+    for process, conn in _WORKERS:
+        process.terminate()
+        process.join(timeout=10)
+        conn.close()
+    _WORKERS.clear()
 
 
 class EnvPool:
-    """N envs (env n reset with ``seeds[n]``) stepped together, in this process
-    (``workers=0``) or over ``workers`` processes holding contiguous slices."""
+    """N envs (env n reset with ``seeds[n]``) in contiguous slices over ``workers`` worker
+    processes, stepped together like an ``_EnvSlice`` (one at a time: the workers are shared)."""
 
-    def __init__(self, env_name: str, seeds: Sequence[int], workers: int = 0) -> None:
-        self.num_envs = len(seeds)
-        self._local: _EnvSlice | None = None
-        self._workers: list[tuple[Any, Any, slice]] = []
-        if workers == 0:
-            self._local = _EnvSlice(env_name, seeds)
-            return
-        spec = gym.spec(env_name) if env_name in gym.registry else None
-        context = mp.get_context("spawn")
-        bounds = np.linspace(0, self.num_envs, workers + 1).round().astype(int)
-        for start, stop in itertools.pairwise(bounds):
-            parent, child = context.Pipe()
-            process = context.Process(target=_worker, daemon=True,
-                                      args=(child, env_name, list(seeds[start:stop]), spec))
-            process.start()
-            child.close()
-            self._workers.append((parent, process, slice(start, stop)))
-
-    def _gather(self, command: str, payload: Callable[[slice], tuple] | None) -> list:
-        for conn, _, part in self._workers:
-            conn.send((command, None if payload is None else payload(part)))
-        results = []
-        for conn, _, _ in self._workers:
-            status, value = conn.recv()
-            if status == "error":
-                raise value
-            results.append(value)
-        return results
+    def __init__(self, env_name: str, seeds: Sequence[int], workers: int) -> None:
+        bounds = np.linspace(0, len(seeds), workers + 1).round().astype(int)
+        self.parts, self.workers = list(itertools.pairwise(bounds)), _take_workers(workers)
+        self.spec = gym.spec(env_name) if env_name in gym.registry else None
+        self.env_name, self.seeds = env_name, list(seeds)
 
     def reset(self) -> np.ndarray:
-        """-> first observations (N, obs_dim)."""
-        if self._local is not None:
-            return self._local.reset().copy()
-        return np.concatenate(self._gather("reset", None))
+        return np.concatenate(_run(self.workers, self.parts, "envs", [
+            ("reset", (self.spec, self.env_name, self.seeds[a:b])) for a, b in self.parts]))
 
     def step(self, actions: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Step the envs where ``active`` (N,) is True with ``actions`` (N, act_dim).
-
-        -> obs (N, obs_dim) (the last one where inactive), rewards (N,) (0 where inactive),
-        done (N,), success (N,).
-        """
-        if self._local is not None:
-            obs, *rest = self._local.step(actions, active)
-            return obs.copy(), *rest
-        parts = self._gather("step", lambda part: (actions[part], active[part]))
+        parts = _run(self.workers, self.parts, "envs",
+                     [("step", (actions[a:b], active[a:b])) for a, b in self.parts])
         return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
 
-    def close(self) -> None:
-        if self._local is not None:
-            self._local.close()
-        for conn, process, _ in self._workers:
-            try:
-                conn.send(("close", None))
-            except OSError:  # the worker died already (its error is being raised)
-                pass
-            process.join(timeout=10)
-            if process.is_alive():
-                process.terminate()
-            conn.close()
 
-    def __enter__(self) -> EnvPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def _evaluate_in_groups(policy: DeterministicPolicy, vectors: torch.Tensor, env_name: str,
+                        episodes: int, groups: int, progress: Callable[[float], None] | None,
+                        **kwargs: Any) -> tuple[np.ndarray, ...]:
+    """The vectors in ``groups`` contiguous groups, each evaluated by ``evaluate_vectors`` in a
+    worker -> returns, successes, lengths (P, E); ``progress``: the groups' mean fraction."""
+    parts = list(itertools.pairwise(np.linspace(0, len(vectors), groups + 1).round().astype(int)))
+    spec = gym.spec(env_name) if env_name in gym.registry else None
+    messages = [("evaluate", (spec, (policy, vectors[start:stop].detach().cpu().clone(),
+                                     env_name, episodes), kwargs))  # a view sends all rows
+                for start, stop in parts]
+    outcomes = _run(_take_workers(groups), parts, "vectors", messages, progress)
+    return tuple(np.concatenate(column) for column in zip(*outcomes, strict=True))
 
 
 @dataclass(frozen=True)
@@ -369,50 +424,59 @@ def evaluate_vectors(template: DeterministicPolicy, vectors: torch.Tensor, env_n
 
     Env p*E + e runs vector p from reset seed ``eval_episode_seed(seed, e)`` (a flow policy
     with the noise ``noise_block(seed, E, t, ...)`` at step t). ``max_episode_steps`` caps episodes
-    (default: the env's time limit). ``workers``: env processes (default ``default_workers``).
-    ``progress(fraction)`` is called after each env step with the fraction of the horizon done.
+    (default: the env's time limit). ``workers``: worker processes (default ``default_workers``;
+    the module docstring says how they are used; the results are the same). ``progress(fraction)``
+    is called with the fraction of the horizon done: after each env step (with vector groups:
+    the groups' mean every 1% of a group's horizon, and 1.0 at the end).
     """
     setup = _setup(template, vectors, env_name, episodes, device, max_episode_steps)
     num_vectors = vectors.shape[0]
     num_envs = num_vectors * episodes
+    if workers is None:
+        workers = default_workers(num_vectors, episodes, setup.horizon, device)
+    on_cpu = torch.device(device).type == "cpu"  # vector groups or this process (module doc)
+    if on_cpu and min(workers, num_vectors) >= 2:
+        return _result(env_name, *_evaluate_in_groups(
+            setup.policy, vectors, env_name, episodes, min(workers, num_vectors), progress,
+            seed=seed, device=device, max_episode_steps=max_episode_steps))
     act, dim = batched_policy(setup.policy), noise_dim(setup.policy)
     chunk = action_horizon(setup.policy)
     seeds = [eval_episode_seed(seed, e) for _ in range(num_vectors) for e in range(episodes)]
     returns, lengths = np.zeros(num_envs), np.zeros(num_envs, int)
     successes, active = np.zeros(num_envs, bool), np.ones(num_envs, bool)
-    # never more worker processes than envs (a small last chunk of a grid)
-    workers = min(default_workers(num_envs, setup.horizon) if workers is None else workers,
-                  num_envs)
-    with EnvPool(env_name, seeds, workers) as pool:
-        obs = pool.reset()
-        running = np.arange(num_vectors)  # vectors with an episode still running
-        params = setup.params
-        act_dim = setup.policy.action_low.shape[0]
-        chunks = np.zeros((num_vectors, episodes, chunk * act_dim), np.float32)
-        for t in range(setup.horizon):
-            k = t % chunk  # action chunks (H > 1): a call every H steps, played open-loop
-            if k == 0:
-                # the running vectors' whole blocks, finished envs and padding rows included
-                # (see the module docstring); finished envs' actions are computed but not used
-                block = obs_block(obs.reshape(num_vectors, episodes, -1)[running], len(running),
-                                  episodes, device)
-                noise = noise_block(seed, episodes, t, dim, len(running), device)
-                chunks[running] = act(params, block, noise)[:, :episodes].cpu().numpy()
-            actions = np.ascontiguousarray(chunks[..., k * act_dim : (k + 1) * act_dim])
-            obs, rewards, done, success = pool.step(actions.reshape(num_envs, -1), active)
-            returns[active] += rewards[active]
-            lengths[active] += 1
-            successes |= success & active
-            active &= ~done
-            if progress is not None:
-                progress((t + 1) / setup.horizon)
-            still_running = np.flatnonzero(active.reshape(num_vectors, episodes).any(axis=1))
-            if len(still_running) == 0:
-                break
-            if len(still_running) < len(running):  # drop finished vectors from the network
-                running = still_running
-                index = torch.as_tensor(running, device=device)
-                params = {name: value[index] for name, value in setup.params.items()}
+    workers = 0 if on_cpu else min(workers, num_envs)  # never more env slices than envs
+    pool = EnvPool(env_name, seeds, workers) if workers else _EnvSlice(env_name, seeds)
+    obs = pool.reset()
+    running = np.arange(num_vectors)  # vectors with an episode still running
+    params = setup.params
+    act_dim = setup.policy.action_low.shape[0]
+    chunks = np.zeros((num_vectors, episodes, chunk * act_dim), np.float32)
+    for t in range(setup.horizon):
+        k = t % chunk  # action chunks (H > 1): a call every H steps, played open-loop
+        if k == 0:
+            # the running vectors' whole blocks, finished envs and padding rows included
+            # (see the module docstring); finished envs' actions are computed but not used
+            block = obs_block(obs.reshape(num_vectors, episodes, -1)[running], len(running),
+                              episodes, device)
+            noise = noise_block(seed, episodes, t, dim, len(running), device)
+            chunks[running] = act(params, block, noise)[:, :episodes].cpu().numpy()
+        actions = np.ascontiguousarray(chunks[..., k * act_dim : (k + 1) * act_dim])
+        obs, rewards, done, success = pool.step(actions.reshape(num_envs, -1), active)
+        returns[active] += rewards[active]
+        lengths[active] += 1
+        successes |= success & active
+        active &= ~done
+        if progress is not None:
+            progress((t + 1) / setup.horizon)
+        still_running = np.flatnonzero(active.reshape(num_vectors, episodes).any(axis=1))
+        if len(still_running) == 0:
+            break
+        if len(still_running) < len(running):  # drop finished vectors from the network
+            running = still_running
+            index = torch.as_tensor(running, device=device)
+            params = {name: value[index] for name, value in setup.params.items()}
+    if not workers:
+        pool.close()  # keeps the envs for the next call
     shape = (num_vectors, episodes)
     return _result(env_name, returns.reshape(shape), successes.reshape(shape),
                    lengths.reshape(shape))

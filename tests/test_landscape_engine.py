@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -10,14 +12,20 @@ from analytic_env import (
     HORIZON,
     SUCCESS_RADIUS_SQ,
     TARGETS,
+    AnalyticTargetEnv,
     analytic_return,
     analytic_rewards,
     register_analytic_env,
 )
+from test_flow_evaluation import make_flow
 
+import landscape.evaluate
 from landscape.evaluate import (
+    EnvPool,
     EvaluationResult,
     HopperBatch,
+    _EnvSlice,
+    default_workers,
     evaluate_vector_reference,
     evaluate_vectors,
 )
@@ -161,8 +169,12 @@ def test_batched_equals_one_at_a_time_with_common_random_numbers():
     env_id = register_analytic_env(obs_noise=0.2)
     batched = evaluate_vectors(policy, vectors, env_id, episodes=3, seed=11, workers=0)
     reference = evaluate_vector_reference(policy, vectors, env_id, episodes=3, seed=11)
-    np.testing.assert_array_equal(batched.returns, reference.returns)
-    np.testing.assert_array_equal(batched.successes, reference.successes)
+    # two worker processes with two vectors each (an env registered at run time, in the parent)
+    groups = evaluate_vectors(policy, vectors, env_id, episodes=3, seed=11, workers=2)
+    for result in (batched, groups):
+        np.testing.assert_array_equal(result.returns, reference.returns)
+        np.testing.assert_array_equal(result.successes, reference.successes)
+        np.testing.assert_array_equal(result.lengths, reference.lengths)
     # common random numbers: equal vectors see equal episodes; the seeds do change episodes
     np.testing.assert_array_equal(batched.returns[0], batched.returns[1])
     assert len(np.unique(batched.returns[0])) == 3
@@ -198,6 +210,20 @@ def test_more_workers_than_environments_are_capped():
     np.testing.assert_array_equal(capped.returns, reference.returns)
 
 
+@pytest.mark.parametrize(("count", "workers"), [(3, 4), (5, 2)])
+def test_vector_groups_of_unequal_sizes(count, workers):
+    # P < W (3 groups of one vector for 4 workers) and P not divisible by W (groups of 2 and 3)
+    policy = make_policy(hidden=(16, 16))
+    vectors = flatten_params(policy) * torch.linspace(0.5, 1.5, count)[:, None]
+    env_id = register_analytic_env(obs_noise=0.2)
+    groups = evaluate_vectors(policy, vectors, env_id, episodes=2, seed=6, workers=workers)
+    reference = evaluate_vector_reference(policy, vectors, env_id, episodes=2, seed=6)
+    np.testing.assert_array_equal(groups.returns, reference.returns)
+    np.testing.assert_array_equal(groups.successes, reference.successes)
+    np.testing.assert_array_equal(groups.lengths, reference.lengths)
+    assert len(np.unique(groups.returns)) == 2 * count
+
+
 def test_batched_equals_one_at_a_time_on_hopper():
     env = gym.make("Hopper-v5")
     policy = make_policy(11, 3, (32, 32), env.action_space.low, env.action_space.high)
@@ -209,14 +235,96 @@ def test_batched_equals_one_at_a_time_on_hopper():
     kwargs = {"episodes": 2, "seed": 3, "max_episode_steps": 60}
     reference = evaluate_vector_reference(policy, vectors, "Hopper-v5", **kwargs)
     in_process = evaluate_vectors(policy, vectors, "Hopper-v5", workers=0, **kwargs)
-    worker_pool = evaluate_vectors(policy, vectors, "Hopper-v5", workers=2, **kwargs)
-    for batched in (in_process, worker_pool):
+    fractions: list[float] = []
+    groups = evaluate_vectors(policy, vectors, "Hopper-v5", workers=2, progress=fractions.append,
+                              **kwargs)
+    for batched in (in_process, groups):
         # bit-identical: MuJoCo would turn a one-ulp action difference into a different return
         np.testing.assert_array_equal(batched.returns, reference.returns)
         np.testing.assert_array_equal(batched.lengths, reference.lengths)
     # the episode masks were exercised: hoppers fell at different steps, others hit the cap
     assert len(np.unique(reference.lengths)) >= 3 and (reference.lengths == 60).any()
     assert len(np.unique(reference.returns)) == 8
+    # the groups' progress: reported as the rollouts advance, monotone, ending at 1.0
+    assert len(set(fractions)) > 10 and (np.diff(fractions) >= 0).all() and fractions[-1] == 1.0
+
+
+def test_flow_vectors_in_groups_equal_each_alone():
+    # a flow policy (noise at every step, common random numbers) in 2 worker processes
+    env = gym.make("Hopper-v5")
+    policy = make_flow(11, 3, low=env.action_space.low, high=env.action_space.high)
+    base = flatten_params(policy)
+    vectors = torch.stack([base, base + 0.05 * torch.randn_like(base), 0.5 * base])
+    kwargs = {"episodes": 2, "seed": 11, "max_episode_steps": 40}
+    reference = evaluate_vector_reference(policy, vectors, "Hopper-v5", **kwargs)
+    for workers in (0, 2):
+        batched = evaluate_vectors(policy, vectors, "Hopper-v5", workers=workers, **kwargs)
+        np.testing.assert_array_equal(batched.returns, reference.returns)
+        np.testing.assert_array_equal(batched.lengths, reference.lengths)
+    assert len(np.unique(reference.returns)) == 6
+
+
+def test_env_slices_step_like_one_process():
+    # the env slices of the cuda path (worker processes holding contiguous slices of the envs),
+    # here on cpu: the same observations, rewards and ends as the envs stepped in this process
+    seeds = list(range(5))
+    rng = np.random.default_rng(0)
+    here, slices = _EnvSlice("Hopper-v5", seeds), EnvPool("Hopper-v5", seeds, workers=2)
+    for _ in range(2):  # the second time with the workers' kept envs
+        np.testing.assert_array_equal(slices.reset(), here.reset())
+        active = np.ones(5, bool)
+        for _ in range(30):
+            actions = rng.uniform(-1, 1, (5, 3)).astype(np.float32)
+            expected = here.step(actions, active)
+            for got, want in zip(slices.step(actions, active), expected, strict=True):
+                np.testing.assert_array_equal(got, want)
+            active &= ~expected[2] & (rng.uniform(size=5) < 0.95)
+
+
+class FailingEnv(AnalyticTargetEnv):
+    """Fails at its first step: raises with ``fail="raise"``, ends its process with "exit"."""
+
+    def __init__(self, fail: str) -> None:
+        super().__init__()
+        self.fail = fail
+
+    def step(self, action):
+        if self.fail == "exit":
+            os._exit(3)
+        raise ValueError("this env cannot step")
+
+
+def test_a_failing_worker_is_reported_and_the_workers_are_replaced():
+    policy = make_policy()
+    vectors = flatten_params(policy)[None] * torch.tensor([[0.5], [1.0]])
+    for fail, message in (("raise", r"(?s)landscape worker \d \(vectors (\d)\.\.\1\) failed: "
+                                    r"Traceback.*ValueError: this env cannot step"),
+                          ("exit", r"landscape worker \d \(vectors (\d)\.\.\1\) died: exit "
+                                   r"code 3")):
+        env_id = f"FailingEnv{fail.title()}-v0"
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=FailingEnv, max_episode_steps=HORIZON,
+                         kwargs={"fail": fail})
+        with pytest.raises(RuntimeError, match=message):
+            evaluate_vectors(policy, vectors, env_id, episodes=1, workers=2)
+        assert landscape.evaluate._WORKERS == []  # ended: the next call starts new ones
+    env_id = register_analytic_env()
+    groups = evaluate_vectors(policy, vectors, env_id, episodes=1, workers=2)
+    reference = evaluate_vector_reference(policy, vectors, env_id, episodes=1)
+    np.testing.assert_array_equal(groups.returns, reference.returns)
+
+
+def test_default_workers_split_large_cpu_jobs_only(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    large = landscape.evaluate.MIN_STEPS_FOR_VECTOR_WORKERS
+    horizon = -(-large // 160)  # P x E x horizon = 16 x 10 x horizon >= large
+    assert default_workers(16, 10, horizon) == 2  # vector groups: one per core
+    assert default_workers(16, 10, horizon - 1) == 0  # small: in this process
+    assert default_workers(1, 10, large) == 0  # one vector: nothing to split
+    assert default_workers(16, 10, large, "cuda") == 0  # env slices need 4 cores
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert default_workers(3, 10, large) == 3  # at most one per vector
+    assert default_workers(16, 10, landscape.evaluate.MIN_STEPS_FOR_WORKERS, "cuda") == 8
 
 
 def test_hopper_batch_steps_equal_gymnasiums_steps_to_the_last_bit():
