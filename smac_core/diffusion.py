@@ -30,12 +30,11 @@ embeddings of k (sinusoidal, then an MLP) and of w (an MLP; a learned "no condit
 for classifier-free-guidance-style condition dropout) are concatenated, projected to
 ``hidden_dim``, passed through residual blocks ``x + W2 silu(W1 LayerNorm(dropout(x)))`` and a
 final linear layer. Activations are SiLU (IDQL's Mish is a near-identical curve that torch
-computes 4x slower on CPU). Trained with AdamW (fused; no weight decay); the score uses an
+computes 4x slower on CPU). Trained with fused AdamW (no weight decay); the score uses an
 exponential moving average of the weights (``ema_decay``), which makes the small-noise
-predictions far less noisy. ``precision="bfloat16"`` runs the training step's matrix products
-in bfloat16 (``torch.autocast``; weights, optimizer state, the held-out loss and the score stay
-float32): 1.7-1.8x faster per step on a CPU with bfloat16 instructions, the held-out losses
-of float32 on door-human and hopper-medium-replay (README, Benchmarks).
+predictions far less noisy. ``precision="bfloat16"``: the training step's matrix products under
+``torch.autocast`` (all else float32), 1.7-1.8x faster per step where the CPU has bfloat16
+instructions, with float32's held-out losses on door and hopper (README, Benchmarks).
 
 When to stop (``DiffusionConfig``): a fixed held-out split (``holdout_fraction`` of the rows, at
 most ``HOLDOUT_MAX_ROWS``, chosen by a fixed permutation; never trained on) with fixed noise
@@ -43,8 +42,7 @@ draws (k, eps) per row, so its denoising loss is a deterministic function of the
 ``eval_every`` steps the EMA network's held-out loss L is computed; a gain is L < (1 -
 ``tolerance``) L_ref, L_ref the loss of the last gain (the first evaluation is one); training
 stops once ``patience`` evaluations in a row bring no gain, and after ``steps`` steps at the
-latest. The held-out losses are
-printed as they are computed and kept in the model's ``train_info``.
+latest. The held-out losses are printed as they are computed and kept in ``train_info``.
 
 Storing: ``DatasetScore.save``/``load`` and an interrupted training write to and read from an
 ``Artifact`` (``smac_core.state``) that the caller hands in; this module does not know the files
@@ -354,9 +352,8 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
     config.validate()
     _check_inputs(observations, actions, condition)
     device = torch.device(device)
-    obs_all = observations.to(device, torch.float32)
-    actions_all = actions.to(device, torch.float32)
-    condition_all = condition.to(device, torch.float32)
+    obs_all, actions_all, condition_all = (x.to(device, torch.float32)
+                                           for x in (observations, actions, condition))
     if condition_value is None:
         condition_value = float(torch.quantile(condition.double().cpu(), config.w_quantile))
     abar = alpha_bars(config).to(device, torch.float32)
@@ -377,8 +374,7 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
         if seed is not None:
             torch.manual_seed(seed)
         network = NoisePredictor(obs_dim, act_dim, config).to(device)
-        # fused: AdamW's update in one kernel per parameter (4 -> 0.8 ms per step of the default
-        # network on one CPU thread), the same update up to float rounding
+        # fused: one kernel per parameter, 4 -> 0.8 ms per step on one CPU thread
         optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=0.0,
                                       fused=device.type in ("cpu", "cuda"))
         ema = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
@@ -401,9 +397,8 @@ def train_score_model(observations: Tensor, actions: Tensor, condition: Tensor,
                 eps = torch.randn_like(a0)
                 # a_k = sqrt(abar_k) a_0 + sigma_k eps
                 noisy = sqrt_abar[k, None] * a0 + sigma[k, None] * eps
-                use_condition = None
-                if config.condition_dropout > 0:
-                    use_condition = torch.rand(len(idx), device=device) >= config.condition_dropout
+                use_condition = (torch.rand(len(idx), device=device) >= config.condition_dropout
+                                 if config.condition_dropout > 0 else None)
                 # L = || eps_omega(s, a_k, w, k) - eps ||^2  (DDPM's "simple" loss)
                 with torch.autocast(device.type, torch.bfloat16, enabled=low_precision):
                     prediction = network(obs, noisy, w, k, use_condition)
