@@ -61,7 +61,7 @@ class EvalSettings:
     device: str = "auto"
     chunk_size: int = DEFAULT_CHUNK_SIZE
     max_episode_steps: int | None = None
-    workers: int | None = None  # env processes; None: the engine's choice by core count
+    workers: int | None = None  # worker processes; None: landscape.evaluate.default_workers
 
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.chunk_size < 1:
@@ -116,8 +116,9 @@ def add_evaluation_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-episode-steps", type=int, default=None,
                        help="cut episodes after this many steps (default: the env's limit)")
     group.add_argument("--workers", type=int, default=None,
-                       help="env worker processes (0: step the envs in this process; default: "
-                            "one per core when there are several)")
+                       help="worker processes (0: all in this process; on cpu each evaluates "
+                            "a group of the points, on cuda the envs are spread over them; "
+                            "default: one per core for chunks of at least 30,000 env steps)")
     group.add_argument("--out", type=Path, default=None,
                        help=f"output directory; rerunning the same command with it resumes "
                             f"(default {DEFAULT_RESULTS_ROOT}/<command>-<hash of the settings>)")
