@@ -22,6 +22,10 @@ one core to all. CPU, and CUDA when available. Prints a markdown table.
 
     python benchmarks/bench_landscape.py [--quick] [--episodes E] [--max-steps T] [--rounds R]
         [--vectors 1 4 16 64] [--devices cpu cuda] [--workers N ...] [--threads N]
+        [--groups-per-worker K ...]
+
+``--groups-per-worker 1 2 3 4`` times the vector-group path with each number of groups per
+worker (the engine's ``GROUPS_PER_WORKER`` is 3).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import mujoco
 import numpy as np
 import torch
 
+import landscape.evaluate
 from landscape.evaluate import default_workers, evaluate_vectors
 from landscape.params import flatten_params, param_spec, unflatten_params
 from smac_core.nets import DeterministicActor, DeterministicPolicy
@@ -95,12 +100,19 @@ def one_at_a_time(policy: DeterministicPolicy, vectors: torch.Tensor, episodes: 
 
 
 def batched(policy: DeterministicPolicy, vectors: torch.Tensor, episodes: int, max_steps: int,
-            device: str, workers: int, clock: Callable[[], float]) -> tuple[int, float]:
-    """(env steps, seconds on ``clock``) of one ``evaluate_vectors`` call."""
-    start = clock()
-    result = evaluate_vectors(policy, vectors, ENV, episodes, seed=0, device=device,
-                              max_episode_steps=max_steps, workers=workers)
-    return int(result.lengths.sum()), clock() - start
+            device: str, workers: int, clock: Callable[[], float],
+            groups_per_worker: int | None = None) -> tuple[int, float]:
+    """(env steps, seconds on ``clock``) of one ``evaluate_vectors`` call (with
+    ``groups_per_worker`` vector groups per worker instead of the engine's constant)."""
+    default = landscape.evaluate.GROUPS_PER_WORKER
+    landscape.evaluate.GROUPS_PER_WORKER = groups_per_worker or default
+    try:
+        start = clock()
+        result = evaluate_vectors(policy, vectors, ENV, episodes, seed=0, device=device,
+                                  max_episode_steps=max_steps, workers=workers)
+        return int(result.lengths.sum()), clock() - start
+    finally:
+        landscape.evaluate.GROUPS_PER_WORKER = default
 
 
 def engine_path(device: str, vectors: int, workers: int) -> str:
@@ -158,6 +170,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=None,
                         help="env worker process counts to time (default: the engine's choice "
                              "per P)")
+    parser.add_argument("--groups-per-worker", type=int, nargs="+", default=None,
+                        help="vector groups per worker to time on cpu (default: the engine's "
+                             "GROUPS_PER_WORKER)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--limit-seconds", type=float, default=1.0,
@@ -185,10 +200,14 @@ def main() -> None:
             policy, vectors = grid_vectors(count)
             for workers in args.workers or [default_workers(count, args.episodes,
                                                             args.max_steps, device)]:
-                methods.append(Method(device, "batched", count, workers,
-                                      lambda p=policy, v=vectors, d=device, w=workers,
-                                      c=count: batched(p, v, args.episodes, args.max_steps, d,
-                                                       w, clock_for(d, c, w))))
+                grouped = engine_path(device, count, workers) == "vector groups"
+                for groups in (args.groups_per_worker or [None]) if grouped else [None]:
+                    name = "batched" if groups is None else f"batched, {groups} groups/worker"
+                    methods.append(Method(device, name, count, workers,
+                                          lambda p=policy, v=vectors, d=device, w=workers,
+                                          c=count, g=groups: batched(
+                                              p, v, args.episodes, args.max_steps, d, w,
+                                              clock_for(d, c, w), g)))
     # worker pools warm before the rounds: the first call starts them (timed apart)
     startup = None
     for method in methods:

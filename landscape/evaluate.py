@@ -22,9 +22,10 @@ episode is still running (a vector env steps all of them and autoresets finished
 physics when early falls are common, as in a reward valley) and needs no autoreset bookkeeping.
 
 More cores (``workers``, default ``default_workers``; kept for later calls, ``_WORKERS``): on
-cpu, the P vectors are split into min(workers, P) contiguous groups, each evaluated by this
-in-process engine in a worker of its own, unsynchronised, the results the same to the last bit
-(a vector's actions do not depend on the vectors beside it). On cuda the policy runs here and
+cpu, min(workers, P) workers evaluate the P vectors in contiguous groups (``GROUPS_PER_WORKER``
+per worker, each to the first worker free), each group by this in-process engine,
+unsynchronised, the results the same to the last bit (a vector's actions do not depend on the
+vectors beside it). On cuda the policy runs here and
 the envs are spread over the workers, one pipe round trip per step (``EnvPool``; on cpu slower
 than one process, 0.49-0.64x on 2 cores). Else (0 or 1 worker, P = 1 on cpu) one process.
 """
@@ -44,11 +45,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
-import mujoco
 import numpy as np
 import torch
-from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 
+from landscape.hopper import HopperBatch
 from landscape.params import check_finite, param_spec, unflatten_params
 from smac_core.errors import SmacError
 from smac_core.metrics import standard_error
@@ -69,6 +69,9 @@ MIN_STEPS_FOR_WORKERS = 100_000  # ~10 s of single-process stepping (Hopper: ~10
 # vector groups (cpu): on the 2-core VM (Hopper, E = 10, wall time) 2 workers beat one process
 # from ~25,000 env steps on a first call (their start-up included), from 1,000 once started
 MIN_STEPS_FOR_VECTOR_WORKERS = 30_000
+# more groups than workers, each to the first worker free: episodes of unequal length balance
+# out (bench_landscape.py --groups-per-worker; README, Benchmarks: 3 is best or near it)
+GROUPS_PER_WORKER = 3
 
 
 @dataclass
@@ -121,80 +124,6 @@ def _take_envs(env_name: str, count: int) -> list[gym.Env]:
     envs = [idle.pop() for _ in range(min(count, len(idle)))]
     envs += [make_env(env_name) for _ in range(count - len(envs))]
     return envs
-
-
-# the wrappers gym.make puts around a MuJoCo env: they check and count, and change no value
-_PLAIN_WRAPPERS = (gym.wrappers.TimeLimit, gym.wrappers.OrderEnforcing,
-                   gym.wrappers.PassiveEnvChecker)
-
-
-class HopperBatch:
-    """gymnasium's ``HopperEnv.step`` (v5) for many envs at once, with the same observations,
-    rewards, terminations and truncations to the last bit: the physics env by env (``mj_step``
-    with the frame skip, then ``mj_rnePostConstraint``, as gymnasium's ``do_simulation``), then
-    the observation, health check, reward and termination of every env in one numpy expression
-    each (the same arithmetic, term by term, in gymnasium's order of operations). Truncation is
-    the ``TimeLimit`` wrapper's: at the env spec's step limit.
-
-    The engine uses it for envs that are plain Hopper (``applies_to``: a ``HopperEnv`` inside
-    only gym.make's checking and counting wrappers), whose step then costs the physics plus
-    about 3 us of Python instead of about 15 us through gymnasium's step and wrappers.
-    """
-
-    def __init__(self, envs: Sequence[gym.Env]) -> None:
-        base = envs[0].unwrapped
-        self.model, self.frame_skip, self.dt = base.model, base.frame_skip, base.dt
-        self.datas = [env.unwrapped.data for env in envs]
-        (self.state_low, self.state_high), (self.z_low, self.z_high) = (
-            base._healthy_state_range, base._healthy_z_range)
-        self.angle_low, self.angle_high = base._healthy_angle_range
-        self.forward_weight, self.healthy_reward = base._forward_reward_weight, base._healthy_reward
-        self.ctrl_cost_weight = base._ctrl_cost_weight
-        self.terminate_when_unhealthy = base._terminate_when_unhealthy
-        self.first = 1 if base._exclude_current_positions_from_observation else 0
-        self.max_steps = envs[0].spec.max_episode_steps if envs[0].spec else None
-        self.elapsed = np.zeros(len(envs), int)
-
-    @staticmethod
-    def applies_to(envs: Sequence[gym.Env]) -> bool:
-        for env in envs:
-            while isinstance(env, _PLAIN_WRAPPERS):
-                env = env.env
-            if type(env) is not HopperEnv:
-                return False
-        return True
-
-    def reset(self) -> None:
-        """The envs were just reset (by gymnasium's ``reset``): restart the step counts."""
-        self.elapsed[:] = 0
-
-    def step(self, actions: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Step envs ``index`` (m,) with ``actions`` (m, act_dim) -> obs (m, obs_dim), rewards
-        (m,), terminated (m,), truncated (m,)."""
-        x_before = np.empty(len(index))
-        qpos = np.empty((len(index), self.model.nq))
-        qvel = np.empty((len(index), self.model.nv))
-        for row, i in enumerate(index):
-            data = self.datas[i]
-            x_before[row] = data.qpos[0]
-            data.ctrl[:] = actions[row]
-            mujoco.mj_step(self.model, data, nstep=self.frame_skip)
-            mujoco.mj_rnePostConstraint(self.model, data)
-            qpos[row], qvel[row] = data.qpos, data.qvel
-        x_velocity = (qpos[:, 0] - x_before) / self.dt
-        # is_healthy: state_vector()[2:] = (qpos[2:], qvel) inside the state range, z and angle
-        state = np.concatenate((qpos[:, 2:], qvel), axis=1)
-        healthy = (((self.state_low < state) & (state < self.state_high)).all(axis=1)
-                   & (self.z_low < qpos[:, 1]) & (qpos[:, 1] < self.z_high)
-                   & (self.angle_low < qpos[:, 2]) & (qpos[:, 2] < self.angle_high))
-        # reward = forward + healthy - control cost, in gymnasium's order of operations
-        reward = ((self.forward_weight * x_velocity + healthy * self.healthy_reward)
-                  - self.ctrl_cost_weight * np.sum(np.square(actions), axis=1))
-        obs = np.concatenate((qpos[:, self.first:], np.clip(qvel, -10, 10)), axis=1)  # _get_obs
-        self.elapsed[index] += 1
-        truncated = (np.zeros(len(index), bool) if self.max_steps is None
-                     else self.elapsed[index] >= self.max_steps)
-        return obs, reward, ~healthy & self.terminate_when_unhealthy, truncated
 
 
 def _give_back(env_name: str, envs: list[gym.Env]) -> None:
@@ -281,33 +210,44 @@ def _worker(conn: Any) -> None:
 
 def _run(workers: list[tuple[Any, Any]], parts: list[tuple[int, int]], what: str,
          messages: list[tuple], progress: Callable[[float], None] | None = None) -> list:
-    """Worker i's ("ok", value) reply to ``messages[i]`` (about ``what`` ``parts[i]``) for each i;
+    """The ("ok", value) replies to ``messages`` (job j about ``what`` ``parts[j]``), in job
+    order. Job j < len(workers) goes to worker j, each later one to the first worker free (so a
+    job's worker is fixed when there are as many jobs as workers: env slices).
     ``progress``: the "progress" replies' mean by part size. A failure or an interruption (they
     may be mid-command) raises and ends every worker."""
     try:
-        for (_, conn), message in zip(workers, messages, strict=True):
-            # plain pickle: the pipe's own pickler would move a tensor to shared memory
-            conn.send_bytes(pickle.dumps(message))
-        conns, values, waiting = [conn for _, conn in workers], {}, set(range(len(workers)))
+        conns, values, job_of = [conn for _, conn in workers], {}, {}
         fractions, sizes = np.zeros(len(parts)), np.diff(parts).ravel()
-        while waiting:
-            for conn in mp.connection.wait([conns[i] for i in waiting]):
+
+        def send(i: int, job: int) -> None:
+            # plain pickle: the pipe's own pickler would move a tensor to shared memory
+            conns[i].send_bytes(pickle.dumps(messages[job]))
+            job_of[i] = job
+
+        for i in range(min(len(workers), len(messages))):
+            send(i, i)
+        pending = list(range(len(job_of), len(messages)))
+        while job_of:
+            for conn in mp.connection.wait([conns[i] for i in job_of]):
                 i = conns.index(conn)
+                job = job_of[i]
                 try:
                     kind, value = conn.recv()
                 except (EOFError, OSError):  # its end of the pipe closed: it has ended
                     workers[i][0].join(timeout=10)
                     kind, value = "died", f"exit code {workers[i][0].exitcode}"
                 if kind in ("failed", "died"):
-                    raise RuntimeError(f"landscape worker {i} ({what} {parts[i][0]}.."
-                                       f"{parts[i][1] - 1}) {kind}: {value.strip()}")
+                    raise RuntimeError(f"landscape worker {i} ({what} {parts[job][0]}.."
+                                       f"{parts[job][1] - 1}) {kind}: {value.strip()}")
                 if kind == "ok":
-                    values[i] = value
-                    waiting.discard(i)
+                    values[job] = value
+                    del job_of[i]
+                    if pending:
+                        send(i, pending.pop(0))
                 if progress is not None:
-                    fractions[i] = 1.0 if kind == "ok" else value
+                    fractions[job] = 1.0 if kind == "ok" else value
                     progress(float(fractions @ sizes) / sizes.sum())
-        return [values[i] for i in range(len(workers))]
+        return [values[job] for job in range(len(messages))]
     except BaseException:
         _end_workers()
         raise
@@ -356,16 +296,18 @@ class EnvPool:
 
 
 def _evaluate_in_groups(policy: DeterministicPolicy, vectors: torch.Tensor, env_name: str,
-                        episodes: int, groups: int, progress: Callable[[float], None] | None,
+                        episodes: int, workers: int, progress: Callable[[float], None] | None,
                         **kwargs: Any) -> tuple[np.ndarray, ...]:
-    """The vectors in ``groups`` contiguous groups, each evaluated by ``evaluate_vectors`` in a
-    worker -> returns, successes, lengths (P, E); ``progress``: the groups' mean fraction."""
+    """The vectors in contiguous groups, ``GROUPS_PER_WORKER`` per worker (at most one vector
+    each), each evaluated by ``evaluate_vectors`` in the first worker free -> returns,
+    successes, lengths (P, E); ``progress``: the groups' mean fraction."""
+    groups = min(len(vectors), GROUPS_PER_WORKER * workers)
     parts = list(itertools.pairwise(np.linspace(0, len(vectors), groups + 1).round().astype(int)))
     spec = gym.spec(env_name) if env_name in gym.registry else None
     messages = [("evaluate", (spec, (policy, vectors[start:stop].detach().cpu().clone(),
                                      env_name, episodes), kwargs))  # a view sends all rows
                 for start, stop in parts]
-    outcomes = _run(_take_workers(groups), parts, "vectors", messages, progress)
+    outcomes = _run(_take_workers(workers), parts, "vectors", messages, progress)
     return tuple(np.concatenate(column) for column in zip(*outcomes, strict=True))
 
 

@@ -23,12 +23,12 @@ import landscape.evaluate
 from landscape.evaluate import (
     EnvPool,
     EvaluationResult,
-    HopperBatch,
     _EnvSlice,
     default_workers,
     evaluate_vector_reference,
     evaluate_vectors,
 )
+from landscape.hopper import HopperBatch
 from landscape.params import (
     check_compatible,
     critic_vector,
@@ -210,9 +210,10 @@ def test_more_workers_than_environments_are_capped():
     np.testing.assert_array_equal(capped.returns, reference.returns)
 
 
-@pytest.mark.parametrize(("count", "workers"), [(3, 4), (5, 2)])
+@pytest.mark.parametrize(("count", "workers"), [(3, 4), (5, 2), (9, 2)])
 def test_vector_groups_of_unequal_sizes(count, workers):
-    # P < W (3 groups of one vector for 4 workers) and P not divisible by W (groups of 2 and 3)
+    # P < W (3 groups of one vector for 3 of the 4 workers), 5 groups of one vector and 6 groups
+    # of 1 or 2 vectors (GROUPS_PER_WORKER = 3) for 2 workers, each group to the first one free
     policy = make_policy(hidden=(16, 16))
     vectors = flatten_params(policy) * torch.linspace(0.5, 1.5, count)[:, None]
     env_id = register_analytic_env(obs_noise=0.2)
