@@ -42,6 +42,8 @@ from bench_updates import (
     BATCH_SIZE,
     OBS_DIM,
     Contender,
+    add_agent_flags,
+    agents_and_optimizers,
     contender,
     machine_description,
     measure,
@@ -49,7 +51,6 @@ from bench_updates import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
-from smac_core.algos import ALGORITHMS
 from smac_core.errors import SmacError, cli_entry
 
 Layers = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: weight (S, in, out), bias (S, 1, out)
@@ -169,10 +170,7 @@ def roofline_table(algos: list[str], kinds: list[str], peak: float, seconds: flo
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--algos", default="sac,smac",
-                        help="comma-separated registry names (default: %(default)s)")
-    parser.add_argument("--optimizers", default="adam,muon",
-                        help="comma-separated optimizer kinds (default: %(default)s)")
+    add_agent_flags(parser, "sac,smac")
     parser.add_argument("--seeds", type=int, default=5,
                         help="seeds stacked in the layer comparison (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=3.0,
@@ -181,13 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the stacked-layer table runs (default: cpu); the roofline "
                              "of whole updates is a CPU measurement and runs on cpu only")
     args = parser.parse_args(argv)
-    algos = [a for a in args.algos.split(",") if a]
-    kinds = [k for k in args.optimizers.split(",") if k]
-    if set(algos) - set(ALGORITHMS):
-        raise SmacError(f"unknown algorithm(s) {sorted(set(algos) - set(ALGORITHMS))}; "
-                        f"known: {sorted(ALGORITHMS)}")
-    if not kinds or set(kinds) - {"adam", "muon"}:
-        raise SmacError(f"--optimizers takes adam and/or muon; got {args.optimizers!r}")
+    algos, kinds = agents_and_optimizers(args)
     if args.seeds < 2 or args.seconds <= 0:
         raise SmacError(f"--seeds must be >= 2 and --seconds positive; got {args.seeds}, "
                         f"{args.seconds}")

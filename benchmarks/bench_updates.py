@@ -174,13 +174,30 @@ def machine_description(devices: list[torch.device]) -> str:
     return ", ".join(parts)
 
 
-@cli_entry
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--algos", default="sac,td3,td3bc,awr,calql,iql,smac",
+def add_agent_flags(parser: argparse.ArgumentParser, algos: str) -> None:
+    """``--algos`` (default ``algos``) and ``--optimizers``, read by ``agents_and_optimizers``."""
+    parser.add_argument("--algos", default=algos,
                         help="comma-separated registry names (default: %(default)s)")
     parser.add_argument("--optimizers", default="adam,muon",
                         help="comma-separated optimizer kinds (default: %(default)s)")
+
+
+def agents_and_optimizers(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The ``--algos`` and ``--optimizers`` lists (``SmacError`` for an unknown name)."""
+    algos = [a for a in args.algos.split(",") if a]
+    unknown = [a for a in algos if a not in ALGORITHMS]
+    if unknown:
+        raise SmacError(f"unknown algorithm(s) {unknown}; known: {sorted(ALGORITHMS)}")
+    kinds = [k for k in args.optimizers.split(",") if k]
+    if not kinds or set(kinds) - {"adam", "muon"}:
+        raise SmacError(f"--optimizers takes adam and/or muon; got {args.optimizers!r}")
+    return algos, kinds
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_agent_flags(parser, "sac,td3,td3bc,awr,calql,iql,smac")
     parser.add_argument("--seconds", type=float, default=5.0,
                         help="measuring time per agent and device (default 5)")
     parser.add_argument("--round", type=float, default=0.25,
@@ -193,13 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="agent config override, for one algorithm or all (repeatable)")
     args = parser.parse_args(argv)
 
-    algos = [a for a in args.algos.split(",") if a]
-    unknown = [a for a in algos if a not in ALGORITHMS]
-    if unknown:
-        raise SmacError(f"unknown algorithm(s) {unknown}; known: {sorted(ALGORITHMS)}")
-    kinds = [k for k in args.optimizers.split(",") if k]
-    if not kinds or set(kinds) - {"adam", "muon"}:
-        raise SmacError(f"--optimizers takes adam and/or muon; got {args.optimizers!r}")
+    algos, kinds = agents_and_optimizers(args)
     if args.seconds <= 0 or args.round <= 0:
         raise SmacError(f"--seconds and --round must be positive; got {args.seconds}, "
                         f"{args.round}")
