@@ -187,6 +187,7 @@ def _worker(conn: Any) -> None:
 
     while True:
         try:
+            # the parent's own pipe (as ``conn.recv`` would, which unpickles too)
             command, payload = pickle.loads(conn.recv_bytes())
         except EOFError:  # the parent has gone
             return

@@ -85,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_device_flag(p, "where networks live (the runs share one GPU; with --backend slurm "
                            "it is resolved on each job's node)")
     landscapes.add_argument("--workers", type=int,
-                            help="env worker processes of the landscape evaluation (0: none; "
-                                 "default: one per core)")
+                            help="worker processes of the landscape evaluation (0: none; "
+                                 "default: one per core for chunks of at least 30,000 env "
+                                 "steps; landscape.evaluate.default_workers)")
     landscapes.add_argument("--jobs", type=int,
                             help="landscapes at a time (default: 1 locally, each using every "
                                  "core; with --backend slurm: all at once)")
