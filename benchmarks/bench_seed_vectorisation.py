@@ -125,11 +125,11 @@ def gemm_peak(seconds: float) -> tuple[float, str]:
     return best
 
 
-def layer_table(seeds: int, seconds: float, device: torch.device) -> list[str]:
-    """Markdown rows: separate vs stacked forward + backward, per network and size, on
-    ``device`` (CPU: thread CPU time; CUDA: wall time, synchronised)."""
-    rows = ["| network | batch | width | separate ms | stacked ms | stacked / separate speed |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |"]
+def layer_times(seeds: int, seconds: float, device: torch.device
+                ) -> list[tuple[str, int, int, float, float]]:
+    """(network, batch, width, seed-by-seed ms, stacked ms) of forward + backward, per network
+    and size, on ``device`` (CPU: thread CPU time; CUDA: wall time, synchronised)."""
+    times = []
     generator = torch.Generator().manual_seed(0)
     for batch, width in ((BATCH_SIZE, 256), (32, 64)):
         for name, dims in (("critic", (OBS_DIM + ACT_DIM, width, width, 1)),
@@ -144,9 +144,17 @@ def layer_table(seeds: int, seconds: float, device: torch.device) -> list[str]:
             clock = time.thread_time if device.type == "cpu" else time.perf_counter
             measure(contenders, device, seconds, 0.2, clock)
             separate, stacked = (1000 / c.rate for c in contenders)
-            rows.append(f"| {name} | {batch} | {width} | {separate:.3f} | {stacked:.3f} | "
-                        f"{separate / stacked:.2f}x |")
-    return rows
+            times.append((name, batch, width, separate, stacked))
+    return times
+
+
+def layer_table(seeds: int, seconds: float, device: torch.device) -> list[str]:
+    """Markdown rows of ``layer_times``."""
+    return ["| network | batch | width | separate ms | stacked ms | stacked / separate speed |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"] + [
+        f"| {name} | {batch} | {width} | {separate:.3f} | {stacked:.3f} | "
+        f"{separate / stacked:.2f}x |"
+        for name, batch, width, separate, stacked in layer_times(seeds, seconds, device)]
 
 
 def roofline_table(algos: list[str], kinds: list[str], peak: float, seconds: float

@@ -27,7 +27,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from bench_seed_vectorisation import layer_table
+from bench_seed_vectorisation import layer_times
 from bench_updates import contender, measure
 
 from landscape.evaluate import evaluate_vectors
@@ -162,9 +162,9 @@ def score_model_row(device: torch.device) -> list[str]:
 
 def stacked_seeds_row(device: torch.device, seconds: float) -> list[str]:
     """Five seeds' networks stacked vs seed by seed on ``device``: its speed-up per network."""
-    rows = layer_table(5, seconds, device)[2:]
-    speeds = ", ".join(f"{row.split('|')[1].strip()} b{row.split('|')[2].strip()} "
-                       f"w{row.split('|')[3].strip()} {row.split('|')[6].strip()}" for row in rows)
+    speeds = ", ".join(f"{name} batch {batch} width {width} {separate / stacked:.2f}x"
+                       for name, batch, width, separate, stacked
+                       in layer_times(5, seconds, device))
     return ["5 seeds stacked vs seed by seed (forward + backward)", speeds,
             "seed-vectorised training is not built (README, Benchmarks)"]
 
