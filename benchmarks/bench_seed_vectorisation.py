@@ -1,7 +1,7 @@
-"""What training seeds as one stacked network (one batched matmul per layer across seeds) can gain
-over running them one after another, measured on this machine, before building it.
+"""What training seeds as one stacked network (one batched matmul per layer across seeds) gains
+over running them one after another, measured on this machine.
 
-Two measurements, both at Hopper's sizes (obs 11, act 3) and one torch thread:
+Three measurements, all at Hopper's sizes (obs 11, act 3) and one torch thread:
 
 1. Stacked layers. S seeds' copies of a critic-shaped MLP (obs + act -> 256 -> 256 -> 1) and an
    actor-shaped one (obs -> 256 -> 256 -> 2 act), forward and backward at batch B: S separate
@@ -20,10 +20,17 @@ Two measurements, both at Hopper's sizes (obs 11, act 3) and one torch thread:
    most peak / achieved (all non-GEMM time removed, every GEMM at the peak). Issue 12 asks for
    >= 2x; where this bound is below 2x no stacking can reach it on this CPU at this thread count.
 
+3. Whole updates. SAC's update (the algorithm ``--seeds`` stacks, ``smac_core.seeds``) of S
+   seeds: one ``SeedStack.update`` against the S agents' own updates one after another, on the
+   same batches, at batch 256 / width 256 and batch 32 / width 64, per optimizer; the aggregate
+   seed-updates per second of both and their ratio (tests/test_seeds.py checks that the two
+   compute the same updates).
+
     python benchmarks/bench_seed_vectorisation.py [--algos sac,smac] [--optimizers adam,muon]
         [--seeds 5] [--seconds 3] [--device cpu|cuda]
 
-With ``--device cuda`` only the stacked-layer table runs, on the GPU (wall time).
+With ``--device cuda`` the stacked-layer and whole-update tables run on the GPU (wall time); the
+roofline is a CPU measurement.
 
 Prints markdown tables. A measurement, never a test: the ratios depend on the CPU.
 """
@@ -31,16 +38,20 @@ Prints markdown tables. A measurement, never a test: the ratios depend on the CP
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 
 import torch
 from bench_updates import (
     ACT_DIM,
     BATCH_SIZE,
     OBS_DIM,
+    PREPARED_BATCHES,
+    WARMUP_UPDATES,
     Contender,
     add_agent_flags,
     agents_and_optimizers,
@@ -51,7 +62,11 @@ from bench_updates import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
+from smac_core.algos import make_agent
+from smac_core.algos.base import Agent
+from smac_core.data.buffers import Batch
 from smac_core.errors import SmacError, cli_entry
+from smac_core.seeds import SeedStack
 
 Layers = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: weight (S, in, out), bias (S, 1, out)
 
@@ -157,6 +172,76 @@ def layer_table(seeds: int, seconds: float, device: torch.device) -> list[str]:
         for name, batch, width, separate, stacked in layer_times(seeds, seconds, device)]
 
 
+def stacked_update_times(seeds: int, kinds: list[str], seconds: float, device: torch.device
+                         ) -> list[tuple[str, int, int, float, float]]:
+    """(optimizer, batch, width, seed-by-seed ms, stacked ms) of one update of all ``seeds``
+    SAC seeds, per optimizer and size, on ``device`` (CPU: thread CPU time; CUDA: wall)."""
+    times = []
+    generator = torch.Generator().manual_seed(0)
+    for batch, width in ((BATCH_SIZE, 256), (32, 64)):
+        for kind in kinds:
+            overrides = {"optimizer": kind, "batch_size": batch,
+                         "actor_hidden": [width, width], "critic_hidden": [width, width]}
+            alone, stacked_agents = [], []
+            for seed in range(seeds):
+                torch.manual_seed(seed)
+                alone.append(make_agent("sac", OBS_DIM, ACT_DIM, overrides, device))
+                stacked_agents.append(copy.deepcopy(alone[-1]))
+            rng = (torch.cuda.get_rng_state(device) if device.type == "cuda"
+                   else torch.get_rng_state())
+            stack = SeedStack(stacked_agents, [rng] * seeds)
+            batches = [[random_batch(batch, generator, device) for _ in range(seeds)]
+                       for _ in range(PREPARED_BATCHES)]
+            done = [0, 0]
+
+            def one_by_one(done: list[int] = done, batches: list[list[Batch]] = batches,
+                           alone: list[Agent] = alone) -> None:
+                for agent, seed_batch in zip(alone, batches[done[0] % PREPARED_BATCHES],
+                                             strict=True):
+                    agent.update(seed_batch)
+                done[0] += 1
+
+            def together(done: list[int] = done, batches: list[list[Batch]] = batches,
+                         stack: SeedStack = stack) -> None:
+                stack.update(batches[done[1] % PREPARED_BATCHES])
+                done[1] += 1
+
+            contenders = [Contender(("one by one",), one_by_one),
+                          Contender(("stacked",), together)]
+            for c in contenders:
+                for _ in range(WARMUP_UPDATES):
+                    c.step()
+            clock = time.thread_time if device.type == "cpu" else time.perf_counter
+            measure(contenders, device, seconds, 0.25, clock)
+            separate, stacked = (1000 / c.rate for c in contenders)
+            times.append((kind, batch, width, separate, stacked))
+    return times
+
+
+def stacked_update_table(seeds: int, kinds: list[str], seconds: float, device: torch.device
+                         ) -> list[str]:
+    """Markdown rows of ``stacked_update_times`` with aggregate seed-updates/s."""
+    return ["| SAC optimizer | batch | width | one by one ms | stacked ms | one by one "
+            "seed-updates/s | stacked seed-updates/s | stacked / one by one |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"] + [
+        f"| {kind} | {batch} | {width} | {separate:.2f} | {stacked:.2f} | "
+        f"{1000 * seeds / separate:.0f} | {1000 * seeds / stacked:.0f} | "
+        f"{separate / stacked:.2f}x |"
+        for kind, batch, width, separate, stacked
+        in stacked_update_times(seeds, kinds, seconds, device)]
+
+
+def random_batch(size: int, generator: torch.Generator, device: torch.device) -> Batch:
+    """``size`` random transitions at Hopper's sizes on ``device``."""
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator)
+
+    batch = Batch(randn(size, OBS_DIM), torch.rand(size, ACT_DIM, generator=generator) * 2 - 1,
+                  randn(size), randn(size, OBS_DIM),
+                  (torch.rand(size, generator=generator) < 0.05).float(), randn(size))
+    return Batch(*(getattr(batch, f.name).to(device) for f in fields(Batch)))
+
+
 def roofline_table(algos: list[str], kinds: list[str], peak: float, seconds: float
                    ) -> list[str]:
     """Markdown rows: FLOPs, time and achieved rate per update, and the bound peak / achieved."""
@@ -200,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Stacked layers on {device.type} ({'thread CPU' if device.type == 'cpu' else 'wall'} "
           f"time): {args.seeds} seeds, forward + backward\n")
     print("\n".join(layer_table(args.seeds, args.seconds, device)) + "\n", flush=True)
+    print(f"Whole SAC updates of {args.seeds} seeds, seed-stacked (SeedStack, as --seeds trains) "
+          f"against one by one, on {device.type}\n")
+    print("\n".join(stacked_update_table(args.seeds, kinds, args.seconds, device)) + "\n",
+          flush=True)
     if device.type != "cpu":
         return 0
     peak, shape = gemm_peak(min(args.seconds, 1.0))

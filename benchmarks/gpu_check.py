@@ -10,10 +10,11 @@ target is >= 5x); an offline SMAC run and an online SAC run through ``smac_core.
 (``evaluate_vectors``) on CUDA against CPU (env steps/s, largest return difference: CUDA's
 matmuls round differently, so returns may differ slightly); SMAC's score-model training steps/s
 in float32 and in bfloat16 (``DiffusionConfig.precision``); five seeds' networks stacked (one
-batched matmul per layer) against seed by seed on CUDA, the measurement that decides whether
-seed-vectorised training is worth building (``bench_seed_vectorisation.py``; it is not built:
-README, Benchmarks). torch.compile / CUDA graphs of the update are not implemented and are
-listed as such. On a machine without CUDA it says so and exits with status 0.
+batched matmul per layer) against seed by seed on CUDA, and five SAC seeds' whole updates
+seed-stacked as ``--seeds`` trains them (``SeedStack``) against one by one, with the aggregate
+seed-updates/s (``bench_seed_vectorisation.py``); a seed-stacked online run
+(``--seeds 0,1 --device cuda``). torch.compile / CUDA graphs of the update are not implemented
+and are listed as such. On a machine without CUDA it says so and exits with status 0.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from bench_seed_vectorisation import layer_times
+from bench_seed_vectorisation import layer_times, stacked_update_times
 from bench_updates import contender, measure
 
 from landscape.evaluate import evaluate_vectors
@@ -100,7 +101,7 @@ def pendulum_dataset(path: Path) -> Path:
 
 
 def run_rows(workdir: Path, device: torch.device) -> list[list[str]]:
-    """An offline SMAC run and an online SAC run with --device ``device``."""
+    """An offline SMAC run, an online SAC run and a seed-stacked one with --device ``device``."""
     common = ["--device", device.type, "--eval-every", "200", "--eval-episodes", "1",
               "--checkpoint-every", "200", "--log-every", "100"]
     runs = {
@@ -112,6 +113,9 @@ def run_rows(workdir: Path, device: torch.device) -> list[list[str]]:
         "online sac run (CLI)": ["online", "--algo", "sac", "--env", "Pendulum-v1", "--steps",
                                  "400", "--start-steps", "100", "--out", str(workdir / "online"),
                                  *common],
+        "online sac run, seeds 0,1 stacked (CLI)": [
+            "online", "--algo", "sac", "--env", "Pendulum-v1", "--steps", "400",
+            "--start-steps", "100", "--seeds", "0,1", "--out", str(workdir / "seeds"), *common],
     }
     rows = []
     for name, argv in runs.items():
@@ -165,8 +169,12 @@ def stacked_seeds_row(device: torch.device, seconds: float) -> list[str]:
     speeds = ", ".join(f"{name} batch {batch} width {width} {separate / stacked:.2f}x"
                        for name, batch, width, separate, stacked
                        in layer_times(5, seconds, device))
-    return ["5 seeds stacked vs seed by seed (forward + backward)", speeds,
-            "seed-vectorised training is not built (README, Benchmarks)"]
+    updates = ", ".join(f"{kind} batch {batch} width {width}: {5000 / stacked:.0f} "
+                        f"seed-updates/s ({separate / stacked:.2f}x one by one)"
+                        for kind, batch, width, separate, stacked
+                        in stacked_update_times(5, ["adam", "muon"], seconds, device))
+    return ["5 seeds stacked vs seed by seed: layers (forward + backward); whole SAC updates "
+            "(SeedStack)", f"{speeds}; {updates}", "target: >= 5,000 seed-updates/s"]
 
 
 def main() -> int:

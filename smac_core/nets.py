@@ -349,9 +349,12 @@ class TanhGaussianActor(nn.Module):
         log_std = self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
         return self.mu(h), log_std.exp()
 
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, obs: torch.Tensor, noise: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised sample u = mean + std * noise, a = tanh(u), and log pi(a|s);
+        ``noise`` (B, act_dim) standard normal, drawn here when None."""
         mean, std = self.distribution(obs)
-        u = mean + std * torch.randn_like(mean)
+        u = mean + std * (torch.randn_like(mean) if noise is None else noise)
         return torch.tanh(u), tanh_gaussian_log_prob(u, mean, std)
 
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:

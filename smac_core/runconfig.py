@@ -37,7 +37,9 @@ PHASE_DEFAULTS = {"steps": {"online": 100_000, "offline": 1_000_000},
                   "checkpoint_every": {"online": 50_000, "offline": 100_000}}
 # fields that are flags of one phase only
 ONLINE_ONLY = ("from_checkpoint", "handoff", "mix", "start_steps", "buffer_size",
-               "early_eval_every", "early_eval_until")
+               "early_eval_every", "early_eval_until", "seeds")
+SEED_STACKED_ALGORITHMS = ("sac",)  # --seeds: smac_core.seeds.STACKABLE (checked equal there)
+SEED_PLACEHOLDER = "{seed}"  # in --from with --seeds: each seed's own checkpoint
 OFFLINE_ONLY = ("dataset", "optimizer", "normalize_obs")
 FLAG_NAMES = {"from_checkpoint": "--from", "overrides": "--set"}  # others: --name-with-dashes
 
@@ -109,6 +111,7 @@ class RunConfig:
     early_eval_until: int = 5_000           # online
     optimizer: str | None = None            # offline: None is the algorithm's config
     normalize_obs: bool = True              # offline
+    seeds: tuple[int, ...] | None = None    # online: seed-stacked run of these seeds
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -161,9 +164,35 @@ class RunConfig:
             if not isinstance(value, int) or value < 1:
                 raise SmacError(f"{name} must be a positive integer; got {value}")
         check_seed(self.seed)
+        if self.seeds is not None:
+            self._check_seeds()
         if self.tensorboard:
             require_tensorboard()
         return replace(self, device=resolve_device(self.device))
+
+    def _check_seeds(self) -> None:
+        seeds = self.seeds or ()
+        if not seeds:
+            raise SmacError("--seeds needs at least one seed, e.g. --seeds 0,1,2,3,4")
+        for seed in seeds:
+            check_seed(seed, "--seeds")
+        if len(set(seeds)) != len(seeds):
+            raise SmacError(f"--seeds lists a seed twice: {','.join(map(str, seeds))}")
+        if self.algo not in SEED_STACKED_ALGORITHMS:
+            raise SmacError(f"--seeds (seed-stacked training) supports --algo "
+                            f"{', '.join(SEED_STACKED_ALGORITHMS)}; got {self.algo} (run its "
+                            "seeds one by one, or through the experiment runner)")
+
+    def for_seed(self, seed: int) -> RunConfig:
+        """Seed ``seed``'s part of a ``--seeds`` run: the single-seed run that it reproduces,
+        ``{seed}`` in ``--from`` and ``--out`` replaced by the seed; its run directory
+        OUT/seed<seed> when ``--out`` has no ``{seed}``."""
+        source, out = self.from_checkpoint, self.out.as_posix()
+        return replace(self, seeds=None, seed=seed,
+                       out=(Path(out.replace(SEED_PLACEHOLDER, str(seed)))
+                            if SEED_PLACEHOLDER in out else self.out / f"seed{seed}"),
+                       from_checkpoint=(source.replace(SEED_PLACEHOLDER, str(seed))
+                                        if source is not None else None))
 
     def to_argv(self, spell: Collection[str] = ()) -> list[str]:
         """The flags of ``python -m smac_core.train`` that give this configuration: the phase,
@@ -185,6 +214,8 @@ class RunConfig:
                          for word in (flag(name), format_override(key, v))]
             elif isinstance(value, bool):
                 argv.append(flag(name) if value else f"--no-{flag(name)[2:]}")
+            elif name == "seeds":
+                argv += [flag(name), ",".join(map(str, value))]
             else:
                 argv += [flag(name), str(value)]
         return argv

@@ -19,12 +19,13 @@ runs at step 0 (the handed-over policy), then every ``early_eval_every`` steps u
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from smac_core.errors import SmacError
-from smac_core.files import atomic_write_text
+from smac_core.files import atomic_write_text, output_directory
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -280,3 +281,10 @@ class MetricsLog:
         if self.path.exists():
             kept = [row for row in read_metrics(self.path.parent) if row["step"] <= step]
             atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in kept))
+
+
+def run_directory(out: Path, command: list[str]) -> AbstractContextManager[Path]:
+    """``--out`` owned by this command (a run directory, or a new or empty one), locked for
+    the run (``smac_core.files.output_directory``); a run directory from before owner records
+    is recognised by its config.json or the experiment runner's files."""
+    return output_directory(out, RUN_OWNER, command, legacy=RUN_DIR_MARKERS)

@@ -40,7 +40,7 @@ import torch
 
 from smac_core.algos.base import Agent
 from smac_core.checkpoint import load_tensors, load_train_state, save_checkpoint
-from smac_core.data.buffers import MixedReplayBuffer, ReplayBuffer
+from smac_core.data.buffers import Batch, ChunkBatch, MixedReplayBuffer, ReplayBuffer
 from smac_core.data.normalization import ActionScaler, ObsNormalizer
 from smac_core.errors import SmacError
 from smac_core.metrics import standard_error
@@ -211,6 +211,8 @@ class Trainer:
         self.stop_signal: str | None = None
         self.stop_requested = False
         self._session_start = time.monotonic()
+        self.label = ""  # prefixes its progress lines (a seed of a --seeds run: "seed 3: ")
+        self.before_save: Callable[[], None] | None = None  # called before each checkpoint
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_metadata(self) -> dict[str, Any]:
@@ -228,6 +230,8 @@ class Trainer:
                 "rng": _rng_state(self.generator)}
 
     def save(self, name: str) -> Path:
+        if self.before_save is not None:
+            self.before_save()
         return save_checkpoint(self.run_dir / "checkpoints" / name, self.agent.networks,
                                self.checkpoint_metadata(), self.train_state())
 
@@ -268,7 +272,7 @@ class Trainer:
                **evaluate(self.agent, self.eval_envs, self.spec.env, self.normalizer,
                           self.scaler, self.spec.seed)}
         self.log.append(row)
-        progress.event(f"eval return {row['eval_return']:.1f}"
+        progress.event(f"{self.label}eval return {row['eval_return']:.1f}"
                        + (f" score {row['eval_score']:.1f}" if row["eval_score"] is not None
                           else ""))
         if self.on_eval:
@@ -284,21 +288,75 @@ class Trainer:
         self.train_sums = {}
         self.log.append(row)
         if "train/episode_return" in row:
-            progress.note(f"training episode return {row['train/episode_return']:.1f}")
+            progress.note(f"{self.label}training episode return {row['train/episode_return']:.1f}")
 
-    def _one_step(self) -> None:
+    def next_batch(self) -> Batch | ChunkBatch | None:
+        """Collect one transition (online) and sample the batch of this step's update; None
+        during the first ``start_steps`` steps (no update)."""
         exploring = self.step < self.spec.start_steps
         if self.collector:
             self.collector.step(self.agent, random_action=exploring)
-        if not exploring:
-            horizon = getattr(self.agent, "horizon", 1)  # action chunks: H transitions each
-            batch = (self.sampler.sample(self.agent.update_batch_size) if horizon == 1 else
-                     self.sampler.sample_chunks(self.agent.update_batch_size, horizon))
-            metrics = self.agent.update(batch)
-            for k, v in metrics.items():
-                total, count = self.train_sums.get(k, [0.0, 0.0])
-                self.train_sums[k] = [total + float(v), count + 1.0]
+        if exploring:
+            return None
+        horizon = getattr(self.agent, "horizon", 1)  # action chunks: H transitions each
+        return (self.sampler.sample(self.agent.update_batch_size) if horizon == 1 else
+                self.sampler.sample_chunks(self.agent.update_batch_size, horizon))
+
+    def end_step(self, metrics: dict[str, float] | None) -> None:
+        """Count this step's update metrics (None: no update) into the training sums; one
+        loop step done."""
+        for k, v in (metrics or {}).items():
+            total, count = self.train_sums.get(k, [0.0, 0.0])
+            self.train_sums[k] = [total + float(v), count + 1.0]
         self.step += 1
+
+    def _one_step(self) -> None:
+        batch = self.next_batch()
+        self.end_step(None if batch is None else self.agent.update(batch))
+
+    def resume(self, resume_from: Path | None) -> bool:
+        """Load the resume state (when ``resume_from``); False when that run already finished
+        (nothing to do: said on stderr)."""
+        if resume_from is None:
+            return True
+        self.restore(resume_from)
+        if self.step >= self.spec.steps and resume_from.name == "final":
+            print(f"{self.run_dir} already finished at step {self.step}; nothing to do "
+                  "(a larger --steps continues it)", file=sys.stderr)
+            return False
+        return True
+
+    def start(self, resumed: bool, progress: Progress) -> None:
+        """Before the first loop step of this session: drop the metrics rows logged after the
+        checkpoint resumed from (all rows for a fresh run, ``resumed`` False), rewrite
+        config.json, open TensorBoard, evaluate step 0 of a fresh run."""
+        last_kept = self.step if resumed else -1
+        self.log.truncate_after(last_kept)
+        write_config(self.run_dir, self.spec)
+        self._session_start = time.monotonic()
+        if self.spec.tensorboard:
+            self.log.open_tensorboard(self.run_dir / TENSORBOARD_DIR, last_kept)
+        if not resumed and 0 in self.eval_at:
+            self._evaluate(progress)
+
+    def after_step(self, progress: Progress) -> int | None:
+        """After a loop step: log, evaluate, checkpoint when due; when asked to stop (or
+        signalled) a checkpoint and the exit status, else None."""
+        if self.step % self.spec.log_every == 0:
+            self._log_training(progress)
+        if self.step in self.eval_at:
+            self._evaluate(progress)
+        if self.stop_requested:
+            self.save(f"step_{self.step}")
+            return 0
+        if self.stop_signal:
+            path = self.save(f"step_{self.step}")
+            print(f"stopped by {self.stop_signal} at step {self.step}; checkpoint {path} "
+                  "(continue with the same command and --resume)", file=sys.stderr)
+            return 128 + signal.Signals[self.stop_signal]
+        if self.step % self.spec.checkpoint_every == 0:
+            self.save(f"step_{self.step}")
+        return None
 
     def run(self, resume_from: Path | None = None) -> int:
         """Train to ``spec.steps``; 0 when finished or asked to stop, 128+signal when signalled.
@@ -308,42 +366,20 @@ class Trainer:
         event file purges them: ``rundir.TensorBoardLog``). config.json is rewritten with this
         command's spec once the resume state has loaded.
         """
-        if resume_from is not None:
-            self.restore(resume_from)
-            if self.step >= self.spec.steps and resume_from.name == "final":
-                print(f"{self.run_dir} already finished at step {self.step}; nothing to do "
-                      "(a larger --steps continues it)", file=sys.stderr)
-                return 0
-        last_kept = self.step if resume_from is not None else -1
-        self.log.truncate_after(last_kept)
-        write_config(self.run_dir, self.spec)
-        self._session_start = time.monotonic()
+        if not self.resume(resume_from):
+            return 0
         previous = {s: signal.signal(s, self._handle_signal)
                     for s in (signal.SIGINT, signal.SIGTERM)}
         progress = Progress(self.spec.steps, f"{self.spec.phase} {self.spec.algorithm}",
                             initial=self.step)
         try:
-            if self.spec.tensorboard:
-                self.log.open_tensorboard(self.run_dir / TENSORBOARD_DIR, last_kept)
-            if resume_from is None and 0 in self.eval_at:
-                self._evaluate(progress)
+            self.start(resume_from is not None, progress)
             while self.step < self.spec.steps:
                 self._one_step()
                 progress.update()
-                if self.step % self.spec.log_every == 0:
-                    self._log_training(progress)
-                if self.step in self.eval_at:
-                    self._evaluate(progress)
-                if self.stop_requested:
-                    self.save(f"step_{self.step}")
-                    return 0
-                if self.stop_signal:
-                    path = self.save(f"step_{self.step}")
-                    print(f"stopped by {self.stop_signal} at step {self.step}; checkpoint {path} "
-                          "(continue with the same command and --resume)", file=sys.stderr)
-                    return 128 + signal.Signals[self.stop_signal]
-                if self.step % self.spec.checkpoint_every == 0:
-                    self.save(f"step_{self.step}")
+                status = self.after_step(progress)
+                if status is not None:
+                    return status
             self.save("final")
         except KeyboardInterrupt:
             name = self.stop_signal or "SIGINT"

@@ -33,14 +33,12 @@ import argparse
 import functools
 import sys
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smac_core.cli import ArgumentParser, add_device_flag
-from smac_core.errors import cli_entry
-from smac_core.files import output_directory
+from smac_core.errors import SmacError, cli_entry
 from smac_core.runconfig import (
     DEFAULT_START_STEPS,
     HANDOFF_RULES,
@@ -52,7 +50,7 @@ from smac_core.runconfig import (
     format_override,
     parse_overrides,
 )
-from smac_core.rundir import RUN_DIR_MARKERS, RUN_OWNER
+from smac_core.rundir import run_directory
 
 if TYPE_CHECKING:
     from smac_core.runs import Trainer
@@ -90,6 +88,11 @@ def show_config(phase: str, algo: str, overrides: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------- parsing
+def seed_list(text: str) -> tuple[int, ...]:
+    """``--seeds`` "0,1,2" -> (0, 1, 2) (argparse reports a ValueError as a bad value)."""
+    return tuple(int(word) for word in text.split(","))
+
+
 def _add_common_flags(p: argparse.ArgumentParser, phase: str) -> None:
     p.add_argument("--out", required=True, type=Path, help="run directory to write")
     p.add_argument("--steps", type=int, default=PHASE_DEFAULTS["steps"][phase],
@@ -163,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     online.add_argument("--early-eval-until", type=int, default=DEFAULTS["early_eval_until"],
                         help="the dense early evaluations last until this step "
                              "(default: %(default)s)")
+    online.add_argument("--seeds", type=seed_list, metavar="K,K,...",
+                        help="train these seeds in one process, seed-stacked (one batched "
+                             "matmul per layer across seeds; --algo sac), seed k writing the run "
+                             "directory of its single-seed run, OUT/seed<k> (--seed is then "
+                             "unused); '{seed}' in --from or --out is replaced by each seed")
     _add_common_flags(online, "online")
 
     offline = sub.add_parser("offline", help="offline pre-training",
@@ -221,6 +229,12 @@ def run(config: RunConfig,
     it to keep the medium policy and stop).
     """
     checked = config.checked()
+    if checked.seeds is not None:
+        if on_eval is not None:
+            raise SmacError("on_eval is not available for a seed-stacked (--seeds) run")
+        from smac_core.seed_runs import run_seeds
+
+        return run_seeds(checked, config)
     from smac_core.trainers import build_offline, build_online
 
     build = build_online if checked.phase == "online" else build_offline
@@ -242,13 +256,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(show_config(*shown))
         return 0
     return run(parse_config(argv))
-
-
-def run_directory(out: Path, command: list[str]) -> AbstractContextManager[Path]:
-    """``--out`` owned by this command (a run directory, or a new or empty one), locked for
-    the run (``smac_core.files.output_directory``); a run directory from before owner records
-    is recognised by its config.json or the experiment runner's files."""
-    return output_directory(out, RUN_OWNER, command, legacy=RUN_DIR_MARKERS)
 
 
 if __name__ == "__main__":

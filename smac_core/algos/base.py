@@ -15,7 +15,7 @@ checkpoint files: the trainer saves and loads them (``smac_core.checkpoint``), a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
@@ -32,6 +32,7 @@ from smac_core.state import ArtifactStore, sub_state_dict
 from smac_core.tasks import Task, find_task
 
 TARGET_REDUCTIONS = ("min", "mean_minus_std")
+LossAndMetrics = tuple[torch.Tensor, dict[str, torch.Tensor]]  # a loss function's result
 
 
 @dataclass
@@ -117,6 +118,28 @@ class Agent(ABC):
         return None
 
     # ------------------------------------------------------------------ shared
+    def gradient_step(self, optimizers: Sequence[str], loss_fn: Callable[..., LossAndMetrics],
+                      *inputs: Any) -> dict[str, torch.Tensor]:
+        """One step of the named optimizers on ``loss, metrics = loss_fn(*inputs)``: zero their
+        gradients, backpropagate the loss, step them; returns the metrics.
+
+        The unit that seed-stacked training (``smac_core.seeds``) replaces: there ``loss_fn``
+        runs once for all seeds (``torch.func.vmap`` over stacked parameters and inputs), so a
+        loss function must draw no random numbers itself (``draw_noise`` draws them before).
+        """
+        loss, metrics = loss_fn(*inputs)
+        for name in optimizers:
+            self.optimizers[name].zero_grad(set_to_none=True)
+        loss.backward()
+        for name in optimizers:
+            self.optimizers[name].step()
+        return metrics
+
+    def draw_noise(self, like: torch.Tensor) -> torch.Tensor:
+        """Standard normal noise shaped like ``like`` from torch's global generator (a
+        seed-stacked agent draws each seed's from that seed's own stream)."""
+        return torch.randn_like(like)
+
     def learning_rewards(self, batch: Batch) -> torch.Tensor:
         """The rewards the critic learns from, in its units: scale * r + bias, (B,)."""
         return self.reward_scale * batch.rewards + self.reward_bias
@@ -280,8 +303,10 @@ def reduce_ensemble(q: torch.Tensor, reduction: str, std_weight: float = 1.0) ->
 
 
 def split_batch(batch: Batch, parts: int) -> list[Batch]:
-    """``parts`` consecutive minibatches of (nearly) equal size."""
-    columns = {k: torch.tensor_split(getattr(batch, k), parts) for k in BUFFER_FIELDS}
+    """``parts`` consecutive minibatches of (nearly) equal size, split along the batch axis
+    (the rewards' last; a seed-stacked batch, ``smac_core.seeds``, has a seed axis before it)."""
+    axis = batch.rewards.dim() - 1
+    columns = {k: torch.tensor_split(getattr(batch, k), parts, dim=axis) for k in BUFFER_FIELDS}
     return [Batch(**{k: columns[k][i] for k in BUFFER_FIELDS}) for i in range(parts)]
 
 

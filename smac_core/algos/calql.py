@@ -168,10 +168,11 @@ class CalQL(SAC):
                     returns[episode] = failure / (1.0 - self.config.gamma)
         return returns
 
-    def td_target(self, batch: Batch) -> torch.Tensor:
+    def td_target(self, batch: Batch, next_noise: torch.Tensor | None = None) -> torch.Tensor:
         """y = r + gamma (1 - d) max_j reduce_i Q_target_i(s', a'_j), a'_j ~ pi(.|s'): the max
         over ``num_sampled_actions`` next actions (one without ``max_target_backup``), no
-        entropy term (CORL's CalQL configs)."""
+        entropy term (CORL's CalQL configs). It samples its next actions itself: SAC's one
+        draw per state, ``next_noise``, is not used."""
         cfg = self.config
         k = cfg.num_sampled_actions if cfg.max_target_backup else 1
         with torch.no_grad():

@@ -26,6 +26,7 @@ from smac_core.algos.base import (
     TARGET_REDUCTIONS,
     ActorCriticConfig,
     Agent,
+    LossAndMetrics,
     check_config,
     frozen,
     polyak_update,
@@ -142,14 +143,15 @@ class SAC(Agent):
         # resume states written before the handoff rule hold none: theirs was the config's
         self.target_entropy = float(state.get("target_entropy", self.configured_target_entropy))
 
-    def td_target(self, batch: Batch) -> torch.Tensor:
-        """The soft Bellman target y (B,), no gradient (paper eq. 3). Offline variants override
-        it (CalQL/CQL: the max backup without entropy)."""
+    def td_target(self, batch: Batch, next_noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The soft Bellman target y (B,), no gradient (paper eq. 3); ``next_noise`` (B, act_dim)
+        the Gaussian noise of a' ~ pi(.|s') (drawn here when None). Offline variants override it
+        (CalQL/CQL: the max backup without entropy)."""
         cfg = self.config
         with torch.no_grad():
             alpha = self.temperature()
             # a' ~ pi(.|s')
-            next_actions, next_log_prob = self.actor(batch.next_observations)
+            next_actions, next_log_prob = self.actor(batch.next_observations, next_noise)
             # V(s') = reduce_i Q_target_i(s', a') - alpha log pi(a'|s')
             next_q = reduce_ensemble(self.critic_target(batch.next_observations, next_actions),
                                      cfg.target_reduction, cfg.target_std_weight)
@@ -163,11 +165,13 @@ class SAC(Agent):
         0 for SAC; CalQL/CQL: the conservative term, SMAC: the score-matching term."""
         return 0.0, {}
 
-    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def critic_loss(self, batch: Batch, next_noise: torch.Tensor | None = None
+                    ) -> LossAndMetrics:
         """The critic's objective J_Q + R (paper eq. 5 plus the variant's regulariser), summed
-        over the ensemble members; hooks: ``td_target`` and ``critic_regularizer``."""
+        over the ensemble members; hooks: ``td_target`` (given ``next_noise``) and
+        ``critic_regularizer``."""
         # y = r + gamma (1 - d) V(s')
-        target = self.td_target(batch)
+        target = self.td_target(batch, next_noise)
         # J_Q = sum_i E[(Q_i(s, a) - y)^2]   (no 1/2, as CleanRL/CORL)
         q = self.critic(batch.observations, batch.actions)  # (N, B)
         td_loss = ((q - target) ** 2).mean(dim=1).sum()
@@ -177,35 +181,35 @@ class SAC(Agent):
         return loss, {"critic_loss": loss, "td_loss": td_loss, "q_mean": q.mean(),
                       "target_mean": target.mean(), **metrics}
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        """``utd`` critic steps (one per slice of ``batch``), then one actor and alpha step on
-        the whole batch."""
+    def policy_loss(self, batch: Batch, noise: torch.Tensor,
+                    target_entropy: float | torch.Tensor) -> LossAndMetrics:
+        """J_pi + J(alpha), the actor's and the temperature's objectives, for one joint step:
+        each term's gradient reaches only its own parameters (alpha is detached in J_pi,
+        log pi in J(alpha)). ``noise`` (B, act_dim) the Gaussian noise of a ~ pi(.|s)."""
         cfg = self.config
-        self.updates += 1
-        for critic_batch in split_batch(batch, cfg.utd):
-            critic_loss, metrics = self.critic_loss(critic_batch)
-            self.optimizers["critic"].zero_grad(set_to_none=True)
-            critic_loss.backward()
-            self.optimizers["critic"].step()
-            # theta_target <- tau theta + (1 - tau) theta_target
-            polyak_update(self.critic_target, self.critic, cfg.tau)
-
         # J_pi = E_s E_{a~pi}[alpha log pi(a|s) - reduce_i Q_i(s, a)]   (eq. 7, reparameterised)
         alpha = self.temperature().detach()
-        actions, log_prob = self.actor(batch.observations)
+        actions, log_prob = self.actor(batch.observations, noise)
         with frozen(self.critic):  # no critic weight gradients (the critic step zeroes them)
             q_pi = reduce_ensemble(self.critic(batch.observations, actions),
                                    cfg.target_reduction, cfg.target_std_weight)
         actor_loss = (alpha * log_prob - q_pi).mean()
-        self.optimizers["actor"].zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.optimizers["actor"].step()
-
         # J(alpha) = E_{a~pi}[-alpha (log pi(a|s) + H_target)]   (eq. 18)
-        alpha_loss = -(self.temperature() * (log_prob.detach() + self.target_entropy)).mean()
-        self.optimizers["temperature"].zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.optimizers["temperature"].step()
+        alpha_loss = -(self.temperature() * (log_prob.detach() + target_entropy)).mean()
+        return actor_loss + alpha_loss, {"actor_loss": actor_loss, "alpha_loss": alpha_loss,
+                                         "alpha": alpha, "entropy": -log_prob.mean()}
 
-        return scalar_metrics({**metrics, "actor_loss": actor_loss, "alpha_loss": alpha_loss,
-                               "alpha": alpha, "entropy": -log_prob.mean()})
+    def update(self, batch: Batch) -> dict[str, float]:
+        """``utd`` critic steps (one per slice of ``batch``), then one actor and alpha step on
+        the whole batch. Random draws happen here, before each step's loss (``draw_noise``)."""
+        cfg = self.config
+        self.updates += 1
+        for critic_batch in split_batch(batch, cfg.utd):
+            next_noise = self.draw_noise(critic_batch.actions)
+            metrics = self.gradient_step(("critic",), self.critic_loss, critic_batch, next_noise)
+            # theta_target <- tau theta + (1 - tau) theta_target
+            polyak_update(self.critic_target, self.critic, cfg.tau)
+        noise = self.draw_noise(batch.actions)
+        metrics |= self.gradient_step(("actor", "temperature"), self.policy_loss, batch, noise,
+                                      self.target_entropy)
+        return scalar_metrics(metrics)

@@ -16,6 +16,8 @@ Orientation: rows/cols are those of the matrix in ``nn.Linear`` layout (out_feat
 in_features), the layout ``torch.optim.Muon`` sees. A 2-D parameter is read as one such matrix;
 a 3-D parameter as a stack of N matrices in ``nets.VectorizedLinear`` layout (N, in, out), i.e.
 each member transposed, so it gets the same update as N separate ``nn.Linear`` weights would.
+In a group with ``seed_axis`` (seed-stacked training, ``smac_core.seeds``) the first dimension of
+every parameter is a seed axis: (S, out, in) is S ``nn.Linear`` weights, (S, N, in, out) S stacks.
 All same-shape matrices of a parameter group (the members of stacks and 2-D weights alike) are
 orthogonalised together, in one batched Newton-Schulz iteration per shape.
 """
@@ -59,14 +61,20 @@ def newton_schulz(matrices: Tensor, coefficients: tuple[float, float, float] = N
     return x.mT if tall else x
 
 
-def _as_linear_stack(tensor: Tensor) -> Tensor:
-    """A parameter-shaped tensor as a (N, out, in) stack of nn.Linear-layout matrices (a view)."""
-    return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.mT
+def _as_linear_stack(tensor: Tensor, seed_axis: bool = False) -> Tensor:
+    """A parameter-shaped tensor as a (N, out, in) stack of nn.Linear-layout matrices (a view;
+    with ``seed_axis`` the first dimension is the seeds')."""
+    matrix_dims = tensor.dim() - seed_axis
+    if matrix_dims == 2:
+        return tensor if seed_axis else tensor.unsqueeze(0)
+    return (tensor.flatten(0, 1) if seed_axis else tensor).mT
 
 
-def _from_linear_stack(stack: Tensor, like: Tensor) -> Tensor:
+def _from_linear_stack(stack: Tensor, like: Tensor, seed_axis: bool = False) -> Tensor:
     """Inverse of ``_as_linear_stack``."""
-    return stack.squeeze(0) if like.dim() == 2 else stack.mT
+    if like.dim() - seed_axis == 2:
+        return stack if seed_axis else stack.squeeze(0)
+    return stack.mT.reshape(like.shape)
 
 
 class Muon(torch.optim.Optimizer):
@@ -75,7 +83,8 @@ class Muon(torch.optim.Optimizer):
     Muon options: ``lr``, ``weight_decay`` (decoupled, ``W *= 1 - lr * weight_decay``),
     ``momentum``, ``nesterov``, ``ns_coefficients``, ``ns_steps``, ``eps`` (floor of the norm
     before Newton-Schulz), ``ns_dtype`` ("bfloat16", "float32", or None: bfloat16 on CUDA,
-    float32 elsewhere). Muon parameters must be 2-D (nn.Linear layout) or 3-D
+    float32 elsewhere), ``seed_axis`` (see the module docstring). Muon parameters must be 2-D
+    (nn.Linear layout) or 3-D
     (VectorizedLinear layout); see the module docstring.
 
     AdamW options (``use_muon=False`` groups): ``lr``, ``weight_decay``, ``betas``,
@@ -90,7 +99,8 @@ class Muon(torch.optim.Optimizer):
         defaults = {"lr": lr, "weight_decay": weight_decay, "use_muon": True,
                     "momentum": momentum, "nesterov": nesterov,
                     "ns_coefficients": tuple(ns_coefficients), "ns_steps": ns_steps, "eps": eps,
-                    "ns_dtype": ns_dtype, "betas": tuple(betas), "adam_eps": adam_eps}
+                    "ns_dtype": ns_dtype, "betas": tuple(betas), "adam_eps": adam_eps,
+                    "seed_axis": False}
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -114,6 +124,7 @@ class Muon(torch.optim.Optimizer):
         """Momentum per parameter, then one batched Newton-Schulz per (rows, cols) shape: every
         same-shape matrix of the group (2-D weights and members of 3-D stacks) in one bmm chain."""
         lr, momentum = group["lr"], group["momentum"]
+        seed_axis = group.get("seed_axis", False)
         by_shape: dict[tuple[int, int, torch.device, torch.dtype],
                        list[tuple[Tensor, Tensor]]] = {}
         for p in group["params"]:
@@ -125,7 +136,7 @@ class Muon(torch.optim.Optimizer):
             buf = state["momentum_buffer"]
             buf.lerp_(p.grad, 1 - momentum)                          # B = mu B + (1 - mu) G
             update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf  # (1-mu) G + mu B
-            stack = _as_linear_stack(update)                         # (N, out, in)
+            stack = _as_linear_stack(update, seed_axis)              # (N, out, in)
             key = (*stack.shape[-2:], p.device, p.dtype)
             by_shape.setdefault(key, []).append((p, stack))
         for (rows, cols, device, _), members in by_shape.items():
@@ -136,7 +147,7 @@ class Muon(torch.optim.Optimizer):
             pieces = ortho.split([stack.shape[0] for stack in stacks])
             for (p, _), piece in zip(members, pieces, strict=True):
                 p.mul_(1 - lr * group["weight_decay"])               # decoupled weight decay
-                p.add_(_from_linear_stack(piece, p).to(p.dtype),
+                p.add_(_from_linear_stack(piece, p, seed_axis).to(p.dtype),
                        alpha=-lr * math.sqrt(max(1.0, rows / cols)))
 
     def _adamw_step(self, group: dict[str, Any]) -> None:
@@ -177,8 +188,10 @@ def _check_group(group: dict[str, Any]) -> None:
         if group["ns_dtype"] not in (None, *NS_DTYPES):
             raise SmacError(f"Muon: ns_dtype {group['ns_dtype']!r} is not one of "
                             f"{[None, *NS_DTYPES]}")
+        seed_axis = group.get("seed_axis", False)
         for p in group["params"]:
-            if p.dim() not in (2, 3):
+            if p.dim() - seed_axis not in (2, 3):
                 raise SmacError(f"Muon: a use_muon parameter must be a 2-D matrix or a 3-D "
-                                f"stack of matrices, got shape {tuple(p.shape)}; put it in a "
-                                "use_muon=False (AdamW) group")
+                                f"stack of matrices{' after its seed axis' if seed_axis else ''}"
+                                f", got shape {tuple(p.shape)}; put it in a use_muon=False "
+                                "(AdamW) group")

@@ -1,0 +1,186 @@
+"""Seed-stacked training (``smac_core.seeds``, ``--seeds``): every seed of a stacked run computes
+what its single-seed run computes.
+
+The tolerance: in float64 a stacked update equals the seed's own update to rounding (1e-10
+relative after 20 updates). In float32 the batched and single GEMMs round differently, and
+AdamW turns a rounding-level difference of a near-zero gradient into a difference of up to
+``lr`` in that weight, so two runs drift apart slowly: after 200 updates of a whole training run
+every weight agrees within 1e-5 and every evaluation return within 1e-4 relative.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from smac_core.algos import make_agent
+from smac_core.checkpoint import checkpoint_series, load_tensors
+from smac_core.data.buffers import Batch
+from smac_core.errors import SmacError
+from smac_core.runconfig import SEED_STACKED_ALGORITHMS, RunConfig
+from smac_core.rundir import read_metrics
+from smac_core.runs import Trainer
+from smac_core.seeds import STACKABLE, SeedStack
+from smac_core.train import main
+
+OBS_DIM, ACT_DIM = 11, 3
+SMALL = ["--set", "actor_hidden=[32,32]", "--set", "critic_hidden=[32,32]",
+         "--set", "batch_size=32"]
+
+
+def _batch(generator: torch.Generator, size: int) -> Batch:
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator)
+
+    return Batch(randn(size, OBS_DIM), torch.rand(size, ACT_DIM, generator=generator) * 2 - 1,
+                 randn(size), randn(size, OBS_DIM),
+                 (torch.rand(size, generator=generator) < 0.1).float(), randn(size))
+
+
+@pytest.mark.parametrize("overrides", [{}, {"utd": 2}, {"optimizer": "muon"}],
+                         ids=["adam", "utd2", "muon"])
+def test_stacked_updates_equal_each_seeds_own_updates(overrides):
+    """Three seeds stacked and the same three seeds alone, on the same batches and random
+    streams, in float64: after 20 updates every weight, optimizer state entry and metric
+    agrees to rounding."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        stacked_agents, alone, rng_stacked, rng_alone = [], [], [], []
+        for seed in range(3):
+            for agents, states in ((stacked_agents, rng_stacked), (alone, rng_alone)):
+                torch.manual_seed(seed)
+                agents.append(make_agent("sac", OBS_DIM, ACT_DIM, overrides, "cpu"))
+                states.append(torch.get_rng_state())
+        stack = SeedStack(stacked_agents, rng_stacked)
+        generators = [torch.Generator().manual_seed(10 + seed) for seed in range(3)]
+        for _ in range(20):
+            batches = [_batch(g, alone[0].update_batch_size) for g in generators]
+            stacked_metrics = stack.update(batches)
+            for seed, agent in enumerate(alone):
+                torch.set_rng_state(rng_alone[seed])
+                metrics = agent.update(batches[seed])
+                rng_alone[seed] = torch.get_rng_state()
+                assert stacked_metrics[seed] == pytest.approx(metrics, rel=1e-10, abs=1e-12)
+        for seed, agent in enumerate(alone):
+            for name, module in agent.networks.items():
+                mine = dict(stacked_agents[seed].networks[name].named_parameters())
+                for key, value in module.named_parameters():
+                    torch.testing.assert_close(mine[key], value, rtol=1e-10, atol=1e-12)
+            stack.export_state(seed)
+            for name, optimizer in agent.optimizers.items():
+                exported = stacked_agents[seed].optimizers[name].state_dict()["state"]
+                for i, entries in optimizer.state_dict()["state"].items():
+                    for key, value in entries.items():
+                        torch.testing.assert_close(exported[i][key], value, rtol=1e-10,
+                                                   atol=1e-12)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_the_stack_refuses_what_it_cannot_stack():
+    torch.manual_seed(0)
+    td3 = [make_agent("td3", OBS_DIM, ACT_DIM, {}, "cpu") for _ in range(2)]
+    with pytest.raises(SmacError, match=r"td3 cannot be trained seed-stacked.*sac"):
+        SeedStack(td3, [torch.get_rng_state()] * 2)
+    sacs = [make_agent("sac", OBS_DIM, ACT_DIM, {"utd": utd}, "cpu") for utd in (1, 2)]
+    with pytest.raises(SmacError, match="share the algorithm and its config"):
+        SeedStack(sacs, [torch.get_rng_state()] * 2)
+    same = [make_agent("sac", OBS_DIM, ACT_DIM, {}, "cpu") for _ in range(2)]
+    same[1].reward_scale = 10.0
+    with pytest.raises(SmacError, match="share reward_scale"):
+        SeedStack(same, [torch.get_rng_state()] * 2)
+    assert SEED_STACKED_ALGORITHMS == STACKABLE  # the flag's check and the stack agree
+
+
+def _online(out: Path, *extra: str) -> list[str]:
+    return ["online", "--algo", "sac", "--env", "Pendulum-v1", "--steps", "300",
+            "--start-steps", "100", "--eval-every", "150", "--early-eval-every", "1000",
+            "--eval-episodes", "2", "--checkpoint-every", "1000", "--log-every", "100",
+            "--out", str(out), *SMALL, *extra]
+
+
+def test_a_seeds_run_writes_each_seeds_single_run_directory(tmp_path):
+    """``--seeds 0,1`` against ``--seed 0`` and ``--seed 1`` run alone (200 updates each): the
+    same files, the single runs' commands, and weights and evaluations within the float32
+    tolerance of the module docstring."""
+    assert main(_online(tmp_path / "stacked", "--seeds", "0,1")) == 0
+    for seed in (0, 1):
+        alone = tmp_path / f"alone{seed}"
+        assert main(_online(alone, "--seed", str(seed))) == 0
+        stacked = tmp_path / "stacked" / f"seed{seed}"
+        config = json.loads((stacked / "config.json").read_text())
+        alone_command = json.loads((alone / "config.json").read_text())["command"]
+        assert config["command"] == [str(stacked) if word == str(alone) else word
+                                     for word in alone_command]
+        assert config["seed"] == seed
+        expected, expected_meta = load_tensors(alone)
+        got, meta = load_tensors(stacked)
+        assert expected.keys() == got.keys() and meta["seed"] == seed == expected_meta["seed"]
+        for name in expected:
+            torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-5)
+        evals = [[row["eval_return"] for row in read_metrics(run) if "eval_return" in row]
+                 for run in (stacked, alone)]
+        assert len(evals[0]) == 3 and evals[0] == pytest.approx(evals[1], rel=1e-4)
+
+
+def test_a_stopped_seeds_run_resumes_exactly(tmp_path, monkeypatch):
+    """A SIGTERM arriving during the bookkeeping of step 233 stops every seed at the next step,
+    each with a checkpoint; --resume then ends with weights bit-identical to an uninterrupted
+    --seeds run."""
+    assert main(_online(tmp_path / "straight", "--seeds", "0,1")) == 0
+    end_step = Trainer.end_step
+
+    def end_step_then_signal(self: Trainer, metrics: dict[str, float] | None) -> None:
+        end_step(self, metrics)
+        if self.step == 233 and self.spec.seed == 0:
+            signal.raise_signal(signal.SIGTERM)
+
+    interrupted = tmp_path / "interrupted"
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "end_step", end_step_then_signal)
+        assert main(_online(interrupted, "--seeds", "0,1")) == 128 + signal.SIGTERM
+    for seed in (0, 1):
+        assert [s for s, _ in checkpoint_series(interrupted / f"seed{seed}")] == [234]
+    assert main([*_online(interrupted, "--seeds", "0,1"), "--resume"]) == 0
+    for seed in (0, 1):
+        expected, _ = load_tensors(tmp_path / "straight" / f"seed{seed}")
+        resumed, meta = load_tensors(interrupted / f"seed{seed}")
+        assert meta["step"] == 300
+        for name in expected:
+            assert torch.equal(expected[name], resumed[name]), (seed, name)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--seeds", "0,0"], "--seeds lists a seed twice"),
+    (["--seeds", "0,-1"], "--seeds must be in"),
+])
+def test_bad_seed_lists_are_refused_before_anything_is_written(tmp_path, extra, message):
+    with pytest.raises(SmacError, match=message):
+        main.__wrapped__(_online(tmp_path / "out", *extra))
+    assert not (tmp_path / "out").exists()
+
+
+def test_seeds_needs_a_stackable_algorithm_and_a_number_list(tmp_path, capsys):
+    args = ["online", "--algo", "td3", "--env", "Pendulum-v1", "--out", str(tmp_path / "o")]
+    with pytest.raises(SmacError, match=r"--seeds .* supports --algo sac; got td3"):
+        main.__wrapped__([*args, "--seeds", "0,1"])
+    with pytest.raises(SystemExit):
+        main([*args, "--seeds", "0,one"])
+    assert "--seeds: invalid seed_list value: '0,one'" in capsys.readouterr().err
+
+
+def test_each_seed_starts_from_its_own_checkpoint_into_its_own_directory():
+    config = RunConfig("online", "sac", "runs/sac", from_checkpoint="runs/smac/seed{seed}",
+                       seeds=(3, 4))
+    assert [(c.seed, str(c.out), c.from_checkpoint, c.seeds)
+            for c in map(config.for_seed, (3, 4))] == [
+        (3, "runs/sac/seed3", "runs/smac/seed3", None),
+        (4, "runs/sac/seed4", "runs/smac/seed4", None)]
+    shared = RunConfig("online", "sac", "out", from_checkpoint="runs/smac", seeds=(0, 1))
+    assert {shared.for_seed(k).from_checkpoint for k in (0, 1)} == {"runs/smac"}
+    nested = RunConfig("online", "sac", "study/seed{seed}/online-sac", seeds=(2,))
+    assert nested.for_seed(2).out.as_posix() == "study/seed2/online-sac"
