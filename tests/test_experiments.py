@@ -22,12 +22,14 @@ from studies.experiments import (
     RUN_RECORD,
     Runner,
     RunPlan,
+    SeedGroup,
     expand_grid,
     format_status,
     landscape_jobs,
     load_spec,
     main,
     run_state,
+    seed_groups,
     select,
 )
 
@@ -661,3 +663,101 @@ def test_offline_only_spec_plans_offline_runs_only():
                    if p.task == "door-binary")
     assert modes == [f"alpha_psi_mode={m}" for m in ("fixed", "learned", "temperature",
                                                        "temperature_floor")]
+
+
+# ------------------------------------------------------------------------- seed-stacked runs
+def test_seed_groups_give_one_seeds_command_that_trains_exactly_its_members(tmp_path):
+    from smac_core.train import parse_config
+
+    spec = smoke_dict(tmp_path / "out")
+    spec["seeds"] = [0, 1]
+    plans = expand_grid(load_spec(write_spec(tmp_path, spec)))
+    items = seed_groups(plans, lambda plan: None)
+    groups = [item for item in items if isinstance(item, SeedGroup)]
+    assert [group.run_id for group in groups] == ["door-binary/td3bc/seed{0,1}/online-sac"]
+    group = groups[0]
+    assert [member.seed for member in group.members] == [0, 1]
+    assert "--seed" not in group.args and group.args[-2:] == ("--seeds", "0,1")
+    stacked = parse_config(group.args)
+    for member in group.members:  # seed k of the group is the member's own run, flag for flag
+        assert stacked.for_seed(member.seed) == parse_config(member.args)
+    # the rest unchanged, in order: offline runs and TD3+BC's online runs (not stackable)
+    assert [item.run_id for item in items if isinstance(item, RunPlan)] == [
+        plan.run_id for plan in plans if plan.algorithm != "sac"]
+    # seeds at different resume steps cannot be one --seeds run
+    apart = seed_groups(plans, lambda plan: plan.seed)
+    assert not any(isinstance(item, SeedGroup) for item in apart)
+
+
+class FakeSeedsTraining:
+    """``smac_core.train --seeds`` as FakeTraining: one FakeTraining per member."""
+
+    def __init__(self, group: SeedGroup, root: Path, polls: int, exit_code: int = 0) -> None:
+        self.parts = [FakeTraining(plan, root / plan.run_id, polls, exit_code)
+                      for plan in group.members]
+
+    def poll(self) -> int | None:
+        codes = [part.poll() for part in self.parts]
+        return codes[0]
+
+    def send_signal(self, sig: int) -> None:
+        for part in self.parts:
+            part.send_signal(sig)
+
+    def kill(self) -> None:
+        for part in self.parts:
+            part.kill()
+
+
+class FakeSeedsLauncher(FakeLauncher):
+    """FakeLauncher that also runs seed groups (``groups``: by job name)."""
+
+    def __init__(self, **behaviour: dict) -> None:
+        super().__init__(**behaviour)
+        self.groups: dict[str, SeedGroup] = {}
+
+    def submit(self, job: experiments.Job) -> FakeTraining | FakeSeedsTraining:
+        if job.name not in self.groups:
+            return super().submit(job)
+        group = self.groups[job.name]
+        for member in group.members:
+            assert (job.cwd / member.parent / "checkpoints/final" / METADATA_FILE).is_file()
+        self.launched.append(job.name)
+        return FakeSeedsTraining(group, job.cwd, self.polls)
+
+
+def _stacked_runner(tmp_path: Path, launcher: FakeSeedsLauncher) -> Runner:
+    runner = make_runner(tmp_path, launcher, jobs=2)
+    runner.stack_seeds = True
+    launcher.groups = {item.run_id: item for item in seed_groups(runner.plans, lambda p: None)
+                       if isinstance(item, SeedGroup)}
+    return runner
+
+
+def test_stack_seeds_trains_the_seeds_of_an_online_run_as_one_job(tmp_path):
+    launcher = FakeSeedsLauncher()
+    summary = _stacked_runner(tmp_path, launcher).run()
+    assert len(summary.done) == 6 and not (summary.failed or summary.blocked)
+    assert sorted(launcher.launched) == sorted([
+        "door-binary/td3bc/seed0/offline", "door-binary/td3bc/seed1/offline",
+        "door-binary/td3bc/seed{0,1}/online-sac", "door-binary/td3bc/seed0/online-td3bc",
+        "door-binary/td3bc/seed1/online-td3bc"])
+    root = tmp_path / "out"
+    for seed in (0, 1):
+        attempt = json.loads((root / f"door-binary/td3bc/seed{seed}/online-sac" / RUN_RECORD)
+                             .read_text())["attempts"][-1]
+        assert attempt["outcome"] == "done" and "--seeds" in attempt["command"]
+        assert attempt["seeds_together"] == ["door-binary/td3bc/seed0/online-sac",
+                                             "door-binary/td3bc/seed1/online-sac"]
+    again = FakeSeedsLauncher()
+    assert _stacked_runner(tmp_path, again).run().done and again.launched == []
+
+
+def test_a_failed_offline_seed_splits_its_group(tmp_path):
+    launcher = FakeSeedsLauncher(door_binary_td3bc_seed0_offline={"exit_code": 1})
+    summary = _stacked_runner(tmp_path, launcher).run()
+    assert summary.failed == ["door-binary/td3bc/seed0/offline"]
+    assert sorted(summary.blocked) == ["door-binary/td3bc/seed0/online-sac",
+                                       "door-binary/td3bc/seed0/online-td3bc"]
+    assert "door-binary/td3bc/seed1/online-sac" in launcher.launched  # alone, not stalled
+    assert len(summary.done) == 3

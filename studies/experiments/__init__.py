@@ -46,7 +46,7 @@ from smac_core.rundir import RUN_RECORD
 from studies.experiments.backends import Backend, Handle, Job, LocalBackend, child_environment
 from studies.experiments.cli import build_parser, check_datasets, main
 from studies.experiments.export import ExportSummary, export_results, format_status
-from studies.experiments.grid import RunPlan, expand_grid, select
+from studies.experiments.grid import RunPlan, SeedGroup, expand_grid, seed_groups, select
 from studies.experiments.landscapes import (
            LandscapeJob,
            LandscapeSummary,
@@ -66,7 +66,8 @@ from studies.experiments.state import (
 
 __all__ = ["RUN_RECORD", "Backend", "ExperimentSpec", "ExportSummary", "Handle", "Job",
            "LandscapeJob", "LandscapeSummary", "LocalBackend", "RunPlan", "RunState", "Runner",
-           "RunnerSummary", "Scheduler", "SlurmBackend", "build_parser", "check_datasets",
-           "child_environment", "command_record", "expand_grid", "export_results",
-           "format_status", "landscape_jobs", "load_spec", "main", "record_invocation",
-           "run_landscapes", "run_state", "select", "source_record", "train_job"]
+           "RunnerSummary", "Scheduler", "SeedGroup", "SlurmBackend", "build_parser",
+           "check_datasets", "child_environment", "command_record", "expand_grid",
+           "export_results", "format_status", "landscape_jobs", "load_spec", "main",
+           "record_invocation", "run_landscapes", "run_state", "seed_groups", "select",
+           "source_record", "train_job"]

@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", metavar="PATTERN",
                      help="only runs whose id matches this glob, e.g. 'door-binary/*' or "
                           "'*/seed0/*' (plus the offline runs they start from)")
+    run.add_argument("--stack-seeds", action="store_true",
+                     help="train the seeds of each online run that can be seed-stacked (SAC) "
+                          "in one process, smac_core.train --seeds: worth it on a GPU, not on a "
+                          "CPU at 256-wide networks (README, Benchmarks); each seed still "
+                          "writes its own run directory")
     run.add_argument("--grace-seconds", type=float, default=DEFAULT_GRACE_SECONDS,
                      help="after the SIGTERM at --max-minutes, wait this long for checkpoints "
                           "before killing (default: %(default)s)")
@@ -188,7 +193,8 @@ def command_run(args: argparse.Namespace, argv: list[str]) -> int:
     backend = make_backend(args, spec, LocalBackend(child_environment(jobs or 1)))
     deadline = None if args.max_minutes is None else time.monotonic() + 60 * args.max_minutes
     runner = Runner(spec.root, plans, jobs, deadline, args.grace_seconds, backend,
-                    progress_seconds=args.progress_seconds or None)
+                    progress_seconds=args.progress_seconds or None,
+                    stack_seeds=args.stack_seeds)
     with stop_on_signals(runner):
         summary = runner.run().to_dict()
     record_invocation(spec, argv, {"device": device, "jobs": jobs, "backend": args.backend,

@@ -1,5 +1,6 @@
 """The grid of a study: every training run of a spec (``RunPlan``: its run id, which is its
-directory under the root, and the arguments of ``python -m smac_core.train``), and ``--only``.
+directory under the root, and the arguments of ``python -m smac_core.train``), ``--only``, and
+``seed_groups`` (``run --stack-seeds``: the seeds of an online run as one ``--seeds`` command).
 
 Layout under the spec's ``root`` (one ``smac_core.train`` run directory per run)::
 
@@ -10,11 +11,11 @@ Layout under the spec's ``root`` (one ``smac_core.train`` run directory per run)
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from smac_core.errors import SmacError
-from smac_core.runconfig import RunConfig
+from smac_core.runconfig import SEED_PLACEHOLDER, SEED_STACKED_ALGORITHMS, RunConfig
 from studies.experiments.spec import ExperimentSpec
 
 
@@ -83,3 +84,59 @@ def select(plans: Sequence[RunPlan], pattern: str | None) -> list[RunPlan]:
                         f"{plans[0].run_id} (see the status command)")
     chosen |= {p.parent for p in plans if p.run_id in chosen and p.parent is not None}
     return [p for p in plans if p.run_id in chosen]
+
+
+@dataclass(frozen=True)
+class SeedGroup:
+    """Online runs that differ only in their seed, trained by one ``smac_core.train --seeds``
+    command (seed-stacked, ``smac_core.seeds``); each member still writes its own run
+    directory. ``run_id`` names the group: the members' run id with ``seed{a,b,...}`` for the
+    seed, e.g. ``door-binary/smac/seed{0,1,2}/online-sac``."""
+
+    run_id: str
+    members: tuple[RunPlan, ...]
+    args: tuple[str, ...]  # the members' arguments with {seed} in --out and --from, and --seeds
+
+
+def _with_seed_placeholder(path: str, seed: int) -> str:
+    """``a/seed3/b`` -> ``a/seed{seed}/b`` for seed 3 (the layout's seed directory)."""
+    return "/".join(f"seed{SEED_PLACEHOLDER}" if part == f"seed{seed}" else part
+                    for part in path.split("/"))
+
+
+def _seedless_args(plan: RunPlan) -> tuple[str, ...]:
+    """``plan.args`` without ``--seed K``, with ``{seed}`` for the seed in ``--out``/``--from``:
+    the same for every seed of one online run."""
+    args, words = [], iter(plan.args)
+    for word in words:
+        if word == "--seed":
+            next(words)
+        elif word in ("--out", "--from"):
+            args += [word, _with_seed_placeholder(next(words), plan.seed)]
+        else:
+            args.append(word)
+    return tuple(args)
+
+
+def seed_groups(plans: Sequence[RunPlan], resume_step: Callable[[RunPlan], int | None]
+                ) -> list[RunPlan | SeedGroup]:
+    """``plans`` with the online runs that differ only in their seed (a stackable algorithm,
+    the same resume step ``resume_step(plan)``: a ``--seeds`` run resumes all its seeds from
+    one step) merged into ``SeedGroup``s of two or more, each where its first member was."""
+    members: dict[tuple[tuple[str, ...], int | None], list[RunPlan]] = {}
+    for plan in plans:
+        if plan.phase == "online" and plan.algorithm in SEED_STACKED_ALGORITHMS:
+            members.setdefault((_seedless_args(plan), resume_step(plan)), []).append(plan)
+    grouped: list[RunPlan | SeedGroup] = []
+    for plan in plans:
+        key = ((_seedless_args(plan), resume_step(plan))
+               if plan.phase == "online" and plan.algorithm in SEED_STACKED_ALGORITHMS else None)
+        group = members.get(key, []) if key is not None else []
+        if len(group) < 2:
+            grouped.append(plan)
+        elif plan is group[0]:
+            seeds = ",".join(str(member.seed) for member in group)
+            run_id = _with_seed_placeholder(plan.run_id, plan.seed).replace(
+                SEED_PLACEHOLDER, "{" + seeds + "}")
+            grouped.append(SeedGroup(run_id, tuple(group), (*key[0], "--seeds", seeds)))
+    return grouped

@@ -13,7 +13,10 @@ step count is skipped; any other is started as ``python -m smac_core.train ... -
 spec's root (its ``--out`` and ``--from`` are relative to it, so the root can be moved), output
 appended to ``RUN/runner.log``, and each attempt (command, git commit, exit status, outcome) is
 appended to ``RUN/runner.json``. An online run starts once its offline run is done; the online
-runs of a failed offline run are reported as blocked.
+runs of a failed offline run are reported as blocked. With ``stack_seeds`` (``run
+--stack-seeds``) the seeds of an online run that are at the same step are started as one
+``--seeds`` command once all their offline runs are done (``grid.seed_groups``); its output goes
+to the first member's runner.log, and every member's runner.json records the attempt.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from studies.experiments.backends import (
     child_environment,
     python_job,
 )
-from studies.experiments.grid import RunPlan
+from studies.experiments.grid import RunPlan, SeedGroup, seed_groups
 from studies.experiments.state import (
     command_record,
     now,
@@ -116,6 +119,11 @@ class Scheduler(ABC):
     @abstractmethod
     def finish(self, item: Any, exit_code: int, record: dict[str, Any]) -> None:
         """``item``'s job ended with ``exit_code``; ``record`` is what ``record`` gave."""
+
+    def regroup(self, waiting: list[Any]) -> list[Any]:
+        """The waiting items, changed by what has happened (an item that can no longer start
+        as it is split); by default as they are."""
+        return waiting
 
     def left(self, waiting: list[Any]) -> None:
         """The items never started (the deadline came, or what they need failed); by default
@@ -204,7 +212,7 @@ class Scheduler(ABC):
                     if not self.running:
                         break
                 else:
-                    waiting = self._start_ready(waiting)
+                    waiting = self._start_ready(self.regroup(waiting))
                     if not self.running:
                         break
                 self.sleep(POLL_SECONDS)
@@ -275,47 +283,65 @@ class Runner(Scheduler):
                  deadline: float | None = None, grace_seconds: float = DEFAULT_GRACE_SECONDS,
                  backend: Backend | None = None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
-                 progress_seconds: float | None = DEFAULT_PROGRESS_SECONDS) -> None:
+                 progress_seconds: float | None = DEFAULT_PROGRESS_SECONDS,
+                 stack_seeds: bool = False) -> None:
         if backend is None:
             backend = LocalBackend(child_environment(jobs or 1))
         super().__init__(backend, jobs, deadline, grace_seconds, clock, sleep, progress_seconds)
-        self.root, self.plans = root, list(plans)
+        self.root, self.plans, self.stack_seeds = root, list(plans), stack_seeds
         self.summary = RunnerSummary()
 
     def run(self) -> RunnerSummary:
         """Run every plan that is not done; returns what happened to each."""
-        self.schedule(self.plans)
+        todo = [plan for plan in self.plans if self.prepare(plan)]
+        self.schedule(seed_groups(todo, lambda plan: run_state(self.root, plan).step)
+                      if self.stack_seeds else todo)
         return self.summary
 
-    def needs(self, plan: RunPlan) -> tuple[str, ...]:
-        return () if plan.parent is None else (plan.parent,)
+    def needs(self, item: RunPlan | SeedGroup) -> tuple[str, ...]:
+        return tuple(plan.parent for plan in _members(item) if plan.parent is not None)
 
-    def prepare(self, plan: RunPlan) -> bool:
-        if run_state(self.root, plan).state == "done":
-            self._done(plan)
+    def prepare(self, item: RunPlan | SeedGroup) -> bool:
+        if isinstance(item, SeedGroup):
+            return True  # made of plans prepared before grouping
+        if run_state(self.root, item).state == "done":
+            self._done(item)
             return False
         return True
 
-    def job(self, plan: RunPlan) -> Job:
-        return train_job(self.root, plan)
+    def job(self, item: RunPlan | SeedGroup) -> Job:
+        if isinstance(item, SeedGroup):
+            return python_job(item.run_id, TRAIN_MODULE, item.args, self.root,
+                              self.root / item.members[0].run_id / RUN_LOG)
+        return train_job(self.root, item)
 
-    def record(self, plan: RunPlan, job: Job) -> dict[str, Any]:
-        """Claims the run directory for the trainer (``smac_core.files.claim``: a directory that
-        is not a run's is refused), so that its log can be written there."""
-        claim(self.root / plan.run_id, RUN_OWNER, [TRAIN_COMMAND, *plan.args],
-              flag="run directory", legacy=RUN_DIR_MARKERS)
-        return {"started": now(), "cwd": str(self.root), **command_record(TRAIN_MODULE, plan.args),
-                **source_record()}
+    def record(self, item: RunPlan | SeedGroup, job: Job) -> dict[str, Any]:
+        """Claims the run directories for the trainer (``smac_core.files.claim``: a directory
+        that is not a run's is refused), so that its log can be written there."""
+        for plan in _members(item):
+            claim(self.root / plan.run_id, RUN_OWNER, [TRAIN_COMMAND, *item.args],
+                  flag="run directory", legacy=RUN_DIR_MARKERS)
+        together = ({"seeds_together": [plan.run_id for plan in item.members],
+                     "log": str(job.log)} if isinstance(item, SeedGroup) else {})
+        return {"started": now(), "cwd": str(self.root), **command_record(TRAIN_MODULE, item.args),
+                **source_record(), **together}
 
-    def not_started(self, plan: RunPlan, error: Exception) -> None:
-        self.summary.failed.append(plan.run_id)
-        print(f"failed {plan.run_id} (not started: {error})", flush=True)
+    def not_started(self, item: RunPlan | SeedGroup, error: Exception) -> None:
+        for plan in _members(item):
+            self.summary.failed.append(plan.run_id)
+            print(f"failed {plan.run_id} (not started: {error})", flush=True)
 
     def _done(self, plan: RunPlan) -> None:
         self.summary.done.append(plan.run_id)
         self.completed.add(plan.run_id)
 
-    def finish(self, plan: RunPlan, exit_code: int, attempt: dict[str, Any]) -> None:
+    def finish(self, item: RunPlan | SeedGroup, exit_code: int, attempt: dict[str, Any]) -> None:
+        log = self.root / _members(item)[0].run_id / RUN_LOG
+        for plan in _members(item):
+            self._finish_run(plan, exit_code, attempt, log)
+
+    def _finish_run(self, plan: RunPlan, exit_code: int, attempt: dict[str, Any],
+                    log: Path) -> None:
         state = run_state(self.root, plan)
         if state.state == "done":
             outcome = "done"
@@ -334,13 +360,25 @@ class Runner(Scheduler):
         print(f"{outcome:6} {plan.run_id} (exit {exit_code}"
               + (f", step {state.step}" if state.step is not None else "") + ")", flush=True)
         if outcome == "failed":
-            log = run_dir / RUN_LOG
             lines = [line for line in log.read_text().splitlines() if line.strip()] \
                 if log.is_file() else []
             print(f"  {lines[-1] if lines else 'no output'} (see {log})", flush=True)
 
-    def left(self, waiting: list[RunPlan]) -> None:
+    def regroup(self, waiting: list[RunPlan | SeedGroup]) -> list[RunPlan | SeedGroup]:
+        """A seed group one of whose offline runs failed is split into its members, so that
+        the others start on their own (the failed one's is reported as blocked)."""
         failed = set(self.summary.failed)
-        for plan in waiting:
+        return [plan for item in waiting
+                for plan in (_members(item) if isinstance(item, SeedGroup) and any(
+                    member.parent in failed for member in item.members) else (item,))]
+
+    def left(self, waiting: list[RunPlan | SeedGroup]) -> None:
+        failed = set(self.summary.failed)
+        for plan in (plan for item in waiting for plan in _members(item)):
             (self.summary.blocked if plan.parent in failed else self.summary.remaining).append(
                 plan.run_id)
+
+
+def _members(item: RunPlan | SeedGroup) -> tuple[RunPlan, ...]:
+    """The training runs of a scheduled item: a plan itself, or a seed group's members."""
+    return item.members if isinstance(item, SeedGroup) else (item,)
