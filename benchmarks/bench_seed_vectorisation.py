@@ -20,11 +20,11 @@ Three measurements, all at Hopper's sizes (obs 11, act 3) and one torch thread:
    most peak / achieved (all non-GEMM time removed, every GEMM at the peak). Issue 12 asks for
    >= 2x; where this bound is below 2x no stacking can reach it on this CPU at this thread count.
 
-3. Whole updates. SAC's update (the algorithm ``--seeds`` stacks, ``smac_core.seeds``) of S
-   seeds: one ``SeedStack.update`` against the S agents' own updates one after another, on the
-   same batches, at batch 256 / width 256 and batch 32 / width 64, per optimizer; the aggregate
-   seed-updates per second of both and their ratio (tests/test_seeds.py checks that the two
-   compute the same updates).
+3. Whole updates of the stackable ``--algos`` (``smac_core.seeds.STACKABLE``; SAC and SMAC by
+   default) for S seeds: one ``SeedStack.update`` (what ``--seeds`` trains) against the S
+   agents' own updates one after another, on the same batches, at batch 256 / width 256 and
+   batch 32 / width 64, per optimizer; the aggregate seed-updates per second of both and their
+   ratio (tests/test_seeds.py checks that the two compute the same updates).
 
     python benchmarks/bench_seed_vectorisation.py [--algos sac,smac] [--optimizers adam,muon]
         [--seeds 5] [--seconds 3] [--device cpu|cuda]
@@ -43,7 +43,6 @@ import itertools
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import fields
 
 import torch
 from bench_updates import (
@@ -62,11 +61,10 @@ from bench_updates import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
-from smac_core.algos import make_agent
 from smac_core.algos.base import Agent
 from smac_core.data.buffers import Batch
 from smac_core.errors import SmacError, cli_entry
-from smac_core.seeds import SeedStack
+from smac_core.seeds import STACKABLE, SeedStack
 
 Layers = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: weight (S, in, out), bias (S, 1, out)
 
@@ -172,74 +170,60 @@ def layer_table(seeds: int, seconds: float, device: torch.device) -> list[str]:
         for name, batch, width, separate, stacked in layer_times(seeds, seconds, device)]
 
 
-def stacked_update_times(seeds: int, kinds: list[str], seconds: float, device: torch.device
-                         ) -> list[tuple[str, int, int, float, float]]:
-    """(optimizer, batch, width, seed-by-seed ms, stacked ms) of one update of all ``seeds``
-    SAC seeds, per optimizer and size, on ``device`` (CPU: thread CPU time; CUDA: wall)."""
+def stacked_update_times(algos: list[str], seeds: int, kinds: list[str], seconds: float,
+                         device: torch.device) -> list[tuple[str, str, int, int, float, float]]:
+    """(algorithm, optimizer, batch, width, one-by-one ms, stacked ms) of one update of all
+    ``seeds`` seeds, per stackable algorithm of ``algos``, optimizer and size, on ``device``
+    (CPU: thread CPU time; CUDA: wall). Agents as ``bench_updates.prepared_agent`` builds them
+    (SMAC with its score model); seed k updates on batch k of the prepared ones."""
     times = []
-    generator = torch.Generator().manual_seed(0)
-    for batch, width in ((BATCH_SIZE, 256), (32, 64)):
-        for kind in kinds:
-            overrides = {"optimizer": kind, "batch_size": batch,
-                         "actor_hidden": [width, width], "critic_hidden": [width, width]}
-            alone, stacked_agents = [], []
-            for seed in range(seeds):
-                torch.manual_seed(seed)
-                alone.append(make_agent("sac", OBS_DIM, ACT_DIM, overrides, device))
-                stacked_agents.append(copy.deepcopy(alone[-1]))
-            rng = (torch.cuda.get_rng_state(device) if device.type == "cuda"
-                   else torch.get_rng_state())
-            stack = SeedStack(stacked_agents, [rng] * seeds)
-            batches = [[random_batch(batch, generator, device) for _ in range(seeds)]
-                       for _ in range(PREPARED_BATCHES)]
-            done = [0, 0]
+    for algo in (a for a in algos if a in STACKABLE):
+        for batch, width in ((BATCH_SIZE, 256), (32, 64)):
+            for kind in kinds:
+                overrides = {"optimizer": kind, "batch_size": batch,
+                             "actor_hidden": [width, width], "critic_hidden": [width, width]}
+                prepared = [prepared_agent(algo, device, overrides) for _ in range(seeds)]
+                alone, batches = [agent for agent, _ in prepared], prepared[0][1]
+                rng = (torch.cuda.get_rng_state(device) if device.type == "cuda"
+                       else torch.get_rng_state())
+                stack = SeedStack([copy.deepcopy(agent) for agent in alone], [rng] * seeds)
+                done = [0, 0]
 
-            def one_by_one(done: list[int] = done, batches: list[list[Batch]] = batches,
-                           alone: list[Agent] = alone) -> None:
-                for agent, seed_batch in zip(alone, batches[done[0] % PREPARED_BATCHES],
-                                             strict=True):
-                    agent.update(seed_batch)
-                done[0] += 1
+                def one_by_one(done: list[int] = done, batches: list[Batch] = batches,
+                               alone: list[Agent] = alone) -> None:
+                    for k, agent in enumerate(alone):
+                        agent.update(batches[(done[0] + k) % PREPARED_BATCHES])
+                    done[0] += 1
 
-            def together(done: list[int] = done, batches: list[list[Batch]] = batches,
-                         stack: SeedStack = stack) -> None:
-                stack.update(batches[done[1] % PREPARED_BATCHES])
-                done[1] += 1
+                def together(done: list[int] = done, batches: list[Batch] = batches,
+                             stack: SeedStack = stack) -> None:
+                    stack.update([batches[(done[1] + k) % PREPARED_BATCHES]
+                                  for k in range(stack.seeds)])
+                    done[1] += 1
 
-            contenders = [Contender(("one by one",), one_by_one),
-                          Contender(("stacked",), together)]
-            for c in contenders:
-                for _ in range(WARMUP_UPDATES):
-                    c.step()
-            clock = time.thread_time if device.type == "cpu" else time.perf_counter
-            measure(contenders, device, seconds, 0.25, clock)
-            separate, stacked = (1000 / c.rate for c in contenders)
-            times.append((kind, batch, width, separate, stacked))
+                contenders = [Contender(("one by one",), one_by_one),
+                              Contender(("stacked",), together)]
+                for c in contenders:
+                    for _ in range(WARMUP_UPDATES):
+                        c.step()
+                clock = time.thread_time if device.type == "cpu" else time.perf_counter
+                measure(contenders, device, seconds, 0.25, clock)
+                separate, stacked = (1000 / c.rate for c in contenders)
+                times.append((algo, kind, batch, width, separate, stacked))
     return times
 
 
-def stacked_update_table(seeds: int, kinds: list[str], seconds: float, device: torch.device
-                         ) -> list[str]:
+def stacked_update_table(algos: list[str], seeds: int, kinds: list[str], seconds: float,
+                         device: torch.device) -> list[str]:
     """Markdown rows of ``stacked_update_times`` with aggregate seed-updates/s."""
-    return ["| SAC optimizer | batch | width | one by one ms | stacked ms | one by one "
+    return ["| algorithm | optimizer | batch | width | one by one ms | stacked ms | one by one "
             "seed-updates/s | stacked seed-updates/s | stacked / one by one |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"] + [
-        f"| {kind} | {batch} | {width} | {separate:.2f} | {stacked:.2f} | "
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"] + [
+        f"| {algo} | {kind} | {batch} | {width} | {separate:.2f} | {stacked:.2f} | "
         f"{1000 * seeds / separate:.0f} | {1000 * seeds / stacked:.0f} | "
         f"{separate / stacked:.2f}x |"
-        for kind, batch, width, separate, stacked
-        in stacked_update_times(seeds, kinds, seconds, device)]
-
-
-def random_batch(size: int, generator: torch.Generator, device: torch.device) -> Batch:
-    """``size`` random transitions at Hopper's sizes on ``device``."""
-    def randn(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=generator)
-
-    batch = Batch(randn(size, OBS_DIM), torch.rand(size, ACT_DIM, generator=generator) * 2 - 1,
-                  randn(size), randn(size, OBS_DIM),
-                  (torch.rand(size, generator=generator) < 0.05).float(), randn(size))
-    return Batch(*(getattr(batch, f.name).to(device) for f in fields(Batch)))
+        for algo, kind, batch, width, separate, stacked
+        in stacked_update_times(algos, seeds, kinds, seconds, device)]
 
 
 def roofline_table(algos: list[str], kinds: list[str], peak: float, seconds: float
@@ -285,10 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Stacked layers on {device.type} ({'thread CPU' if device.type == 'cpu' else 'wall'} "
           f"time): {args.seeds} seeds, forward + backward\n")
     print("\n".join(layer_table(args.seeds, args.seconds, device)) + "\n", flush=True)
-    print(f"Whole SAC updates of {args.seeds} seeds, seed-stacked (SeedStack, as --seeds trains) "
+    print(f"Whole updates of {args.seeds} seeds, seed-stacked (SeedStack, as --seeds trains) "
           f"against one by one, on {device.type}\n")
-    print("\n".join(stacked_update_table(args.seeds, kinds, args.seconds, device)) + "\n",
-          flush=True)
+    print("\n".join(stacked_update_table(algos, args.seeds, kinds, args.seconds, device))
+          + "\n", flush=True)
     if device.type != "cpu":
         return 0
     peak, shape = gemm_peak(min(args.seconds, 1.0))

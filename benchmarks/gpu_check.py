@@ -10,7 +10,7 @@ target is >= 5x); an offline SMAC run and an online SAC run through ``smac_core.
 (``evaluate_vectors``) on CUDA against CPU (env steps/s, largest return difference: CUDA's
 matmuls round differently, so returns may differ slightly); SMAC's score-model training steps/s
 in float32 and in bfloat16 (``DiffusionConfig.precision``); five seeds' networks stacked (one
-batched matmul per layer) against seed by seed on CUDA, and five SAC seeds' whole updates
+batched matmul per layer) against seed by seed on CUDA, and five SAC and SMAC seeds' updates
 seed-stacked as ``--seeds`` trains them (``SeedStack``) against one by one, with the aggregate
 seed-updates/s (``bench_seed_vectorisation.py``); a seed-stacked online run
 (``--seeds 0,1 --device cuda``). torch.compile / CUDA graphs of the update are not implemented
@@ -169,12 +169,14 @@ def stacked_seeds_row(device: torch.device, seconds: float) -> list[str]:
     speeds = ", ".join(f"{name} batch {batch} width {width} {separate / stacked:.2f}x"
                        for name, batch, width, separate, stacked
                        in layer_times(5, seconds, device))
-    updates = ", ".join(f"{kind} batch {batch} width {width}: {5000 / stacked:.0f} "
+    updates = ", ".join(f"{algo} {kind} batch {batch} width {width}: {5000 / stacked:.0f} "
                         f"seed-updates/s ({separate / stacked:.2f}x one by one)"
-                        for kind, batch, width, separate, stacked
-                        in stacked_update_times(5, ["adam", "muon"], seconds, device))
-    return ["5 seeds stacked vs seed by seed: layers (forward + backward); whole SAC updates "
-            "(SeedStack)", f"{speeds}; {updates}", "target: >= 5,000 seed-updates/s"]
+                        for algo, kind, batch, width, separate, stacked
+                        in stacked_update_times(["sac", "smac"], 5, ["adam", "muon"], seconds,
+                                                device))
+    return ["5 seeds stacked vs seed by seed: layers (forward + backward); whole SAC and SMAC "
+            "updates (SeedStack)", f"{speeds}; {updates}",
+            "target: >= 5,000 seed-updates/s for SMAC"]
 
 
 def main() -> int:

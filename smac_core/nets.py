@@ -265,7 +265,8 @@ class CriticEnsemble(nn.Module):
             x = x.unsqueeze(0).expand(self.ensemble_size, -1, -1)
         return self.layers(x).squeeze(-1)
 
-    def action_gradient(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def action_gradient(self, obs: torch.Tensor, actions: torch.Tensor, fused: bool = True
+                        ) -> torch.Tensor:
         """grad_a Q_i(s, a) of every member, (N, B, act_dim), differentiable in the weights (to
         train on a loss of it); ``obs`` (B, obs_dim) or (N, B, obs_dim), ``actions`` likewise.
 
@@ -274,12 +275,16 @@ class CriticEnsemble(nn.Module):
         the input weights' action rows. The masks are piecewise constant (ReLU's second
         derivative is 0), so this is the value and weight-gradient that autograd's
         gradient-of-a-gradient computes, without the forward graph and the double backward.
-        Only ReLU critics without LayerNorm.
+        Only ReLU critics without LayerNorm. ``fused``: by ``_ReluActionGradient``, member by
+        member with a hand-written backward (faster); else the same products as batched torch
+        ops under autograd (what ``torch.func.vmap`` can batch: seed-stacked training).
         """
         if not all(isinstance(layer, VectorizedLinear | nn.ReLU) for layer in self.layers):
             raise SmacError("action_gradient needs a ReLU critic without LayerNorm")
         linears = [layer for layer in self.layers if isinstance(layer, VectorizedLinear)]
         x = torch.cat([obs, actions], dim=-1)
+        if not fused:
+            return _relu_action_gradient(linears, x, actions.shape[-1], self.ensemble_size)
         masks = []  # per member, per hidden layer: 1[pre-activation > 0] (B, H_l)
         with torch.no_grad():
             for i in range(self.ensemble_size):
@@ -300,6 +305,24 @@ class CriticEnsemble(nn.Module):
         for layer in self.layers:
             x = layer.member(i, x) if isinstance(layer, VectorizedLinear) else layer(x)
         return x.squeeze(-1)
+
+
+def _relu_action_gradient(linears: list[VectorizedLinear], x: torch.Tensor, act_dim: int,
+                          members: int) -> torch.Tensor:
+    """``CriticEnsemble.action_gradient`` by batched torch ops: x (B, in) or (N, B, in) ->
+    (N, B, act_dim); masks D_l from a forward pass without gradient, then g = w_out^T and
+    g <- (g * D_l) W_l^T down the layers (W_1: its action rows)."""
+    masks, hidden = [], x if x.dim() == 3 else x.unsqueeze(0).expand(members, -1, -1)
+    with torch.no_grad():
+        for linear in linears[:-1]:
+            hidden = torch.baddbmm(linear.bias, hidden, linear.weight).clamp_min(0.0)
+            masks.append(hidden > 0)                                           # (N, B, H_l)
+    grad = linears[-1].weight.transpose(1, 2)                                  # (N, 1, H_L)
+    for level in reversed(range(len(masks))):
+        weight = linears[level].weight                                         # (N, in, out)
+        weight = weight[:, -act_dim:] if level == 0 else weight
+        grad = torch.bmm(grad * masks[level], weight.transpose(1, 2))          # (N, B, in)
+    return grad
 
 
 class ValueNetwork(nn.Module):

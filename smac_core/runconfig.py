@@ -37,8 +37,8 @@ PHASE_DEFAULTS = {"steps": {"online": 100_000, "offline": 1_000_000},
                   "checkpoint_every": {"online": 50_000, "offline": 100_000}}
 # fields that are flags of one phase only
 ONLINE_ONLY = ("from_checkpoint", "handoff", "mix", "start_steps", "buffer_size",
-               "early_eval_every", "early_eval_until", "seeds")
-SEED_STACKED_ALGORITHMS = ("sac",)  # --seeds: smac_core.seeds.STACKABLE (checked equal there)
+               "early_eval_every", "early_eval_until")
+SEED_STACKED_ALGORITHMS = ("sac", "smac", "calql", "cql")  # --seeds: smac_core.seeds.STACKABLE
 SEED_PLACEHOLDER = "{seed}"  # in --from with --seeds: each seed's own checkpoint
 OFFLINE_ONLY = ("dataset", "optimizer", "normalize_obs")
 FLAG_NAMES = {"from_checkpoint": "--from", "overrides": "--set"}  # others: --name-with-dashes
@@ -111,7 +111,7 @@ class RunConfig:
     early_eval_until: int = 5_000           # online
     optimizer: str | None = None            # offline: None is the algorithm's config
     normalize_obs: bool = True              # offline
-    seeds: tuple[int, ...] | None = None    # online: seed-stacked run of these seeds
+    seeds: tuple[int, ...] | None = None    # a seed-stacked run of these seeds
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)

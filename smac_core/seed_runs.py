@@ -1,4 +1,4 @@
-"""``python -m smac_core.train online --algo sac --seeds 0,1,2,3,4 --out OUT``: the seeds of one
+"""``python -m smac_core.train {online,offline} ... --seeds 0,1,2,3,4 --out OUT``: the seeds of one
 configuration trained in one process, their updates seed-stacked (``smac_core.seeds``).
 
 Each seed k is the single-seed run ``RunConfig.for_seed(k)`` (``--seed k --out OUT/seed<k>``,
@@ -12,7 +12,9 @@ Lockstep: one loop step is, seed by seed under the seed's own random stream
 of all seeds; then, seed by seed, its run's bookkeeping (training metrics, evaluations,
 checkpoints, each with the seed's slice of the optimizer states, ``SeedStack.export_state``).
 ``--resume`` resumes every seed from its latest checkpoint; they must be at one step. A signal
-stops all seeds at the same step, each with a checkpoint.
+stops all seeds at the same step, each with a checkpoint. An offline seed's agent prepares
+itself as its single-seed run does (SMAC trains or loads its own score model), one seed after
+another, before the loop starts.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def run_seeds(config: RunConfig, given: RunConfig) -> int:
     the run directories record): claim and lock OUT/seed<k> for every seed, build each seed's
     trainer as its single-seed run would, stack them and run the lockstep loop. The exit
     status as ``train.run``'s."""
-    from smac_core.trainers import build_online
+    from smac_core.trainers import build_offline, build_online
 
     seeds = list(config.seeds or ())
     with ExitStack() as locks:
@@ -132,7 +134,8 @@ def run_seeds(config: RunConfig, given: RunConfig) -> int:
             seed_config = config.for_seed(seed)
             command = given.for_seed(seed).command()
             locks.enter_context(run_directory(seed_config.out, command))
-            trainer, checkpoint = build_online(seed_config, command)
+            build = build_online if config.phase == "online" else build_offline
+            trainer, checkpoint = build(seed_config, command)
             trainers.append(trainer)
             resume_from.append(checkpoint)
             rng_states.append(_rng_state(seed_config.device))  # as its single run has it now

@@ -12,24 +12,28 @@ each starts from its own seed's initial weights) and:
   and hyperparameters: AdamW is elementwise, so seed k's slice moves exactly as seed k's own
   optimizer would move it; Muon orthogonalises each seed's matrices separately (its
   ``seed_axis`` groups);
-- replaces two methods of the stacked agent. ``gradient_step`` evaluates the algorithm's own
-  loss function once for all seeds (``torch.func.vmap`` over the seed axis of the tensors and
+- replaces methods of the stacked agent. ``gradient_step`` evaluates the algorithm's own loss
+  function once for all seeds (``torch.func.vmap`` over the seed axis of the tensors and
   inputs, ``functional_call`` on the agent's modules) and backpropagates the sum of the S
   losses: seed k's parameters get seed k's gradient, since no seed's loss reads another's
-  parameters. ``draw_noise`` draws seed k's noise from seed k's random stream: torch's global
-  generator in the state it has in seed k's single-seed run (``rng_states``, kept per seed and
-  swapped in by ``seed_rng``).
+  parameters. Every ``per_seed`` method (the random draws and no-gradient inputs of a step:
+  SAC's ``critic_inputs``, ``policy_inputs``) runs seed by seed instead, seed k's own agent on
+  seed k's random stream: torch's global generator in the state it has in seed k's
+  single-seed run (``rng_states``, kept per seed and swapped in by ``seed_rng``), and the
+  results are stacked.
 
 So an update of the stacked agent computes, for every seed, the update its single-seed run
 computes, in float32 arithmetic summed in another order (batched instead of single GEMMs): the
 runs agree to rounding, which grows slowly over updates (tests/test_seeds.py states the
-tolerance). Algorithms whose loss functions draw no random numbers themselves (``STACKABLE``)
-can be stacked.
+tolerance). Algorithms whose update runs through ``gradient_step`` and ``per_seed`` methods
+(``STACKABLE``) can be stacked.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
@@ -44,9 +48,9 @@ from smac_core.data.buffers import Batch
 from smac_core.errors import SmacError
 from smac_core.optim import Muon
 
-STACKABLE = ("sac",)          # algorithms whose update runs through gradient_step/draw_noise
+STACKABLE = ("sac", "smac", "calql", "cql")  # updates through gradient_step, per_seed methods
 PER_SEED_VALUES = ("target_entropy",)  # float attributes the losses read that differ by seed
-SHARED_VALUES = ("reward_scale", "reward_bias")  # float attributes all seeds must share
+SHARED_VALUES = ("reward_scale", "reward_bias", "cql_alpha")  # attributes all seeds share
 SHARED_STATE = ("step",)  # optimizer-state entries all seeds share (AdamW's step count)
 
 RngState = torch.Tensor  # torch.get_rng_state() (CPU), or that of the agent's CUDA device
@@ -116,7 +120,10 @@ class SeedStack:
         stacked.optimizers = {name: _stacked_optimizer(opt, stacked_of)
                               for name, opt in agents[0].optimizers.items()}
         stacked.gradient_step = self._gradient_step  # type: ignore[method-assign]
-        stacked.draw_noise = self._draw_noise        # type: ignore[method-assign]
+        for name, method in inspect.getmembers(type(stacked), callable):
+            if getattr(method, "per_seed", False):
+                setattr(stacked, name, functools.partial(self._per_seed_call, name))
+        stacked.seed_stacked = True
         self.agent = stacked
         self._networks = _Networks(stacked.networks)
         self._tensors = dict(self._networks.named_parameters()) | dict(
@@ -141,14 +148,14 @@ class SeedStack:
             self.rng_states[k] = _get_rng(self.device)
             _set_rng(previous, self.device)
 
-    def _draw_noise(self, like: torch.Tensor) -> torch.Tensor:
-        """Seed k's standard normal draw shaped like ``like[k]``, from seed k's stream:
-        (S, ...) like ``like``."""
-        draws = []
-        for k in range(self.seeds):
+    def _per_seed_call(self, name: str, *args: Any) -> dict[str, torch.Tensor]:
+        """The ``per_seed`` method ``name`` of every seed's own agent, on its slice of ``args``
+        (a Batch or tensor with a seed axis) and its random stream; the results stacked."""
+        results = []
+        for k, agent in enumerate(self.agents):
             with self.seed_rng(k):
-                draws.append(torch.randn_like(like[k]))
-        return torch.stack(draws)
+                results.append(getattr(agent, name)(*(_seed_slice(a, k) for a in args)))
+        return {key: torch.stack([r[key] for r in results]) for key in results[0]}
 
     # ------------------------------------------------------------------ updates
     def _gradient_step(self, optimizers: Sequence[str], loss_fn: Callable[..., LossAndMetrics],
@@ -159,12 +166,13 @@ class SeedStack:
         live = {id(p) for name in optimizers
                 for group in self.agent.optimizers[name].param_groups for p in group["params"]}
         tensors = {name: t if id(t) in live else t.detach() for name, t in self._tensors.items()}
-        packed = [{f.name: getattr(x, f.name) for f in fields(Batch)} if isinstance(x, Batch)
-                  else x for x in inputs]
+        batches = {i for i, x in enumerate(inputs) if isinstance(x, Batch)}  # as dicts in vmap
+        packed = [{f.name: getattr(x, f.name) for f in fields(Batch)} if i in batches else x
+                  for i, x in enumerate(inputs)]
         in_dims = tuple(0 if isinstance(x, dict | torch.Tensor) else None for x in packed)
 
         def one_seed(seed_tensors: dict[str, torch.Tensor], *seed_inputs: Any) -> LossAndMetrics:
-            unpacked = [Batch(**x) if isinstance(x, dict) else x for x in seed_inputs]
+            unpacked = [Batch(**x) if i in batches else x for i, x in enumerate(seed_inputs)]
             return functional_call(self._networks, seed_tensors, (loss_fn, *unpacked))
 
         loss, metrics = vmap(one_seed, in_dims=(0, *in_dims), randomness="error")(
@@ -227,6 +235,13 @@ class SeedStack:
                     [float(getattr(agent, name)) for agent in self.agents], device=self.device))
 
 
+def _seed_slice(value: Any, k: int) -> Any:
+    """Seed k's part of a seed-stacked Batch or tensor; anything else as is."""
+    if isinstance(value, Batch):
+        return Batch(**{f.name: getattr(value, f.name)[k] for f in fields(Batch)})
+    return value[k] if isinstance(value, torch.Tensor) else value
+
+
 def _slice(key: str, value: Any, k: int) -> Any:
     """Seed k's part of one optimizer-state entry: a shared one (``SHARED_STATE``) is copied,
     a tensor stacked like its parameter is sliced."""
@@ -277,7 +292,7 @@ def _check_stackable(agents: Sequence[Agent]) -> None:
         if agent.device != first.device:
             raise SmacError("seed-stacked agents must live on one device")
         for name in SHARED_VALUES:
-            if getattr(agent, name) != getattr(first, name):
+            if getattr(agent, name, None) != getattr(first, name, None):
                 raise SmacError(f"seed-stacked agents must share {name}: {getattr(first, name)} "
-                                f"!= {getattr(agent, name)} (their checkpoints learned in "
-                                "different reward units)")
+                                f"!= {getattr(agent, name)} (their datasets or checkpoints "
+                                "differ)")

@@ -100,6 +100,11 @@ def _add_common_flags(p: argparse.ArgumentParser, phase: str) -> None:
                         "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"],
                    help="seeds everything (default: %(default)s)")
+    p.add_argument("--seeds", type=seed_list, metavar="K,K,...",
+                   help="train these seeds in one process, seed-stacked (one batched matmul per "
+                        "layer across seeds; --algo sac, smac, calql or cql), seed k writing the "
+                        "run directory of its single-seed run, OUT/seed<k> (--seed is then "
+                        "unused); '{seed}' in --out (and --from) is replaced by each seed")
     add_device_flag(p, "where networks and replay buffers live")
     p.add_argument("--threads", type=int, default=DEFAULTS["threads"],
                    help="torch CPU threads (default: 1; updates of networks this small gain "
@@ -166,11 +171,6 @@ def build_parser() -> argparse.ArgumentParser:
     online.add_argument("--early-eval-until", type=int, default=DEFAULTS["early_eval_until"],
                         help="the dense early evaluations last until this step "
                              "(default: %(default)s)")
-    online.add_argument("--seeds", type=seed_list, metavar="K,K,...",
-                        help="train these seeds in one process, seed-stacked (one batched "
-                             "matmul per layer across seeds; --algo sac), seed k writing the run "
-                             "directory of its single-seed run, OUT/seed<k> (--seed is then "
-                             "unused); '{seed}' in --from or --out is replaced by each seed")
     _add_common_flags(online, "online")
 
     offline = sub.add_parser("offline", help="offline pre-training",

@@ -32,3 +32,28 @@ def minari_root(tmp_path, monkeypatch) -> Path:
     root.mkdir()
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
     return root
+
+
+@pytest.fixture
+def pendulum_dataset(minari_root) -> str:
+    """400 transitions of uniform random actions on Pendulum-v1, as Minari "local/pendulum/..."."""
+    from smac_core import tasks
+    from smac_core.data.dataset import TransitionDataset
+    from smac_core.data.minari_store import write_minari
+
+    env = tasks.make_env("Pendulum-v1")
+    rng = np.random.default_rng(0)
+    episodes = []
+    for k in range(2):
+        obs, _ = env.reset(seed=k)
+        ep = {"observations": [obs], "actions": [], "rewards": [], "terminals": [],
+              "truncations": []}
+        for t in range(200):
+            action = rng.uniform(-2.0, 2.0, 1).astype(np.float32)
+            obs, reward, terminated, _, _ = env.step(action)
+            for key, value in (("observations", obs), ("actions", action), ("rewards", reward),
+                               ("terminals", terminated), ("truncations", t == 199)):
+                ep[key].append(value)
+        episodes.append({k: np.asarray(v) for k, v in ep.items()})
+    write_minari(TransitionDataset.from_episodes(episodes), "local/pendulum/random-v0", env)
+    return "local/pendulum/random-v0"

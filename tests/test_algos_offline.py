@@ -3,6 +3,7 @@ critic regulariser (double backward against finite differences, alignment on a t
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -279,16 +280,19 @@ def autograd_score_matching_loss(critic: CriticEnsemble, obs: torch.Tensor,
     return residual.pow(2).sum(-1).mean(1).sum(), grad_q
 
 
-def test_written_out_action_gradient_equals_autograds_double_backward():
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "batched-ops"])
+def test_written_out_action_gradient_equals_autograds_double_backward(fused):
     # Hopper-sized critic and batch, as SMAC trains it: the same loss, grad_a Q and gradients of
-    # every critic and scale weight as autograd's gradient of a gradient, to float32 rounding
+    # every critic and scale weight as autograd's gradient of a gradient, to float32 rounding,
+    # by the fused kernel and by the batched torch ops that seed-stacked training vmaps
     torch.manual_seed(0)
     critic, scale_net = CriticEnsemble(11, 3), ScoreScale(11, 64, minimum=0.01)
     obs, actions = torch.randn(256, 11), torch.rand(256, 3) * 2 - 1
     score = torch.randn(256, 3) * 10
     params = [*critic.parameters(), *scale_net.parameters()]
     results = []
-    for loss_fn in (score_matching_loss, autograd_score_matching_loss):
+    for loss_fn in (functools.partial(score_matching_loss, fused=fused),
+                    autograd_score_matching_loss):
         loss, grad_q = loss_fn(critic, obs, actions, score, scale_net(obs))
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         results.append((loss, grad_q, [torch.zeros_like(p) if g is None else g

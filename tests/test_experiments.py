@@ -671,19 +671,23 @@ def test_seed_groups_give_one_seeds_command_that_trains_exactly_its_members(tmp_
 
     spec = smoke_dict(tmp_path / "out")
     spec["seeds"] = [0, 1]
+    spec["offline"]["algorithms"]["calql"] = {
+        "online": ["sac", "td3bc"], "set": {"actor_hidden": [16, 16], "critic_hidden": [16, 16]}}
     plans = expand_grid(load_spec(write_spec(tmp_path, spec)))
     items = seed_groups(plans, lambda plan: None)
     groups = [item for item in items if isinstance(item, SeedGroup)]
-    assert [group.run_id for group in groups] == ["door-binary/td3bc/seed{0,1}/online-sac"]
-    group = groups[0]
-    assert [member.seed for member in group.members] == [0, 1]
-    assert "--seed" not in group.args and group.args[-2:] == ("--seeds", "0,1")
-    stacked = parse_config(group.args)
-    for member in group.members:  # seed k of the group is the member's own run, flag for flag
-        assert stacked.for_seed(member.seed) == parse_config(member.args)
-    # the rest unchanged, in order: offline runs and TD3+BC's online runs (not stackable)
+    assert [group.run_id for group in groups] == [
+        "door-binary/td3bc/seed{0,1}/online-sac", "door-binary/calql/seed{0,1}/offline",
+        "door-binary/calql/seed{0,1}/online-sac"]
+    for group in groups:
+        assert [member.seed for member in group.members] == [0, 1]
+        assert "--seed" not in group.args and group.args[-2:] == ("--seeds", "0,1")
+        stacked = parse_config(group.args)
+        for member in group.members:  # seed k of the group is the member's own run, flag by flag
+            assert stacked.for_seed(member.seed) == parse_config(member.args)
+    # the rest unchanged, in order: TD3+BC's offline and online runs (not stackable)
     assert [item.run_id for item in items if isinstance(item, RunPlan)] == [
-        plan.run_id for plan in plans if plan.algorithm != "sac"]
+        plan.run_id for plan in plans if plan.algorithm == "td3bc"]
     # seeds at different resume steps cannot be one --seeds run
     apart = seed_groups(plans, lambda plan: plan.seed)
     assert not any(isinstance(item, SeedGroup) for item in apart)

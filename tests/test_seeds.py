@@ -28,6 +28,7 @@ from smac_core.seeds import STACKABLE, SeedStack
 from smac_core.train import main
 
 OBS_DIM, ACT_DIM = 11, 3
+SMALL_NETS = {"actor_hidden": [64, 64], "critic_hidden": [64, 64], "batch_size": 64}
 SMALL = ["--set", "actor_hidden=[32,32]", "--set", "critic_hidden=[32,32]",
          "--set", "batch_size=32"]
 
@@ -41,19 +42,32 @@ def _batch(generator: torch.Generator, size: int) -> Batch:
                  (torch.rand(size, generator=generator) < 0.1).float(), randn(size))
 
 
-@pytest.mark.parametrize("overrides", [{}, {"utd": 2}, {"optimizer": "muon"}],
-                         ids=["adam", "utd2", "muon"])
-def test_stacked_updates_equal_each_seeds_own_updates(overrides):
+def _analytic_score(obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """A stand-in for SMAC's dataset score: (B, obs_dim), (B, act_dim) -> (B, act_dim)."""
+    return -actions * obs[:, :ACT_DIM].tanh()
+
+
+@pytest.mark.parametrize(("algo", "overrides"), [
+    ("sac", {}), ("sac", {"utd": 2}), ("sac", {"optimizer": "muon"}),
+    ("smac", {}), ("smac", {"optimizer": "adam", "alpha_psi_mode": "learned"}),
+    ("calql", {"num_sampled_actions": 4}),
+    ("cql", {"num_sampled_actions": 4, "max_target_backup": False})],
+    ids=["sac-adam", "sac-utd2", "sac-muon", "smac-muon", "smac-learned-adam", "calql", "cql"])
+def test_stacked_updates_equal_each_seeds_own_updates(algo, overrides):
     """Three seeds stacked and the same three seeds alone, on the same batches and random
     streams, in float64: after 20 updates every weight, optimizer state entry and metric
-    agrees to rounding."""
+    agrees to rounding. (SMAC's stacked critic loss takes the critic's action-gradient by
+    batched torch ops, the seeds alone by the fused kernel: the test covers both.)"""
     torch.set_default_dtype(torch.float64)
     try:
         stacked_agents, alone, rng_stacked, rng_alone = [], [], [], []
         for seed in range(3):
             for agents, states in ((stacked_agents, rng_stacked), (alone, rng_alone)):
                 torch.manual_seed(seed)
-                agents.append(make_agent("sac", OBS_DIM, ACT_DIM, overrides, "cpu"))
+                agents.append(make_agent(algo, OBS_DIM, ACT_DIM, {**SMALL_NETS, **overrides},
+                                         "cpu"))
+                if algo == "smac":
+                    agents[-1].dataset_score = _analytic_score
                 states.append(torch.get_rng_state())
         stack = SeedStack(stacked_agents, rng_stacked)
         generators = [torch.Generator().manual_seed(10 + seed) for seed in range(3)]
@@ -166,7 +180,7 @@ def test_bad_seed_lists_are_refused_before_anything_is_written(tmp_path, extra, 
 
 def test_seeds_needs_a_stackable_algorithm_and_a_number_list(tmp_path, capsys):
     args = ["online", "--algo", "td3", "--env", "Pendulum-v1", "--out", str(tmp_path / "o")]
-    with pytest.raises(SmacError, match=r"--seeds .* supports --algo sac; got td3"):
+    with pytest.raises(SmacError, match=r"supports --algo sac, smac, calql, cql; got td3"):
         main.__wrapped__([*args, "--seeds", "0,1"])
     with pytest.raises(SystemExit):
         main([*args, "--seeds", "0,one"])
@@ -184,3 +198,27 @@ def test_each_seed_starts_from_its_own_checkpoint_into_its_own_directory():
     assert {shared.for_seed(k).from_checkpoint for k in (0, 1)} == {"runs/smac"}
     nested = RunConfig("online", "sac", "study/seed{seed}/online-sac", seeds=(2,))
     assert nested.for_seed(2).out.as_posix() == "study/seed2/online-sac"
+
+
+def test_an_offline_smac_seeds_run_agrees_with_its_single_seed_runs(tmp_path, pendulum_dataset):
+    """``offline --algo smac --seeds 0,1``: each seed trains its own score model as its single
+    run does (same file), then 60 stacked updates agree with the single runs' in every weight."""
+    def offline(out: Path, *extra: str) -> list[str]:
+        return ["offline", "--algo", "smac", "--dataset", pendulum_dataset, "--steps", "60",
+                "--eval-every", "60", "--eval-episodes", "1", "--out", str(out), *SMALL,
+                "--set", 'score_model={"steps": 40, "hidden_dim": 32, "num_blocks": 1, '
+                         '"eval_every": 20}', *extra]
+
+    assert main(offline(tmp_path / "stacked", "--seeds", "0,1")) == 0
+    for seed in (0, 1):
+        alone = tmp_path / f"alone{seed}"
+        assert main(offline(alone, "--seed", str(seed))) == 0
+        stacked = tmp_path / "stacked" / f"seed{seed}"
+        for name in ("model.safetensors",):
+            assert (stacked / "score_model" / name).read_bytes() == \
+                (alone / "score_model" / name).read_bytes()
+        expected, _ = load_tensors(alone)
+        got, meta = load_tensors(stacked)
+        assert meta["seed"] == seed and meta["algorithm"] == "smac"
+        for name in expected:
+            torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-5)

@@ -6,14 +6,10 @@ import json
 import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from smac_core import tasks
 from smac_core.checkpoint import load_tensors, load_train_state
-from smac_core.data.dataset import TransitionDataset
-from smac_core.data.minari_store import write_minari
 from smac_core.rundir import read_metrics
 from smac_core.runs import Trainer
 from smac_core.train import build_parser, main
@@ -22,27 +18,6 @@ SMALL = ["--set", "actor_hidden=[32,32]", "--set", "critic_hidden=[32,32]",
          "--set", "batch_size=32"]
 ONLINE = ["online", "--algo", "sac", "--env", "Pendulum-v1", "--steps", "50",
           "--start-steps", "10", "--eval-episodes", "1", *SMALL]
-
-
-@pytest.fixture
-def pendulum_dataset(minari_root) -> str:
-    """400 transitions of uniform random actions on Pendulum-v1, as Minari "local/pendulum/..."."""
-    env = tasks.make_env("Pendulum-v1")
-    rng = np.random.default_rng(0)
-    episodes = []
-    for k in range(2):
-        obs, _ = env.reset(seed=k)
-        ep = {"observations": [obs], "actions": [], "rewards": [], "terminals": [],
-              "truncations": []}
-        for t in range(200):
-            action = rng.uniform(-2.0, 2.0, 1).astype(np.float32)
-            obs, reward, terminated, _, _ = env.step(action)
-            for key, value in (("observations", obs), ("actions", action), ("rewards", reward),
-                               ("terminals", terminated), ("truncations", t == 199)):
-                ep[key].append(value)
-        episodes.append({k: np.asarray(v) for k, v in ep.items()})
-    write_minari(TransitionDataset.from_episodes(episodes), "local/pendulum/random-v0", env)
-    return "local/pendulum/random-v0"
 
 
 def test_help_documents_every_flag_and_show_config_lists_the_defaults(capsys):

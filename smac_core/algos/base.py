@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -95,6 +95,10 @@ class Agent(ABC):
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.updates = 0
+        # True for the stacked agent of a seed-stacked run (smac_core.seeds), whose losses run
+        # under torch.func.vmap: they then avoid what vmap cannot batch (custom autograd
+        # Functions, oneDNN's private ops)
+        self.seed_stacked = False
         # r' = reward_scale * r + reward_bias: the reward units the critic learns in. Offline
         # algorithms may pick them from the dataset (CalQL, IQL); an online agent started from a
         # checkpoint inherits them (``load_pretrained``), so the critic's units survive the handoff.
@@ -125,7 +129,7 @@ class Agent(ABC):
 
         The unit that seed-stacked training (``smac_core.seeds``) replaces: there ``loss_fn``
         runs once for all seeds (``torch.func.vmap`` over stacked parameters and inputs), so a
-        loss function must draw no random numbers itself (``draw_noise`` draws them before).
+        loss function draws no random numbers itself: a ``per_seed`` method prepares them.
         """
         loss, metrics = loss_fn(*inputs)
         for name in optimizers:
@@ -134,11 +138,6 @@ class Agent(ABC):
         for name in optimizers:
             self.optimizers[name].step()
         return metrics
-
-    def draw_noise(self, like: torch.Tensor) -> torch.Tensor:
-        """Standard normal noise shaped like ``like`` from torch's global generator (a
-        seed-stacked agent draws each seed's from that seed's own stream)."""
-        return torch.randn_like(like)
 
     def learning_rewards(self, batch: Batch) -> torch.Tensor:
         """The rewards the critic learns from, in its units: scale * r + bias, (B,)."""
@@ -262,6 +261,18 @@ class Agent(ABC):
             online_name = name.removesuffix("_target")
             if name != online_name and name not in loaded and online_name in loaded:
                 module.load_state_dict(self.networks[online_name].state_dict(), strict=False)
+
+
+AgentMethod = TypeVar("AgentMethod", bound=Callable[..., Any])
+
+
+def per_seed(method: AgentMethod) -> AgentMethod:
+    """Mark an agent method that prepares a gradient step's inputs: its random draws and the
+    quantities without gradient that a loss function takes (sampled actions, a frozen model's
+    outputs), as a dict of tensors. A seed-stacked agent (``smac_core.seeds``) runs it seed by
+    seed, each seed's own agent on its own random stream, and stacks the results."""
+    method.per_seed = True  # type: ignore[attr-defined]
+    return method
 
 
 @torch.no_grad()

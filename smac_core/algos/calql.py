@@ -48,7 +48,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from smac_core.algos.base import check_config, dataset_task, reduce_ensemble
+from smac_core.algos.base import check_config, dataset_task, per_seed, reduce_ensemble
 from smac_core.algos.sac import SAC, SACConfig
 from smac_core.data.buffers import Batch, ReplayBuffer
 from smac_core.data.dataset import TransitionDataset
@@ -168,44 +168,62 @@ class CalQL(SAC):
                     returns[episode] = failure / (1.0 - self.config.gamma)
         return returns
 
-    def td_target(self, batch: Batch, next_noise: torch.Tensor | None = None) -> torch.Tensor:
-        """y = r + gamma (1 - d) max_j reduce_i Q_target_i(s', a'_j), a'_j ~ pi(.|s'): the max
-        over ``num_sampled_actions`` next actions (one without ``max_target_backup``), no
-        entropy term (CORL's CalQL configs). It samples its next actions itself: SAC's one
-        draw per state, ``next_noise``, is not used."""
+    @per_seed
+    def critic_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """CalQL's draws, no gradient: ``next_actions`` (B k, act_dim), k next actions per state
+        for the max backup (k = ``num_sampled_actions``, 1 without ``max_target_backup``), and
+        the CQL proposals, n = ``num_sampled_actions`` per state, all evaluated at s:
+        ``random_actions`` ~ U([-1, 1]^d), ``current_actions`` ~ pi(.|s) and ``next_actions_cql``
+        ~ pi(.|s'), (B n, act_dim) each, with their log-densities ``log_pi_current``,
+        ``log_pi_next`` (B n,)."""
+        cfg = self.config
+        k = cfg.num_sampled_actions if cfg.max_target_backup else 1
+        n, (batch_size, act_dim) = cfg.num_sampled_actions, batch.actions.shape
+        obs, next_obs = batch.observations, batch.next_observations
+        with torch.no_grad():
+            # a'_j ~ pi(.|s'), k per state
+            next_actions, _ = self.actor(next_obs.repeat_interleave(k, dim=0))
+            # CQL samples, n per state: a ~ U([-1, 1]^d), a ~ pi(.|s), a ~ pi(.|s'), all at s
+            random_actions = torch.empty(batch_size * n, act_dim, device=obs.device).uniform_(-1, 1)
+            current_actions, log_pi_current = self.actor(obs.repeat_interleave(n, dim=0))
+            next_actions_cql, log_pi_next = self.actor(next_obs.repeat_interleave(n, dim=0))
+        return {"next_actions": next_actions, "random_actions": random_actions,
+                "current_actions": current_actions, "log_pi_current": log_pi_current,
+                "next_actions_cql": next_actions_cql, "log_pi_next": log_pi_next}
+
+    def td_target(self, batch: Batch, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """y = r + gamma (1 - d) max_j reduce_i Q_target_i(s', a'_j), a'_j ~ pi(.|s')
+        (``inputs["next_actions"]``): the max over ``num_sampled_actions`` next actions (one
+        without ``max_target_backup``), no entropy term (CORL's CalQL configs)."""
         cfg = self.config
         k = cfg.num_sampled_actions if cfg.max_target_backup else 1
         with torch.no_grad():
-            # a'_j ~ pi(.|s'), k per state
             next_obs_k = batch.next_observations.repeat_interleave(k, dim=0)
-            next_actions, _ = self.actor(next_obs_k)
             # V(s') = max_j reduce_i Q_target_i(s', a'_j)
-            next_q = reduce_ensemble(self.critic_target(next_obs_k, next_actions),
+            next_q = reduce_ensemble(self.critic_target(next_obs_k, inputs["next_actions"]),
                                      cfg.target_reduction, cfg.target_std_weight)
             next_v = next_q.view(-1, k).max(dim=1).values
             # y = r + gamma (1 - d) V(s')
             return self.learning_rewards(batch) + cfg.gamma * (1.0 - batch.dones) * next_v
 
-    def critic_regularizer(self, batch: Batch, q_data: torch.Tensor
+    def critic_regularizer(self, batch: Batch, q_data: torch.Tensor,
+                           inputs: dict[str, torch.Tensor]
                            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The conservative term alpha_cql * sum_i E_s[max(gap_i(s), clip_min)] (module
-        docstring); ``q_data`` (N, B) = Q_i(s, a_data)."""
+        docstring); ``q_data`` (N, B) = Q_i(s, a_data), the proposals from ``inputs``."""
         cfg = self.config
-        obs, next_obs = batch.observations, batch.next_observations
+        obs = batch.observations
         n, (batch_size, act_dim) = cfg.num_sampled_actions, batch.actions.shape
-        # CQL samples, n per state: a ~ U([-1, 1]^d), a ~ pi(.|s), a ~ pi(.|s'), all at s
-        with torch.no_grad():
-            random_actions = torch.empty(batch_size * n, act_dim, device=obs.device).uniform_(-1, 1)
-            current_actions, log_pi_current = self.actor(obs.repeat_interleave(n, dim=0))
-            next_actions, log_pi_next = self.actor(next_obs.repeat_interleave(n, dim=0))
-        sampled = torch.cat([random_actions, current_actions, next_actions])
+        sampled = torch.cat([inputs["random_actions"], inputs["current_actions"],
+                             inputs["next_actions_cql"]])
         q_sampled = self.critic(obs.repeat_interleave(n, dim=0).repeat(3, 1), sampled)
         q_random, q_current, q_next = q_sampled.view(-1, 3, batch_size, n).unbind(1)
         # gap_i(s) = logsumexp_a Q_i(s, a) - Q_i(s, a_data), CalQL's floor max(Q, G(s)) inside
         floor = batch.returns_to_go if cfg.calibrated else None
         gap = conservative_gap(q_data, q_random, q_current, q_next,
-                               log_pi_current.view(batch_size, n), log_pi_next.view(batch_size, n),
-                               act_dim, floor, cfg.cql_temperature)
+                               inputs["log_pi_current"].view(batch_size, n),
+                               inputs["log_pi_next"].view(batch_size, n), act_dim, floor,
+                               cfg.cql_temperature)
         # alpha_cql * sum_i E_s[max(gap_i(s), clip_min)]
         conservative = self.cql_alpha * gap.clamp(min=cfg.cql_clip_diff_min).mean(dim=1).sum()
 

@@ -29,6 +29,7 @@ from smac_core.algos.base import (
     LossAndMetrics,
     check_config,
     frozen,
+    per_seed,
     polyak_update,
     reduce_ensemble,
     scalar_metrics,
@@ -143,15 +144,27 @@ class SAC(Agent):
         # resume states written before the handoff rule hold none: theirs was the config's
         self.target_entropy = float(state.get("target_entropy", self.configured_target_entropy))
 
-    def td_target(self, batch: Batch, next_noise: torch.Tensor | None = None) -> torch.Tensor:
-        """The soft Bellman target y (B,), no gradient (paper eq. 3); ``next_noise`` (B, act_dim)
-        the Gaussian noise of a' ~ pi(.|s') (drawn here when None). Offline variants override it
-        (CalQL/CQL: the max backup without entropy)."""
+    @per_seed
+    def critic_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The critic step's random draws, made before its loss: ``next_noise`` (B, act_dim),
+        the Gaussian noise of a' ~ pi(.|s') in the TD target. Variants add theirs."""
+        return {"next_noise": torch.randn_like(batch.actions)}
+
+    @per_seed
+    def policy_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The policy step's random draws: ``noise`` (B, act_dim), that of a ~ pi(.|s)."""
+        return {"noise": torch.randn_like(batch.actions)}
+
+    def td_target(self, batch: Batch, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The soft Bellman target y (B,), no gradient (paper eq. 3), with a' from
+        ``inputs["next_noise"]``. Offline variants override it (CalQL/CQL: the max backup
+        without entropy)."""
         cfg = self.config
         with torch.no_grad():
             alpha = self.temperature()
             # a' ~ pi(.|s')
-            next_actions, next_log_prob = self.actor(batch.next_observations, next_noise)
+            next_actions, next_log_prob = self.actor(batch.next_observations,
+                                                     inputs["next_noise"])
             # V(s') = reduce_i Q_target_i(s', a') - alpha log pi(a'|s')
             next_q = reduce_ensemble(self.critic_target(batch.next_observations, next_actions),
                                      cfg.target_reduction, cfg.target_std_weight)
@@ -159,37 +172,39 @@ class SAC(Agent):
             # y = r + gamma (1 - d) V(s')
             return self.learning_rewards(batch) + cfg.gamma * (1.0 - batch.dones) * next_v
 
-    def critic_regularizer(self, batch: Batch, q: torch.Tensor
+    def critic_regularizer(self, batch: Batch, q: torch.Tensor, inputs: dict[str, torch.Tensor]
                            ) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
-        """R(Q), added to the TD loss, and its metrics; ``q`` (N, B) = Q_i(s, a) of the batch.
-        0 for SAC; CalQL/CQL: the conservative term, SMAC: the score-matching term."""
+        """R(Q), added to the TD loss, and its metrics; ``q`` (N, B) = Q_i(s, a) of the batch,
+        ``inputs`` those of ``critic_inputs``. 0 for SAC; CalQL/CQL: the conservative term,
+        SMAC: the score-matching term."""
         return 0.0, {}
 
-    def critic_loss(self, batch: Batch, next_noise: torch.Tensor | None = None
+    def critic_loss(self, batch: Batch, inputs: dict[str, torch.Tensor] | None = None
                     ) -> LossAndMetrics:
         """The critic's objective J_Q + R (paper eq. 5 plus the variant's regulariser), summed
-        over the ensemble members; hooks: ``td_target`` (given ``next_noise``) and
-        ``critic_regularizer``."""
+        over the ensemble members; hooks: ``td_target`` and ``critic_regularizer``, given the
+        step's ``critic_inputs`` (drawn here when None)."""
+        inputs = self.critic_inputs(batch) if inputs is None else inputs
         # y = r + gamma (1 - d) V(s')
-        target = self.td_target(batch, next_noise)
+        target = self.td_target(batch, inputs)
         # J_Q = sum_i E[(Q_i(s, a) - y)^2]   (no 1/2, as CleanRL/CORL)
         q = self.critic(batch.observations, batch.actions)  # (N, B)
         td_loss = ((q - target) ** 2).mean(dim=1).sum()
         # J = J_Q + R(Q)   (R = 0 for SAC)
-        regularizer, metrics = self.critic_regularizer(batch, q)
+        regularizer, metrics = self.critic_regularizer(batch, q, inputs)
         loss = td_loss + regularizer
         return loss, {"critic_loss": loss, "td_loss": td_loss, "q_mean": q.mean(),
                       "target_mean": target.mean(), **metrics}
 
-    def policy_loss(self, batch: Batch, noise: torch.Tensor,
+    def policy_loss(self, batch: Batch, inputs: dict[str, torch.Tensor],
                     target_entropy: float | torch.Tensor) -> LossAndMetrics:
         """J_pi + J(alpha), the actor's and the temperature's objectives, for one joint step:
         each term's gradient reaches only its own parameters (alpha is detached in J_pi,
-        log pi in J(alpha)). ``noise`` (B, act_dim) the Gaussian noise of a ~ pi(.|s)."""
+        log pi in J(alpha)). a ~ pi(.|s) from ``inputs["noise"]`` (``policy_inputs``)."""
         cfg = self.config
         # J_pi = E_s E_{a~pi}[alpha log pi(a|s) - reduce_i Q_i(s, a)]   (eq. 7, reparameterised)
         alpha = self.temperature().detach()
-        actions, log_prob = self.actor(batch.observations, noise)
+        actions, log_prob = self.actor(batch.observations, inputs["noise"])
         with frozen(self.critic):  # no critic weight gradients (the critic step zeroes them)
             q_pi = reduce_ensemble(self.critic(batch.observations, actions),
                                    cfg.target_reduction, cfg.target_std_weight)
@@ -201,15 +216,14 @@ class SAC(Agent):
 
     def update(self, batch: Batch) -> dict[str, float]:
         """``utd`` critic steps (one per slice of ``batch``), then one actor and alpha step on
-        the whole batch. Random draws happen here, before each step's loss (``draw_noise``)."""
+        the whole batch. Each step's random draws are made before its loss (``*_inputs``)."""
         cfg = self.config
         self.updates += 1
         for critic_batch in split_batch(batch, cfg.utd):
-            next_noise = self.draw_noise(critic_batch.actions)
-            metrics = self.gradient_step(("critic",), self.critic_loss, critic_batch, next_noise)
+            metrics = self.gradient_step(("critic",), self.critic_loss, critic_batch,
+                                         self.critic_inputs(critic_batch))
             # theta_target <- tau theta + (1 - tau) theta_target
             polyak_update(self.critic_target, self.critic, cfg.tau)
-        noise = self.draw_noise(batch.actions)
-        metrics |= self.gradient_step(("actor", "temperature"), self.policy_loss, batch, noise,
-                                      self.target_entropy)
+        metrics |= self.gradient_step(("actor", "temperature"), self.policy_loss, batch,
+                                      self.policy_inputs(batch), self.target_entropy)
         return scalar_metrics(metrics)

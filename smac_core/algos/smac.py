@@ -58,7 +58,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from smac_core.algos.base import check_config
+from smac_core.algos.base import check_config, per_seed
 from smac_core.algos.sac import SAC, SACConfig
 from smac_core.data.buffers import Batch, ReplayBuffer
 from smac_core.data.dataset import TransitionDataset
@@ -131,16 +131,16 @@ class ScoreScale(nn.Module):
 
 
 def score_matching_loss(critic: CriticEnsemble, obs: torch.Tensor, actions: torch.Tensor,
-                        score: torch.Tensor, scale: torch.Tensor
+                        score: torch.Tensor, scale: torch.Tensor, fused: bool = True
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """L_SM = sum_i mean_b || grad_a Q_i(s_b, a_b) - scale_b * score_b ||^2, differentiable in
     the critic's weights and ``scale`` (grad_a Q by ``CriticEnsemble.action_gradient``: autograd's
-    gradient of a gradient, written out).
+    gradient of a gradient, written out; ``fused`` as there).
 
     ``obs`` (B, obs_dim), ``actions`` (B, act_dim), ``score`` (B, act_dim) (no gradient),
     ``scale`` (B,). Returns the loss and grad_a Q (N, B, act_dim), still in the graph.
     """
-    grad_q = critic.action_gradient(obs, actions.detach())                   # (N, B, act_dim)
+    grad_q = critic.action_gradient(obs, actions.detach(), fused)            # (N, B, act_dim)
     # || grad_a Q_i(s, a) - alpha_psi(s) score_D(s, a) ||^2, summed over action dims
     residual = grad_q - scale[None, :, None] * score.unsqueeze(0)
     return residual.pow(2).sum(-1).mean(1).sum(), grad_q
@@ -221,22 +221,33 @@ class SMAC(SAC):
             return alpha
         return alpha + self.networks["score_scale"](obs)
 
-    def critic_regularizer(self, batch: Batch, q: torch.Tensor
-                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """kappa * L_SM, added to SAC's TD loss: L = L_TD + kappa * L_SM."""
+    @per_seed
+    def critic_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """SAC's draws, then the score-matching term's, no gradient: ``sm_actions`` (B, d), a ~ B
+        (half from the current policy pi(.|s), half from U([-1, 1]^d)), and ``sm_score``
+        (B, d), the frozen score_D(s, a) at them."""
         if self.dataset_score is None:
             raise SmacError("smac needs its dataset score model: call prepare_offline(dataset, "
                             "buffer, artifacts) before update()")
+        inputs = super().critic_inputs(batch)
         obs = batch.observations
         half = obs.shape[0] // 2
-        # a ~ B: half from the current policy pi(.|s), half from U([-1, 1]^d)
         with torch.no_grad():
             policy_actions, _ = self.actor(obs[:half])
             uniform_actions = torch.empty_like(batch.actions[half:]).uniform_(-1.0, 1.0)
             actions = torch.cat([policy_actions, uniform_actions])
             score = self.dataset_score(obs, actions)                               # (B, d)
+        return inputs | {"sm_actions": actions, "sm_score": score}
+
+    def critic_regularizer(self, batch: Batch, q: torch.Tensor, inputs: dict[str, torch.Tensor]
+                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """kappa * L_SM, added to SAC's TD loss: L = L_TD + kappa * L_SM, at the actions and
+        scores of ``critic_inputs``."""
+        obs, actions, score = batch.observations, inputs["sm_actions"], inputs["sm_score"]
+        half = obs.shape[0] // 2
         scale = self.alpha_psi(obs)                                                    # (B,)
-        sm, grad_q = score_matching_loss(self.critic, obs, actions, score, scale)
+        sm, grad_q = score_matching_loss(self.critic, obs, actions, score, scale,
+                                         fused=not self.seed_stacked)
         with torch.no_grad():
             grad_norm, score_norm = grad_q.norm(dim=-1), score.norm(dim=-1)       # (N, B), (B,)
             # cos(grad_a Q_i, score_D) as F.cosine_similarity: each norm floored at 1e-8

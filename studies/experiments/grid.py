@@ -88,10 +88,10 @@ def select(plans: Sequence[RunPlan], pattern: str | None) -> list[RunPlan]:
 
 @dataclass(frozen=True)
 class SeedGroup:
-    """Online runs that differ only in their seed, trained by one ``smac_core.train --seeds``
-    command (seed-stacked, ``smac_core.seeds``); each member still writes its own run
-    directory. ``run_id`` names the group: the members' run id with ``seed{a,b,...}`` for the
-    seed, e.g. ``door-binary/smac/seed{0,1,2}/online-sac``."""
+    """Runs that differ only in their seed, trained by one ``smac_core.train --seeds`` command
+    (seed-stacked, ``smac_core.seeds``); each member still writes its own run directory.
+    ``run_id`` names the group: the members' run id with ``seed{a,b,...}`` for the seed, e.g.
+    ``door-binary/smac/seed{0,1,2}/online-sac``."""
 
     run_id: str
     members: tuple[RunPlan, ...]
@@ -106,7 +106,7 @@ def _with_seed_placeholder(path: str, seed: int) -> str:
 
 def _seedless_args(plan: RunPlan) -> tuple[str, ...]:
     """``plan.args`` without ``--seed K``, with ``{seed}`` for the seed in ``--out``/``--from``:
-    the same for every seed of one online run."""
+    the same for every seed of one run of the grid."""
     args, words = [], iter(plan.args)
     for word in words:
         if word == "--seed":
@@ -120,17 +120,17 @@ def _seedless_args(plan: RunPlan) -> tuple[str, ...]:
 
 def seed_groups(plans: Sequence[RunPlan], resume_step: Callable[[RunPlan], int | None]
                 ) -> list[RunPlan | SeedGroup]:
-    """``plans`` with the online runs that differ only in their seed (a stackable algorithm,
-    the same resume step ``resume_step(plan)``: a ``--seeds`` run resumes all its seeds from
-    one step) merged into ``SeedGroup``s of two or more, each where its first member was."""
+    """``plans`` with the runs that differ only in their seed (a stackable algorithm, offline or
+    online; the same resume step ``resume_step(plan)``: a ``--seeds`` run resumes all its seeds
+    from one step) merged into ``SeedGroup``s of two or more, each where its first member was."""
     members: dict[tuple[tuple[str, ...], int | None], list[RunPlan]] = {}
     for plan in plans:
-        if plan.phase == "online" and plan.algorithm in SEED_STACKED_ALGORITHMS:
+        if plan.algorithm in SEED_STACKED_ALGORITHMS:
             members.setdefault((_seedless_args(plan), resume_step(plan)), []).append(plan)
     grouped: list[RunPlan | SeedGroup] = []
     for plan in plans:
         key = ((_seedless_args(plan), resume_step(plan))
-               if plan.phase == "online" and plan.algorithm in SEED_STACKED_ALGORITHMS else None)
+               if plan.algorithm in SEED_STACKED_ALGORITHMS else None)
         group = members.get(key, []) if key is not None else []
         if len(group) < 2:
             grouped.append(plan)
