@@ -38,7 +38,8 @@ PHASE_DEFAULTS = {"steps": {"online": 100_000, "offline": 1_000_000},
 # fields that are flags of one phase only
 ONLINE_ONLY = ("from_checkpoint", "handoff", "mix", "start_steps", "buffer_size",
                "early_eval_every", "early_eval_until")
-SEED_STACKED_ALGORITHMS = ("sac", "smac", "calql", "cql")  # --seeds: smac_core.seeds.STACKABLE
+# --seeds: smac_core.seeds.STACKABLE (a test checks that they agree)
+SEED_STACKED_ALGORITHMS = ("sac", "smac", "calql", "cql", "iql", "td3", "td3bc", "awr")
 SEED_PLACEHOLDER = "{seed}"  # in --from with --seeds: each seed's own checkpoint
 OFFLINE_ONLY = ("dataset", "optimizer", "normalize_obs")
 FLAG_NAMES = {"from_checkpoint": "--from", "overrides": "--set"}  # others: --name-with-dashes

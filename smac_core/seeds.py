@@ -48,9 +48,11 @@ from smac_core.data.buffers import Batch
 from smac_core.errors import SmacError
 from smac_core.optim import Muon
 
-STACKABLE = ("sac", "smac", "calql", "cql")  # updates through gradient_step, per_seed methods
+# the algorithms whose updates run through gradient_step and per_seed methods
+STACKABLE = ("sac", "smac", "calql", "cql", "iql", "td3", "td3bc", "awr")
 PER_SEED_VALUES = ("target_entropy",)  # float attributes the losses read that differ by seed
-SHARED_VALUES = ("reward_scale", "reward_bias", "cql_alpha")  # attributes all seeds share
+SHARED_VALUES = ("reward_scale", "reward_bias", "cql_alpha", "expectile",  # attributes all
+                 "actor_lr_horizon")                                       # seeds must share
 SHARED_STATE = ("step",)  # optimizer-state entries all seeds share (AdamW's step count)
 
 RngState = torch.Tensor  # torch.get_rng_state() (CPU), or that of the agent's CUDA device

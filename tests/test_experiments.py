@@ -671,23 +671,22 @@ def test_seed_groups_give_one_seeds_command_that_trains_exactly_its_members(tmp_
 
     spec = smoke_dict(tmp_path / "out")
     spec["seeds"] = [0, 1]
-    spec["offline"]["algorithms"]["calql"] = {
-        "online": ["sac", "td3bc"], "set": {"actor_hidden": [16, 16], "critic_hidden": [16, 16]}}
+    spec["online"]["algorithms"]["td3bc"]["seeds"] = [0]  # one seed: no group
     plans = expand_grid(load_spec(write_spec(tmp_path, spec)))
     items = seed_groups(plans, lambda plan: None)
     groups = [item for item in items if isinstance(item, SeedGroup)]
     assert [group.run_id for group in groups] == [
-        "door-binary/td3bc/seed{0,1}/online-sac", "door-binary/calql/seed{0,1}/offline",
-        "door-binary/calql/seed{0,1}/online-sac"]
+        "door-binary/td3bc/seed{0,1}/offline", "door-binary/td3bc/seed{0,1}/online-sac"]
     for group in groups:
         assert [member.seed for member in group.members] == [0, 1]
         assert "--seed" not in group.args and group.args[-2:] == ("--seeds", "0,1")
         stacked = parse_config(group.args)
         for member in group.members:  # seed k of the group is the member's own run, flag by flag
             assert stacked.for_seed(member.seed) == parse_config(member.args)
-    # the rest unchanged, in order: TD3+BC's offline and online runs (not stackable)
-    assert [item.run_id for item in items if isinstance(item, RunPlan)] == [
-        plan.run_id for plan in plans if plan.algorithm == "td3bc"]
+    # a run of one seed stays a plan, in its place after its offline group
+    assert [item.run_id for item in items] == [
+        "door-binary/td3bc/seed{0,1}/offline", "door-binary/td3bc/seed{0,1}/online-sac",
+        "door-binary/td3bc/seed0/online-td3bc"]
     # seeds at different resume steps cannot be one --seeds run
     apart = seed_groups(plans, lambda plan: plan.seed)
     assert not any(isinstance(item, SeedGroup) for item in apart)
@@ -725,7 +724,8 @@ class FakeSeedsLauncher(FakeLauncher):
             return super().submit(job)
         group = self.groups[job.name]
         for member in group.members:
-            assert (job.cwd / member.parent / "checkpoints/final" / METADATA_FILE).is_file()
+            assert member.parent is None or (job.cwd / member.parent / "checkpoints/final"
+                                             / METADATA_FILE).is_file()
         self.launched.append(job.name)
         return FakeSeedsTraining(group, job.cwd, self.polls)
 
@@ -733,19 +733,20 @@ class FakeSeedsLauncher(FakeLauncher):
 def _stacked_runner(tmp_path: Path, launcher: FakeSeedsLauncher) -> Runner:
     runner = make_runner(tmp_path, launcher, jobs=2)
     runner.stack_seeds = True
-    launcher.groups = {item.run_id: item for item in seed_groups(runner.plans, lambda p: None)
+    steps = {plan.run_id: run_state(runner.root, plan).step for plan in runner.plans}
+    launcher.groups = {item.run_id: item
+                       for item in seed_groups(runner.plans, lambda plan: steps[plan.run_id])
                        if isinstance(item, SeedGroup)}
     return runner
 
 
-def test_stack_seeds_trains_the_seeds_of_an_online_run_as_one_job(tmp_path):
+def test_stack_seeds_trains_the_seeds_of_each_run_as_one_job(tmp_path):
     launcher = FakeSeedsLauncher()
     summary = _stacked_runner(tmp_path, launcher).run()
     assert len(summary.done) == 6 and not (summary.failed or summary.blocked)
-    assert sorted(launcher.launched) == sorted([
-        "door-binary/td3bc/seed0/offline", "door-binary/td3bc/seed1/offline",
-        "door-binary/td3bc/seed{0,1}/online-sac", "door-binary/td3bc/seed0/online-td3bc",
-        "door-binary/td3bc/seed1/online-td3bc"])
+    assert launcher.launched[0] == "door-binary/td3bc/seed{0,1}/offline"
+    assert sorted(launcher.launched[1:]) == ["door-binary/td3bc/seed{0,1}/online-sac",
+                                             "door-binary/td3bc/seed{0,1}/online-td3bc"]
     root = tmp_path / "out"
     for seed in (0, 1):
         attempt = json.loads((root / f"door-binary/td3bc/seed{seed}/online-sac" / RUN_RECORD)
@@ -757,11 +758,18 @@ def test_stack_seeds_trains_the_seeds_of_an_online_run_as_one_job(tmp_path):
     assert _stacked_runner(tmp_path, again).run().done and again.launched == []
 
 
-def test_a_failed_offline_seed_splits_its_group(tmp_path):
+def test_seeds_at_different_steps_run_apart_and_a_failed_seed_splits_its_group(tmp_path):
+    # seed 1's offline run was stopped at step 30 before: the offline seeds run apart, and
+    # seed 0's fails; the online group of both seeds is split, so that seed 1's runs alone
+    stopped = tmp_path / "out" / "door-binary/td3bc/seed1/offline"
+    write_checkpoint(stopped, "step_30", 30)
+    (stopped / "config.json").write_text("{}")  # a run directory
     launcher = FakeSeedsLauncher(door_binary_td3bc_seed0_offline={"exit_code": 1})
     summary = _stacked_runner(tmp_path, launcher).run()
     assert summary.failed == ["door-binary/td3bc/seed0/offline"]
     assert sorted(summary.blocked) == ["door-binary/td3bc/seed0/online-sac",
                                        "door-binary/td3bc/seed0/online-td3bc"]
-    assert "door-binary/td3bc/seed1/online-sac" in launcher.launched  # alone, not stalled
+    assert sorted(launcher.launched) == [
+        "door-binary/td3bc/seed0/offline", "door-binary/td3bc/seed1/offline",
+        "door-binary/td3bc/seed1/online-sac", "door-binary/td3bc/seed1/online-td3bc"]
     assert len(summary.done) == 3

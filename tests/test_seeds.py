@@ -51,8 +51,11 @@ def _analytic_score(obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     ("sac", {}), ("sac", {"utd": 2}), ("sac", {"optimizer": "muon"}),
     ("smac", {}), ("smac", {"optimizer": "adam", "alpha_psi_mode": "learned"}),
     ("calql", {"num_sampled_actions": 4}),
-    ("cql", {"num_sampled_actions": 4, "max_target_backup": False})],
-    ids=["sac-adam", "sac-utd2", "sac-muon", "smac-muon", "smac-learned-adam", "calql", "cql"])
+    ("cql", {"num_sampled_actions": 4, "max_target_backup": False}),
+    ("iql", {"actor_lr_cosine_steps": 12}), ("td3", {}), ("td3bc", {"optimizer": "muon"}),
+    ("awr", {})],
+    ids=["sac-adam", "sac-utd2", "sac-muon", "smac-muon", "smac-learned-adam", "calql", "cql",
+         "iql-annealed", "td3", "td3bc-muon", "awr"])
 def test_stacked_updates_equal_each_seeds_own_updates(algo, overrides):
     """Three seeds stacked and the same three seeds alone, on the same batches and random
     streams, in float64: after 20 updates every weight, optimizer state entry and metric
@@ -97,9 +100,9 @@ def test_stacked_updates_equal_each_seeds_own_updates(algo, overrides):
 
 def test_the_stack_refuses_what_it_cannot_stack():
     torch.manual_seed(0)
-    td3 = [make_agent("td3", OBS_DIM, ACT_DIM, {}, "cpu") for _ in range(2)]
-    with pytest.raises(SmacError, match=r"td3 cannot be trained seed-stacked.*sac"):
-        SeedStack(td3, [torch.get_rng_state()] * 2)
+    flows = [make_agent("qam", OBS_DIM, ACT_DIM, {}, "cpu") for _ in range(2)]
+    with pytest.raises(SmacError, match=r"qam cannot be trained seed-stacked.*sac"):
+        SeedStack(flows, [torch.get_rng_state()] * 2)
     sacs = [make_agent("sac", OBS_DIM, ACT_DIM, {"utd": utd}, "cpu") for utd in (1, 2)]
     with pytest.raises(SmacError, match="share the algorithm and its config"):
         SeedStack(sacs, [torch.get_rng_state()] * 2)
@@ -110,21 +113,23 @@ def test_the_stack_refuses_what_it_cannot_stack():
     assert SEED_STACKED_ALGORITHMS == STACKABLE  # the flag's check and the stack agree
 
 
-def _online(out: Path, *extra: str) -> list[str]:
-    return ["online", "--algo", "sac", "--env", "Pendulum-v1", "--steps", "300",
+def _online(out: Path, *extra: str, algo: str = "sac") -> list[str]:
+    return ["online", "--algo", algo, "--env", "Pendulum-v1", "--steps", "300",
             "--start-steps", "100", "--eval-every", "150", "--early-eval-every", "1000",
             "--eval-episodes", "2", "--checkpoint-every", "1000", "--log-every", "100",
             "--out", str(out), *SMALL, *extra]
 
 
-def test_a_seeds_run_writes_each_seeds_single_run_directory(tmp_path):
-    """``--seeds 0,1`` against ``--seed 0`` and ``--seed 1`` run alone (200 updates each): the
-    same files, the single runs' commands, and weights and evaluations within the float32
-    tolerance of the module docstring."""
-    assert main(_online(tmp_path / "stacked", "--seeds", "0,1")) == 0
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_a_seeds_run_writes_each_seeds_single_run_directory(tmp_path, algo):
+    """``--seeds 0,1`` against ``--seed 0`` and ``--seed 1`` run alone (200 updates each; TD3
+    explores with its own noise, drawn on each seed's stream): the same files, the single runs'
+    commands, and weights and evaluations within the float32 tolerance of the module
+    docstring."""
+    assert main(_online(tmp_path / "stacked", "--seeds", "0,1", algo=algo)) == 0
     for seed in (0, 1):
         alone = tmp_path / f"alone{seed}"
-        assert main(_online(alone, "--seed", str(seed))) == 0
+        assert main(_online(alone, "--seed", str(seed), algo=algo)) == 0
         stacked = tmp_path / "stacked" / f"seed{seed}"
         config = json.loads((stacked / "config.json").read_text())
         alone_command = json.loads((alone / "config.json").read_text())["command"]
@@ -179,8 +184,8 @@ def test_bad_seed_lists_are_refused_before_anything_is_written(tmp_path, extra, 
 
 
 def test_seeds_needs_a_stackable_algorithm_and_a_number_list(tmp_path, capsys):
-    args = ["online", "--algo", "td3", "--env", "Pendulum-v1", "--out", str(tmp_path / "o")]
-    with pytest.raises(SmacError, match=r"supports --algo sac, smac, calql, cql; got td3"):
+    args = ["online", "--algo", "qam", "--env", "Pendulum-v1", "--out", str(tmp_path / "o")]
+    with pytest.raises(SmacError, match=r"supports --algo sac, smac, .*, awr; got qam"):
         main.__wrapped__([*args, "--seeds", "0,1"])
     with pytest.raises(SystemExit):
         main([*args, "--seeds", "0,one"])

@@ -26,6 +26,7 @@ from smac_core.algos.base import (
     ActorCriticConfig,
     Agent,
     check_config,
+    per_seed,
     polyak_update,
     scalar_metrics,
 )
@@ -78,11 +79,24 @@ class AWR(Agent):
     def critic(self) -> CriticEnsemble:
         return self.networks["critic"]
 
-    def td_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    @per_seed
+    def critic_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The critic step's random draw: ``next_noise`` (B, act_dim), the Gaussian noise of
+        a' ~ pi(.|s') in the TD target."""
+        return {"next_noise": torch.randn_like(batch.actions)}
+
+    @per_seed
+    def actor_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The actor step's random draw: ``noise`` (B, act_dim), that of the a' ~ pi(.|s) whose
+        value estimates V^pi(s) in the advantage."""
+        return {"noise": torch.randn_like(batch.actions)}
+
+    def td_loss(self, batch: Batch, inputs: dict[str, torch.Tensor]
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """TD loss with next actions from the policy (policy evaluation), summed over members."""
         with torch.no_grad():
             # y = r + gamma (1 - d) min_i Q_target_i(s', a'),  a' ~ pi(.|s')
-            next_actions, _ = self.actor(batch.next_observations)
+            next_actions, _ = self.actor(batch.next_observations, inputs["next_noise"])
             next_q = self.networks["critic_target"](batch.next_observations, next_actions)
             target = (self.learning_rewards(batch)
                       + self.config.gamma * (1.0 - batch.dones) * next_q.min(dim=0).values)
@@ -91,18 +105,14 @@ class AWR(Agent):
         loss = ((q - target) ** 2).mean(dim=1).sum()
         return loss, {"critic_loss": loss, "q_mean": q.mean(), "target_mean": target.mean()}
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        """One critic step, one actor step, then the critic target's Polyak average."""
+    def actor_loss(self, batch: Batch, inputs: dict[str, torch.Tensor]
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Advantage-weighted regression on the batch's actions, the advantage from the
+        critic after its step and one policy action (``inputs["noise"]``) per state."""
         cfg = self.config
-        self.updates += 1
-        critic_loss, metrics = self.td_loss(batch)
-        self.optimizers["critic"].zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.optimizers["critic"].step()
-
         with torch.no_grad():
             # A(s, a) = Q(s, a) - Q(s, a'),  a' ~ pi(.|s)  (one-sample estimate of V^pi(s))
-            policy_actions, _ = self.actor(batch.observations)
+            policy_actions, _ = self.actor(batch.observations, inputs["noise"])
             q_data = self.critic(batch.observations, batch.actions).min(dim=0).values
             q_policy = self.critic(batch.observations, policy_actions).min(dim=0).values
             advantage = q_data - q_policy
@@ -111,12 +121,16 @@ class AWR(Agent):
         # L_pi = -E_{(s, a)~B}[log pi(a|s) w(s, a)],  pi the tanh-Gaussian the actor acts with
         log_prob = self.actor.log_prob(batch.observations, batch.actions)
         actor_loss = -(log_prob * weights).mean()
-        self.optimizers["actor"].zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.optimizers["actor"].step()
+        return actor_loss, {"actor_loss": actor_loss, "advantage_mean": advantage.mean(),
+                            "weight_mean": weights.mean(), "log_prob_mean": log_prob.mean()}
 
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One critic step, one actor step, then the critic target's Polyak average."""
+        cfg = self.config
+        self.updates += 1
+        metrics = self.gradient_step(("critic",), self.td_loss, batch, self.critic_inputs(batch))
+        metrics |= self.gradient_step(("actor",), self.actor_loss, batch,
+                                      self.actor_inputs(batch))
         # theta_target <- tau theta + (1 - tau) theta_target
         polyak_update(self.networks["critic_target"], self.critic, cfg.tau)
-        return scalar_metrics({**metrics, "actor_loss": actor_loss,
-                               "advantage_mean": advantage.mean(), "weight_mean": weights.mean(),
-                               "log_prob_mean": log_prob.mean()})
+        return scalar_metrics(metrics)

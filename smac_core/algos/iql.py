@@ -134,44 +134,46 @@ class IQL(Agent):
             group.setdefault("initial_lr", group["lr"])
             group["lr"] = group["initial_lr"] * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        cfg = self.config
-        actor, critic, target, value = (self.networks[k] for k in
-                                        ("actor", "critic", "critic_target", "value"))
-        obs, actions, next_obs = batch.observations, batch.actions, batch.next_observations
-        rewards = self.learning_rewards(batch)
-
-        # Value: L_V = E[ |tau - 1(u < 0)| u^2 ],  u = min_i Q_target_i(s, a) - V(s)
+    def value_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """L_V = E[ |tau - 1(u < 0)| u^2 ], u = min_i Q_target_i(s, a) - V(s); the metrics hold
+        u itself (``advantage``, (B,), detached) for the actor's weights."""
         with torch.no_grad():
-            q_data = target(obs, actions).min(0).values                         # (B,)
-        v = value(obs)
+            q_data = self.networks["critic_target"](batch.observations,
+                                                    batch.actions).min(0).values  # (B,)
+        v = self.networks["value"](batch.observations)
         u = q_data - v
-        value_loss = (torch.abs(self.expectile - (u < 0).float()) * u.pow(2)).mean()
-        self.optimizers["value"].zero_grad()
-        value_loss.backward()
-        self.optimizers["value"].step()
+        loss = (torch.abs(self.expectile - (u < 0).float()) * u.pow(2)).mean()
+        return loss, {"value_loss": loss, "q_data": q_data.mean(), "v": v.mean(),
+                      "advantage": u.detach()}
 
-        # Critic: L_Q = sum_i E[ (Q_i(s, a) - (r + gamma (1 - d) V(s')))^2 ]
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """L_Q = sum_i E[ (Q_i(s, a) - (r + gamma (1 - d) V(s')))^2 ]."""
         with torch.no_grad():
-            td_target = rewards + cfg.gamma * (1.0 - batch.dones) * value(next_obs)
-        q = critic(obs, actions)                                                # (N, B)
-        critic_loss = F.mse_loss(q, td_target.expand_as(q), reduction="none").mean(1).sum()
-        self.optimizers["critic"].zero_grad()
-        critic_loss.backward()
-        self.optimizers["critic"].step()
-        polyak_update(target, critic, cfg.tau)
+            td_target = (self.learning_rewards(batch) + self.config.gamma * (1.0 - batch.dones)
+                         * self.networks["value"](batch.next_observations))
+        q = self.networks["critic"](batch.observations, batch.actions)         # (N, B)
+        loss = F.mse_loss(q, td_target.expand_as(q), reduction="none").mean(1).sum()
+        return loss, {"critic_loss": loss}
 
-        # Actor (AWR): L_pi = -E[ min(exp(beta * (Q_target(s, a) - V(s))), max_weight)
-        #                          * log pi(a|s) ], V(s) before this step's value update
-        weights = torch.exp(cfg.beta * u.detach()).clamp(max=cfg.max_weight)
-        actor_loss = -(weights * actor.regression_log_prob(obs, actions)).mean()
-        self.optimizers["actor"].zero_grad()
-        actor_loss.backward()
-        self.optimizers["actor"].step()
+    def actor_loss(self, batch: Batch, advantage: torch.Tensor
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """AWR: L_pi = -E[ min(exp(beta * A), max_weight) * log pi(a|s) ], A = ``advantage``
+        (B,), Q_target(s, a) - V(s) with V before this update's value step."""
+        cfg = self.config
+        weights = torch.exp(cfg.beta * advantage).clamp(max=cfg.max_weight)
+        loss = -(weights * self.actor.regression_log_prob(batch.observations,
+                                                          batch.actions)).mean()
+        return loss, {"actor_loss": loss, "adv_weight": weights.mean()}
 
+    def update(self, batch: Batch) -> dict[str, float]:
+        """A value step, a critic step (then its target's Polyak average), an actor step."""
+        cfg = self.config
+        metrics = self.gradient_step(("value",), self.value_loss, batch)
+        advantage = metrics.pop("advantage")
+        metrics |= self.gradient_step(("critic",), self.critic_loss, batch)
+        polyak_update(self.networks["critic_target"], self.networks["critic"], cfg.tau)
+        metrics |= self.gradient_step(("actor",), self.actor_loss, batch, advantage)
         self.updates += 1
         if self.actor_lr_horizon > 0:
             self.anneal_actor_lr()
-        return scalar_metrics({"value_loss": value_loss, "critic_loss": critic_loss,
-                               "actor_loss": actor_loss, "q_data": q_data.mean(), "v": v.mean(),
-                               "adv_weight": weights.mean()})
+        return scalar_metrics(metrics)

@@ -21,6 +21,7 @@ from smac_core.algos.base import (
     Agent,
     check_config,
     frozen,
+    per_seed,
     polyak_update,
     scalar_metrics,
 )
@@ -87,14 +88,22 @@ class TD3(Agent):
             return action
         return (action + self.config.exploration_noise * torch.randn_like(action)).clamp(-1, 1)
 
-    def td_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Clipped double-Q TD loss with target policy smoothing, summed over the members."""
+    @per_seed
+    def critic_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The critic step's random draw: ``smoothing_noise`` (B, act_dim), standard normal,
+        of the target policy smoothing."""
+        return {"smoothing_noise": torch.randn_like(batch.actions)}
+
+    def td_loss(self, batch: Batch, inputs: dict[str, torch.Tensor]
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Clipped double-Q TD loss with target policy smoothing (its noise from
+        ``critic_inputs``), summed over the members."""
         cfg = self.config
         with torch.no_grad():
             # a' = clip(mu_target(s') + clip(eps, -c, c), -1, 1), eps ~ N(0, sigma^2)  (sec. 5.3)
             next_actions = self.networks["actor_target"](batch.next_observations)
-            noise = (cfg.policy_noise * torch.randn_like(next_actions)).clamp(-cfg.noise_clip,
-                                                                              cfg.noise_clip)
+            noise = (cfg.policy_noise * inputs["smoothing_noise"]).clamp(-cfg.noise_clip,
+                                                                         cfg.noise_clip)
             next_actions = (next_actions + noise).clamp(-1.0, 1.0)
             # y = r + gamma (1 - d) min_i Q_target_i(s', a')   (clipped double Q, sec. 4.2)
             next_q = self.networks["critic_target"](batch.next_observations, next_actions)
@@ -115,18 +124,10 @@ class TD3(Agent):
         """A critic step every call; actor and target networks every ``policy_delay`` calls."""
         cfg = self.config
         self.updates += 1
-        critic_loss, metrics = self.td_loss(batch)
-        self.optimizers["critic"].zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.optimizers["critic"].step()
-
+        metrics = self.gradient_step(("critic",), self.td_loss, batch, self.critic_inputs(batch))
         if self.updates % cfg.policy_delay == 0:
             with frozen(self.critic):  # no critic weight gradients (the critic step zeroes them)
-                actor_loss, actor_metrics = self.actor_loss(batch)
-            self.optimizers["actor"].zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.optimizers["actor"].step()
-            metrics.update(actor_metrics)
+                metrics |= self.gradient_step(("actor",), self.actor_loss, batch)
             # theta'_i <- tau theta_i + (1 - tau) theta'_i ;  phi' <- tau phi + (1 - tau) phi'
             polyak_update(self.networks["critic_target"], self.critic, cfg.tau)
             polyak_update(self.networks["actor_target"], self.actor, cfg.tau)

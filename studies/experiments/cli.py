@@ -100,10 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only runs whose id matches this glob, e.g. 'door-binary/*' or "
                           "'*/seed0/*' (plus the offline runs they start from)")
     run.add_argument("--stack-seeds", action="store_true",
-                     help="train the seeds of each online run that can be seed-stacked (SAC) "
-                          "in one process, smac_core.train --seeds: worth it on a GPU, not on a "
-                          "CPU at 256-wide networks (README, Benchmarks); each seed still "
-                          "writes its own run directory")
+                     help="train the seeds of each run in one process, smac_core.train --seeds "
+                          "(every algorithm but qam and trqam): worth it on a GPU, not on a CPU "
+                          "at 256-wide networks (README, Benchmarks); each seed still writes its "
+                          "own run directory")
     run.add_argument("--grace-seconds", type=float, default=DEFAULT_GRACE_SECONDS,
                      help="after the SIGTERM at --max-minutes, wait this long for checkpoints "
                           "before killing (default: %(default)s)")
