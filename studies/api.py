@@ -105,9 +105,10 @@ def _flags(options: dict[str, Any]) -> list[str]:
     return argv
 
 
-def _train(**values: Any) -> None:
+def _train(**values: Any) -> Run | list[Run]:
     """``smac_core.train.run`` of the ``RunConfig`` with these fields (``from`` is
-    ``from_checkpoint``): its errors raised as ``SmacError``, a run stopped by a signal too."""
+    ``from_checkpoint``): its errors raised as ``SmacError``, a run stopped by a signal too. The
+    run, or with ``seeds`` the runs of the seeds in that order."""
     from smac_core.runconfig import RunConfig
     from smac_core.train import run
 
@@ -121,6 +122,9 @@ def _train(**values: Any) -> None:
     if status:
         raise SmacError(f"the run in {config.out} was interrupted (exit status {status}): call "
                         "it again with resume=True to continue")
+    if config.seeds is None:
+        return load_run(config.out)
+    return [load_run(config.for_seed(seed).out) for seed in config.seeds]
 
 
 def _run(command: ModuleType, argv: list[str]) -> None:
@@ -141,27 +145,28 @@ def _run(command: ModuleType, argv: list[str]) -> None:
 
 def train_offline(dataset: str, out: PathLike, algo: str = "smac", steps: int = 1_000_000,
                   config: dict[str, Any] | None = None, seed: int = 0, device: str = "auto",
-                  normalize_obs: bool = True, **flags: Any) -> Run:
+                  normalize_obs: bool = True, **flags: Any) -> Run | list[Run]:
     """``python -m smac_core.train offline``: pre-train ``algo`` on ``dataset`` (a task name,
     Minari id or file) into the run directory ``out``. ``config``: agent config values
     (``--set``); ``flags``: the command's other flags by name (``eval_every=500``,
-    ``checkpoint_every=1000``, ``resume=True``, ...)."""
-    _train(phase="offline", algo=algo, dataset=dataset, out=out, steps=steps, seed=seed,
-           device=device, overrides=config or {}, normalize_obs=normalize_obs, **flags)
-    return load_run(out)
+    ``checkpoint_every=1000``, ``resume=True``, ...). With ``seeds=(0, 1, 2)`` the seeds are
+    trained seed-stacked (``--seeds``) into ``out/seed<k>``, and their Runs are returned."""
+    return _train(phase="offline", algo=algo, dataset=dataset, out=out, steps=steps, seed=seed,
+                  device=device, overrides=config or {}, normalize_obs=normalize_obs, **flags)
 
 
 def train_online(source: PathLike | None, out: PathLike, algo: str = "sac",
                  steps: int = 100_000, env: str | None = None,
                  config: dict[str, Any] | None = None, seed: int = 0, device: str = "auto",
-                 **flags: Any) -> Run:
+                 **flags: Any) -> Run | list[Run]:
     """``python -m smac_core.train online``: fine-tune from ``source`` (an offline run or
     checkpoint; None: train from scratch in ``env``) into ``out``; arguments as
-    ``train_offline`` (``handoff="inherit"``, ``mix=0.25``, ``early_eval_every=100``, ...)."""
-    _train(phase="online", algo=algo, from_checkpoint=None if source is None else str(Path(source)),
-           env=env, out=out, steps=steps, seed=seed, device=device, overrides=config or {},
-           **flags)
-    return load_run(out)
+    ``train_offline`` (``handoff="inherit"``, ``mix=0.25``, ``early_eval_every=100``,
+    ``seeds=(0, 1, 2)`` with ``source`` "runs/smac/seed{seed}", ...)."""
+    return _train(phase="online", algo=algo,
+                  from_checkpoint=None if source is None else str(Path(source)), env=env,
+                  out=out, steps=steps, seed=seed, device=device, overrides=config or {},
+                  **flags)
 
 
 def load_run(path: PathLike) -> Run:

@@ -66,3 +66,12 @@ def test_bad_arguments_raise_smac_errors_before_anything_runs(tmp_path):
     with pytest.raises(SmacError, match=r"not a training option: .*'learning_rate'"):
         api.train_offline("door-binary", out=tmp_path / "x", learning_rate=1e-3)
     assert not (tmp_path / "x").exists()
+
+
+def test_seeds_train_seed_stacked_and_return_each_seeds_run(tmp_path):
+    runs = api.train_online(None, env="Pendulum-v1", out=tmp_path / "sac", steps=40,
+                            config=TINY, seeds=(3, 4), start_steps=20, eval_every=40,
+                            early_eval_every=40, **FLAGS)
+    assert [run.path for run in runs] == [tmp_path / "sac/seed3", tmp_path / "sac/seed4"]
+    assert [run.config["seed"] for run in runs] == [3, 4]
+    assert all(run.steps.tolist() == [0, 40] for run in runs)
