@@ -30,7 +30,7 @@ import torch
 from smac_core.errors import SmacError
 from smac_core.progress import Progress
 from smac_core.runconfig import RunConfig
-from smac_core.rundir import run_directory
+from smac_core.rundir import CONFIG_FILE, run_directory
 from smac_core.runs import Trainer
 from smac_core.seeds import SeedStack
 
@@ -120,6 +120,21 @@ def _rng_state(device: str) -> torch.Tensor:
     return torch.cuda.get_rng_state(kind) if kind.type == "cuda" else torch.get_rng_state()
 
 
+def _check_before_writing(config: RunConfig) -> None:
+    """What would stop a seed after an earlier one had written its run directory: a directory
+    that already holds a run (without ``--resume``), a ``--from`` that is no checkpoint. Checked
+    for every seed first, so that bad input writes nothing."""
+    from smac_core.checkpoint import resolve_checkpoint
+
+    for seed in config.seeds or ():
+        seed_config = config.for_seed(seed)
+        if not config.resume and (seed_config.out / CONFIG_FILE).exists():
+            raise SmacError(f"{seed_config.out} (seed {seed}) already holds a run; pass --resume "
+                            "to continue the seeds, or choose another --out")
+        if seed_config.from_checkpoint is not None:
+            resolve_checkpoint(seed_config.from_checkpoint)
+
+
 def run_seeds(config: RunConfig, given: RunConfig) -> int:
     """Run a checked ``--seeds`` configuration (``given``: as given, whose per-seed commands
     the run directories record): claim and lock OUT/seed<k> for every seed, build each seed's
@@ -128,6 +143,7 @@ def run_seeds(config: RunConfig, given: RunConfig) -> int:
     from smac_core.trainers import build_offline, build_online
 
     seeds = list(config.seeds or ())
+    _check_before_writing(config)
     with ExitStack() as locks:
         trainers, resume_from, rng_states = [], [], []
         for seed in seeds:

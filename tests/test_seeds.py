@@ -227,3 +227,17 @@ def test_an_offline_smac_seeds_run_agrees_with_its_single_seed_runs(tmp_path, pe
         assert meta["seed"] == seed and meta["algorithm"] == "smac"
         for name in expected:
             torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-5)
+
+
+def test_a_bad_seed_writes_no_seed_directory(tmp_path):
+    """A seed's missing --from checkpoint, or an earlier run in seed 1's directory, is refused
+    before any seed's run directory (seed 0's) is written."""
+    with pytest.raises(SmacError, match=r"no such checkpoint or run directory: .*missing/seed1"):
+        main.__wrapped__(["online", "--algo", "sac", "--from", str(tmp_path / "missing/seed{seed}"),
+                          "--seeds", "1", "--out", str(tmp_path / "a")])
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "b" / "seed1").mkdir(parents=True)
+    (tmp_path / "b" / "seed1" / "config.json").write_text("{}")
+    with pytest.raises(SmacError, match=r"seed1 \(seed 1\) already holds a run; pass --resume"):
+        main.__wrapped__(_online(tmp_path / "b", "--seeds", "0,1"))
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["seed1"]
