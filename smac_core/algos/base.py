@@ -10,6 +10,13 @@ An agent exposes its state (networks, ``state_dict``) and takes state back (``lo
 ``load_state_dict``, ``load_pretrained``) as tensors and plain data; it does not know the
 checkpoint files: the trainer saves and loads them (``smac_core.checkpoint``), and hands
 ``prepare_offline`` the run's ``ArtifactStore`` for state an agent keeps across runs.
+
+An update is written as gradient steps, ``gradient_step(optimizers, loss_fn, *inputs)``, on loss
+functions that read only the networks and their inputs; the random draws and the inputs without
+gradient a step needs (sampled noise, sampled actions, a frozen model's outputs) come from
+methods marked ``per_seed``, called before the step. Written so, an update can be seed-stacked
+(``smac_core.seeds``: the loss functions vmapped over S seeds' stacked networks, the
+``per_seed`` methods run seed by seed on each seed's own random stream) with no change to it.
 """
 
 from __future__ import annotations
