@@ -223,8 +223,13 @@ class SeedStack:
             per_seed = [agent.optimizers[name].state_dict() for agent in self.agents]
             state = {i: {key: _stack(key, [sd["state"][i][key] for sd in per_seed]) for key in s}
                      for i, s in per_seed[0]["state"].items()}
-            stacked_opt.load_state_dict({"state": state,
-                                         "param_groups": stacked_opt.state_dict()["param_groups"]})
+            if any(sd["param_groups"] != per_seed[0]["param_groups"] for sd in per_seed[1:]):
+                raise SmacError(f"the seeds' {name} optimizers have different settings (learning "
+                                "rates); they cannot be resumed as one seed-stacked run")
+            # the seeds' own settings (a learning rate annealed so far), Muon's seed axis on
+            groups = [group | {"seed_axis": True} if "seed_axis" in group else group
+                      for group in per_seed[0]["param_groups"]]
+            stacked_opt.load_state_dict({"state": state, "param_groups": groups})
         self.agent.updates = counts.pop()
         self._stack_values()
 
