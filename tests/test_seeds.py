@@ -173,6 +173,25 @@ def test_a_stopped_seeds_run_resumes_exactly(tmp_path, monkeypatch):
             assert torch.equal(expected[name], resumed[name]), (seed, name)
 
 
+def test_a_seed_of_a_stopped_seeds_run_resumes_alone(tmp_path, monkeypatch):
+    """Each seed's run directory is an ordinary one: after a stacked run was stopped, seed 1
+    alone continues with the single-seed command (``--seed 1 --out OUT/seed1 --resume``)."""
+    end_step = Trainer.end_step
+
+    def end_step_then_signal(self: Trainer, metrics: dict[str, float] | None) -> None:
+        end_step(self, metrics)
+        if self.step == 150 and self.spec.seed == 0:
+            signal.raise_signal(signal.SIGTERM)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "end_step", end_step_then_signal)
+        assert main(_online(tmp_path, "--seeds", "0,1")) == 128 + signal.SIGTERM
+    assert main([*_online(tmp_path / "seed1", "--seed", "1"), "--resume"]) == 0
+    _, meta = load_tensors(tmp_path / "seed1")
+    assert (meta["step"], meta["seed"]) == (300, 1)
+    assert not (tmp_path / "seed0" / "checkpoints" / "final").exists()
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--seeds", "0,0"], "--seeds lists a seed twice"),
     (["--seeds", "0,-1"], "--seeds must be in"),
