@@ -38,8 +38,6 @@ PHASE_DEFAULTS = {"steps": {"online": 100_000, "offline": 1_000_000},
 # fields that are flags of one phase only
 ONLINE_ONLY = ("from_checkpoint", "handoff", "mix", "start_steps", "buffer_size",
                "early_eval_every", "early_eval_until")
-# --seeds: smac_core.seeds.STACKABLE (a test checks that they agree)
-SEED_STACKED_ALGORITHMS = ("sac", "smac", "calql", "cql", "iql", "td3", "td3bc", "awr")
 SEED_PLACEHOLDER = "{seed}"  # in --from with --seeds: each seed's own checkpoint
 OFFLINE_ONLY = ("dataset", "optimizer", "normalize_obs")
 FLAG_NAMES = {"from_checkpoint": "--from", "overrides": "--set"}  # others: --name-with-dashes
@@ -179,10 +177,6 @@ class RunConfig:
             check_seed(seed, "--seeds")
         if len(set(seeds)) != len(seeds):
             raise SmacError(f"--seeds lists a seed twice: {','.join(map(str, seeds))}")
-        if self.algo not in SEED_STACKED_ALGORITHMS:
-            raise SmacError(f"--seeds (seed-stacked training) supports --algo "
-                            f"{', '.join(SEED_STACKED_ALGORITHMS)}; got {self.algo} (run its "
-                            "seeds one by one, or through the experiment runner)")
 
     def for_seed(self, seed: int) -> RunConfig:
         """Seed ``seed``'s part of a ``--seeds`` run: the single-seed run that it reproduces,

@@ -25,8 +25,9 @@ each starts from its own seed's initial weights) and:
 So an update of the stacked agent computes, for every seed, the update its single-seed run
 computes, in float32 arithmetic summed in another order (batched instead of single GEMMs): the
 runs agree to rounding, which grows slowly over updates (tests/test_seeds.py states the
-tolerance). Algorithms whose update runs through ``gradient_step`` and ``per_seed`` methods
-(``STACKABLE``) can be stacked.
+tolerance). A gradient clipped to a norm is clipped seed by seed. Algorithms whose update runs
+through ``gradient_step`` and ``per_seed`` methods (``STACKABLE``: every registered one) can be
+stacked.
 """
 
 from __future__ import annotations
@@ -44,18 +45,19 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from smac_core.algos.base import Agent, LossAndMetrics
-from smac_core.data.buffers import Batch
+from smac_core.data.buffers import Batch, ChunkBatch
 from smac_core.errors import SmacError
 from smac_core.optim import Muon
 
 # the algorithms whose updates run through gradient_step and per_seed methods
-STACKABLE = ("sac", "smac", "calql", "cql", "iql", "td3", "td3bc", "awr")
+STACKABLE = ("sac", "smac", "calql", "cql", "iql", "td3", "td3bc", "awr", "qam", "trqam")
 PER_SEED_VALUES = ("target_entropy",)  # float attributes the losses read that differ by seed
 SHARED_VALUES = ("reward_scale", "reward_bias", "cql_alpha", "expectile",  # attributes all
                  "actor_lr_horizon")                                       # seeds must share
 SHARED_STATE = ("step",)  # optimizer-state entries all seeds share (AdamW's step count)
 
 RngState = torch.Tensor  # torch.get_rng_state() (CPU), or that of the agent's CUDA device
+AnyBatch = Batch | ChunkBatch
 
 
 class _Networks(nn.Module):
@@ -70,10 +72,16 @@ class _Networks(nn.Module):
         return fn(*args)
 
 
-def stack_batches(batches: Sequence[Batch]) -> Batch:
-    """S batches of B transitions -> one Batch whose fields are (S, B, ...)."""
-    return Batch(**{f.name: torch.stack([getattr(b, f.name) for b in batches])
-                    for f in fields(Batch)})
+def stack_batches(batches: Sequence[AnyBatch]) -> AnyBatch:
+    """S batches (``Batch`` or ``ChunkBatch``) of B transitions -> one of their kind whose
+    fields are (S, B, ...)."""
+    kind = type(batches[0])
+    return kind(**{f.name: torch.stack([getattr(b, f.name) for b in batches])
+                   for f in fields(kind)})
+
+
+def _is_batch(value: Any) -> bool:
+    return isinstance(value, Batch | ChunkBatch)
 
 
 def _get_rng(device: torch.device) -> RngState:
@@ -161,20 +169,23 @@ class SeedStack:
 
     # ------------------------------------------------------------------ updates
     def _gradient_step(self, optimizers: Sequence[str], loss_fn: Callable[..., LossAndMetrics],
-                       *inputs: Any) -> dict[str, torch.Tensor]:
+                       *inputs: Any, max_grad_norm: float | None = None
+                       ) -> dict[str, torch.Tensor]:
         """``Agent.gradient_step`` for all seeds at once: ``loss_fn`` vmapped over the seed axis
-        of the tensors and of every tensor or Batch input (a non-tensor input is shared); the
-        named optimizers step on the gradient of the summed losses. Metrics come back (S,)."""
-        live = {id(p) for name in optimizers
-                for group in self.agent.optimizers[name].param_groups for p in group["params"]}
+        of the tensors and of every tensor, dict or batch input (any other input is shared); the
+        named optimizers step on the gradient of the summed losses, clipped seed by seed.
+        Metrics come back (S,)."""
+        params = [p for name in optimizers
+                  for group in self.agent.optimizers[name].param_groups for p in group["params"]]
+        live = {id(p) for p in params}
         tensors = {name: t if id(t) in live else t.detach() for name, t in self._tensors.items()}
-        batches = {i for i, x in enumerate(inputs) if isinstance(x, Batch)}  # as dicts in vmap
-        packed = [{f.name: getattr(x, f.name) for f in fields(Batch)} if i in batches else x
+        kinds = {i: type(x) for i, x in enumerate(inputs) if _is_batch(x)}  # dicts inside vmap
+        packed = [{f.name: getattr(x, f.name) for f in fields(x)} if i in kinds else x
                   for i, x in enumerate(inputs)]
         in_dims = tuple(0 if isinstance(x, dict | torch.Tensor) else None for x in packed)
 
         def one_seed(seed_tensors: dict[str, torch.Tensor], *seed_inputs: Any) -> LossAndMetrics:
-            unpacked = [Batch(**x) if i in batches else x for i, x in enumerate(seed_inputs)]
+            unpacked = [kinds[i](**x) if i in kinds else x for i, x in enumerate(seed_inputs)]
             return functional_call(self._networks, seed_tensors, (loss_fn, *unpacked))
 
         loss, metrics = vmap(one_seed, in_dims=(0, *in_dims), randomness="error")(
@@ -182,11 +193,13 @@ class SeedStack:
         for name in optimizers:
             self.agent.optimizers[name].zero_grad(set_to_none=True)
         loss.sum().backward()  # d(sum_j L_j)/d theta_k = dL_k/d theta_k
+        if max_grad_norm is not None:
+            _clip_grad_norm_per_seed(params, max_grad_norm)
         for name in optimizers:
             self.agent.optimizers[name].step()
         return metrics
 
-    def update(self, batches: Sequence[Batch]) -> list[dict[str, float]]:
+    def update(self, batches: Sequence[AnyBatch]) -> list[dict[str, float]]:
         """One update of every seed, seed k on ``batches[k]``; each seed's metrics."""
         if len(batches) != self.seeds:
             raise SmacError(f"SeedStack.update: {self.seeds} seeds but {len(batches)} batches")
@@ -242,10 +255,23 @@ class SeedStack:
                     [float(getattr(agent, name)) for agent in self.agents], device=self.device))
 
 
+@torch.no_grad()
+def _clip_grad_norm_per_seed(params: list[torch.Tensor], max_norm: float) -> None:
+    """``nn.utils.clip_grad_norm_`` for each seed's slice of stacked parameters: seed k's
+    gradients scaled by min(1, max_norm / (||g_k|| + 1e-6)), ||g_k|| the norm of all of them."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    norms = torch.stack([g.reshape(g.shape[0], -1).norm(dim=1) for g in grads])  # (P, S)
+    scale = (max_norm / (norms.norm(dim=0) + 1e-6)).clamp(max=1.0)             # (S,)
+    for g in grads:
+        g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
+
+
 def _seed_slice(value: Any, k: int) -> Any:
-    """Seed k's part of a seed-stacked Batch or tensor; anything else as is."""
-    if isinstance(value, Batch):
-        return Batch(**{f.name: getattr(value, f.name)[k] for f in fields(Batch)})
+    """Seed k's part of a seed-stacked batch or tensor; anything else as is."""
+    if _is_batch(value):
+        return type(value)(**{f.name: getattr(value, f.name)[k] for f in fields(value)})
     return value[k] if isinstance(value, torch.Tensor) else value
 
 

@@ -102,7 +102,7 @@ def _add_common_flags(p: argparse.ArgumentParser, phase: str) -> None:
                    help="seeds everything (default: %(default)s)")
     p.add_argument("--seeds", type=seed_list, metavar="K,K,...",
                    help="train these seeds in one process, seed-stacked (one batched matmul per "
-                        "layer across seeds; every --algo but qam and trqam), seed k writing the "
+                        "layer across seeds; every --algo), seed k writing the "
                         "run directory of its single-seed run, OUT/seed<k> (--seed is then "
                         "unused); '{seed}' in --out (and --from) is replaced by each seed")
     add_device_flag(p, "where networks and replay buffers live")

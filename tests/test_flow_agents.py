@@ -15,6 +15,7 @@ from smac_core.algos.flow import (
     adjoint_path,
     euler_sample,
     flow_matching_loss,
+    flow_matching_noise,
     memoryless_schedule,
     path_kl,
 )
@@ -60,7 +61,7 @@ def test_flow_matching_bc_recovers_the_modes_of_a_multimodal_chunk_distribution(
     for _ in range(1500):
         which = torch.randint(4, (256,))
         chunks = modes[which].repeat(1, 2) + 0.05 * torch.randn(256, 4)
-        loss = flow_matching_loss(field, obs, chunks)
+        loss = flow_matching_loss(field, obs, chunks, **flow_matching_noise(chunks))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

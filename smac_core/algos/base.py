@@ -130,9 +130,12 @@ class Agent(ABC):
 
     # ------------------------------------------------------------------ shared
     def gradient_step(self, optimizers: Sequence[str], loss_fn: Callable[..., LossAndMetrics],
-                      *inputs: Any) -> dict[str, torch.Tensor]:
+                      *inputs: Any, max_grad_norm: float | None = None
+                      ) -> dict[str, torch.Tensor]:
         """One step of the named optimizers on ``loss, metrics = loss_fn(*inputs)``: zero their
-        gradients, backpropagate the loss, step them; returns the metrics.
+        gradients, backpropagate the loss, clip the gradients of their parameters to a total
+        norm of ``max_grad_norm`` (None: no clipping; ``nn.utils.clip_grad_norm_``), step them;
+        returns the metrics.
 
         The unit that seed-stacked training (``smac_core.seeds``) replaces: there ``loss_fn``
         runs once for all seeds (``torch.func.vmap`` over stacked parameters and inputs), so a
@@ -142,6 +145,10 @@ class Agent(ABC):
         for name in optimizers:
             self.optimizers[name].zero_grad(set_to_none=True)
         loss.backward()
+        if max_grad_norm is not None:
+            nn.utils.clip_grad_norm_([p for name in optimizers
+                                      for group in self.optimizers[name].param_groups
+                                      for p in group["params"]], max_grad_norm)
         for name in optimizers:
             self.optimizers[name].step()
         return metrics

@@ -60,14 +60,21 @@ class VelocityField(nn.Module):
         return self.net(torch.cat([obs, x, t], dim=-1))
 
 
-def flow_matching_loss(field: Velocity, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+def flow_matching_noise(actions: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The draws of ``flow_matching_loss`` from torch's global generator: ``x0`` ~ N(0, I) shaped
+    like ``actions`` (B, D), ``t`` ~ U[0, 1) (B, 1)."""
+    return {"x0": torch.randn_like(actions),
+            "t": torch.rand(actions.shape[0], 1, device=actions.device)}
+
+
+def flow_matching_loss(field: Velocity, obs: torch.Tensor, actions: torch.Tensor,
+                       x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Flow-matching behaviour cloning: E ||v(s, x_t, t) - (x_1 - x_0)||^2 / D, a scalar.
 
-    ``actions`` (B, D): dataset chunks x_1; x_0 ~ N(0, I), t ~ U[0, 1) drawn from torch's
-    global generator; x_t = (1 - t) x_0 + t x_1. Mean over dims and batch (QAM's code).
+    ``actions`` (B, D): dataset chunks x_1; ``x0`` (B, D) and ``t`` (B, 1) as
+    ``flow_matching_noise`` draws them; x_t = (1 - t) x_0 + t x_1. Mean over dims and batch
+    (QAM's code).
     """
-    x0 = torch.randn_like(actions)
-    t = torch.rand(actions.shape[0], 1, device=actions.device)
     x_t = (1.0 - t) * x0 + t * actions
     return ((field(obs, x_t, t) - (actions - x0)) ** 2).mean()
 
@@ -251,9 +258,9 @@ class TrustRegionDual(nn.Module):
 
     @torch.no_grad()
     def update(self, kl_estimate: torch.Tensor) -> None:
+        """One dual step on ``kl_estimate`` (a scalar, or one per seed of a seed-stacked run:
+        every operation is elementwise)."""
         clipped = kl_estimate.detach().clamp(max=self.KL_CLIP * self.epsilon)
-        if torch.isnan(self.kl_average):
-            self.kl_average.copy_(clipped)
-        else:
-            self.kl_average.mul_(self.EMA).add_((1.0 - self.EMA) * clipped)
+        average = self.kl_average * self.EMA + (1.0 - self.EMA) * clipped
+        self.kl_average.copy_(torch.where(torch.isnan(self.kl_average), clipped, average))
         self.lam.add_(self.DUAL_LR * (self.kl_average - self.epsilon)).clamp_(*self.BOUNDS)

@@ -28,7 +28,7 @@ x_0 ~ N(0, I).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -38,6 +38,7 @@ from smac_core.algos.base import (
     ActorCriticConfig,
     Agent,
     check_config,
+    per_seed,
     polyak_update,
     reduce_ensemble,
     scalar_metrics,
@@ -52,6 +53,7 @@ from smac_core.algos.flow import (
     adjoint_path,
     euler_sample,
     flow_matching_loss,
+    flow_matching_noise,
     path_kl,
 )
 from smac_core.data.buffers import Batch, ChunkBatch, chunk_return
@@ -160,53 +162,79 @@ class QAM(Agent):
             (grad,) = torch.autograd.grad(q.sum(), chunk)
         return -self.adjoint_scale() * grad
 
-    def _step(self, name: str, loss: torch.Tensor) -> None:
-        optimizer = self.optimizers[name]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.networks[name].parameters(), self.config.grad_clip)
-        optimizer.step()
+    @per_seed
+    def critic_inputs(self, batch: Batch | ChunkBatch) -> dict[str, torch.Tensor]:
+        """The critic step's draw, no gradient: ``next_actions`` (B, D), a' ~ pi_ft(.|s')."""
+        with torch.no_grad():
+            return {"next_actions": self.sample(batch.next_observations)}
 
-    def update(self, batch: Batch | ChunkBatch) -> dict[str, float]:
-        cfg, obs = self.config, batch.observations
-        self.updates += 1
+    @per_seed
+    def base_inputs(self, batch: Batch | ChunkBatch) -> dict[str, torch.Tensor]:
+        """The base field's draws (``flow_matching_noise``): ``x0`` (B, D), ``t`` (B, 1)."""
+        return flow_matching_noise(batch.actions)
 
-        # critic: y = r + gamma (1 - d) [mean_i - rho std_i] Q_target_i(s', a'), a' ~ pi_ft(.|s');
-        # on chunks (H > 1) y = sum_k gamma^k r_k + gamma^H (1 - d) V(s_H), s_H after the chunk
+    @per_seed
+    def actor_inputs(self, batch: Batch | ChunkBatch) -> dict[str, torch.Tensor]:
+        """The fine-tuned field's input, no gradient: a batch of fine-tuned SDE paths from
+        x_0 ~ N(0, I) with their lean adjoints against the EMA base (``adjoint_path``), as
+        the fields of ``AdjointPath``."""
+        obs = batch.observations
+        path = adjoint_path(
+            self.actor, self.networks["actor_base_target"], obs,
+            torch.randn(obs.shape[0], self.actor.chunk_dim, device=obs.device),
+            lambda chunk: self.terminal_adjoint(obs, chunk), self.config.flow_steps)
+        return {f.name: getattr(path, f.name) for f in fields(AdjointPath)}
+
+    def critic_loss(self, batch: Batch | ChunkBatch, inputs: dict[str, torch.Tensor]
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """y = r + gamma (1 - d) [mean_i - rho std_i] Q_target_i(s', a'), a' ~ pi_ft(.|s'); on
+        chunks (H > 1) y = sum_k gamma^k r_k + gamma^H (1 - d) V(s_H), s_H after the chunk."""
+        cfg = self.config
         with torch.no_grad():
             next_q = self.networks["critic_target"](batch.next_observations,
-                                                    self.sample(batch.next_observations))
+                                                    inputs["next_actions"])
             next_v = reduce_ensemble(next_q, "mean_minus_std", cfg.rho)
             rewards = self.learning_rewards(batch)                    # (B,) or (B, H)
             if rewards.dim() == 2:
                 rewards = chunk_return(rewards, cfg.gamma)
             target = rewards + cfg.gamma ** cfg.horizon * (1.0 - batch.dones) * next_v
-        q = self.networks["critic"](obs, batch.actions)                       # (N, B)
-        critic_loss = ((q - target) ** 2).mean()          # mean over members and batch (QAM)
-        self._step("critic", critic_loss)
+        q = self.networks["critic"](batch.observations, batch.actions)      # (N, B)
+        loss = ((q - target) ** 2).mean()                 # mean over members and batch (QAM)
+        return loss, {"critic_loss": loss, "q_mean": q.mean(), "target_mean": target.mean()}
 
-        # base: flow-matching BC, E ||v_base(s, x_t, t) - (a - x_0)||^2
-        bc_loss = flow_matching_loss(self.networks["actor_base"], obs, batch.actions)
-        self._step("actor_base", bc_loss)
+    def base_loss(self, batch: Batch | ChunkBatch, inputs: dict[str, torch.Tensor]
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Flow-matching BC of the base field: E ||v_base(s, x_t, t) - (a - x_0)||^2."""
+        loss = flow_matching_loss(self.networks["actor_base"], batch.observations,
+                                  batch.actions, inputs["x0"], inputs["t"])
+        return loss, {"bc_flow_loss": loss}
 
-        # fine-tuned: adjoint matching against the EMA base,
-        #   sum_k ||2 (v_ft - v_base) / sigma_k + sigma_k adj_k||^2
-        path: AdjointPath = adjoint_path(
-            self.actor, self.networks["actor_base_target"], obs,
-            torch.randn(obs.shape[0], self.actor.chunk_dim, device=obs.device),
-            lambda chunk: self.terminal_adjoint(obs, chunk), cfg.flow_steps)
-        matching_loss, gap = adjoint_matching_loss(self.actor, obs, path,
-                                                   self.matching_sigmas(path.noise_scales))
-        self._step("actor", matching_loss)
-        kl = path_kl(gap.detach(), path.noise_scales, self.actor.horizon)
-        extra = self.after_actor_step(kl)
+    def actor_loss(self, batch: Batch | ChunkBatch, inputs: dict[str, torch.Tensor]
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Adjoint matching against the EMA base along the paths of ``actor_inputs``:
+        sum_k ||2 (v_ft - v_base) / sigma_k + sigma_k adj_k||^2; the path KL of the gap."""
+        path = AdjointPath(**inputs)
+        loss, gap = adjoint_matching_loss(self.actor, batch.observations, path,
+                                          self.matching_sigmas(path.noise_scales))
+        return loss, {"adjoint_matching_loss": loss,
+                      "path_kl": path_kl(gap.detach(), path.noise_scales, self.actor.horizon),
+                      "adjoint_norm": path.adjoints[-1].norm(dim=-1).mean()}
 
+    def update(self, batch: Batch | ChunkBatch) -> dict[str, float]:
+        """A critic step, a base (BC) step, a fine-tuned (adjoint-matching) step, each with its
+        gradients clipped to ``grad_clip``; then the target critic's and EMA base's averages."""
+        cfg = self.config
+        self.updates += 1
+        metrics = self.gradient_step(("critic",), self.critic_loss, batch,
+                                     self.critic_inputs(batch), max_grad_norm=cfg.grad_clip)
+        metrics |= self.gradient_step(("actor_base",), self.base_loss, batch,
+                                      self.base_inputs(batch), max_grad_norm=cfg.grad_clip)
+        metrics |= self.gradient_step(("actor",), self.actor_loss, batch,
+                                      self.actor_inputs(batch), max_grad_norm=cfg.grad_clip)
+        metrics |= self.after_actor_step(metrics["path_kl"])
         polyak_update(self.networks["critic_target"], self.networks["critic"], cfg.tau)
         polyak_update(self.networks["actor_base_target"], self.networks["actor_base"], cfg.tau)
-        return scalar_metrics({"critic_loss": critic_loss, "q_mean": q.mean(),
-                               "target_mean": target.mean(), "bc_flow_loss": bc_loss,
-                               "adjoint_matching_loss": matching_loss, "path_kl": kl,
-                               "adjoint_norm": path.adjoints[-1].norm(dim=-1).mean(), **extra})
+        return scalar_metrics(metrics)
 
     # ------------------------------------------------------------------ handoff
     def load_pretrained(self, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:

@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "'*/seed0/*' (plus the offline runs they start from)")
     run.add_argument("--stack-seeds", action="store_true",
                      help="train the seeds of each run in one process, smac_core.train --seeds "
-                          "(every algorithm but qam and trqam): worth it on a GPU, not on a CPU "
+                          "(every algorithm): worth it on a GPU, not on a CPU "
                           "at 256-wide networks (README, Benchmarks); each seed still writes its "
                           "own run directory")
     run.add_argument("--grace-seconds", type=float, default=DEFAULT_GRACE_SECONDS,

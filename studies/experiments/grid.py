@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from smac_core.errors import SmacError
-from smac_core.runconfig import SEED_PLACEHOLDER, SEED_STACKED_ALGORITHMS, RunConfig
+from smac_core.runconfig import SEED_PLACEHOLDER, RunConfig
 from studies.experiments.spec import ExperimentSpec
 
 
@@ -120,18 +120,16 @@ def _seedless_args(plan: RunPlan) -> tuple[str, ...]:
 
 def seed_groups(plans: Sequence[RunPlan], resume_step: Callable[[RunPlan], int | None]
                 ) -> list[RunPlan | SeedGroup]:
-    """``plans`` with the runs that differ only in their seed (a stackable algorithm, offline or
-    online; the same resume step ``resume_step(plan)``: a ``--seeds`` run resumes all its seeds
-    from one step) merged into ``SeedGroup``s of two or more, each where its first member was."""
+    """``plans`` with the runs that differ only in their seed (and are at the same resume step
+    ``resume_step(plan)``: a ``--seeds`` run resumes all its seeds from one step) merged into
+    ``SeedGroup``s of two or more, each where its first member was."""
     members: dict[tuple[tuple[str, ...], int | None], list[RunPlan]] = {}
     for plan in plans:
-        if plan.algorithm in SEED_STACKED_ALGORITHMS:
-            members.setdefault((_seedless_args(plan), resume_step(plan)), []).append(plan)
+        members.setdefault((_seedless_args(plan), resume_step(plan)), []).append(plan)
     grouped: list[RunPlan | SeedGroup] = []
     for plan in plans:
-        key = ((_seedless_args(plan), resume_step(plan))
-               if plan.algorithm in SEED_STACKED_ALGORITHMS else None)
-        group = members.get(key, []) if key is not None else []
+        key = (_seedless_args(plan), resume_step(plan))
+        group = members[key]
         if len(group) < 2:
             grouped.append(plan)
         elif plan is group[0]:
