@@ -129,6 +129,19 @@ def test_the_stack_refuses_what_it_cannot_stack():
     assert set(STACKABLE) == set(ALGORITHMS)  # every registered algorithm can be stacked
 
 
+def _sigterm_after(patch: pytest.MonkeyPatch, step: int, seed: int) -> None:
+    """A SIGTERM as seed ``seed``'s trainer ends loop step ``step`` (the group stops all its
+    seeds at the next step, each with a checkpoint)."""
+    end_step = Trainer.end_step
+
+    def end_step_then_signal(self: Trainer, metrics: dict[str, float] | None) -> None:
+        end_step(self, metrics)
+        if self.step == step and self.spec.seed == seed:
+            signal.raise_signal(signal.SIGTERM)
+
+    patch.setattr(Trainer, "end_step", end_step_then_signal)
+
+
 def _online(out: Path, *extra: str, algo: str = "sac") -> list[str]:
     return ["online", "--algo", algo, "--env", "Pendulum-v1", "--steps", "300",
             "--start-steps", "100", "--eval-every", "150", "--early-eval-every", "1000",
@@ -167,16 +180,9 @@ def test_a_stopped_seeds_run_resumes_exactly(tmp_path, monkeypatch):
     each with a checkpoint; --resume then ends with weights bit-identical to an uninterrupted
     --seeds run."""
     assert main(_online(tmp_path / "straight", "--seeds", "0,1")) == 0
-    end_step = Trainer.end_step
-
-    def end_step_then_signal(self: Trainer, metrics: dict[str, float] | None) -> None:
-        end_step(self, metrics)
-        if self.step == 233 and self.spec.seed == 0:
-            signal.raise_signal(signal.SIGTERM)
-
     interrupted = tmp_path / "interrupted"
     with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "end_step", end_step_then_signal)
+        _sigterm_after(patch, step=233, seed=0)
         assert main(_online(interrupted, "--seeds", "0,1")) == 128 + signal.SIGTERM
     for seed in (0, 1):
         assert [s for s, _ in checkpoint_series(interrupted / f"seed{seed}")] == [234]
@@ -192,15 +198,8 @@ def test_a_stopped_seeds_run_resumes_exactly(tmp_path, monkeypatch):
 def test_a_seed_of_a_stopped_seeds_run_resumes_alone(tmp_path, monkeypatch):
     """Each seed's run directory is an ordinary one: after a stacked run was stopped, seed 1
     alone continues with the single-seed command (``--seed 1 --out OUT/seed1 --resume``)."""
-    end_step = Trainer.end_step
-
-    def end_step_then_signal(self: Trainer, metrics: dict[str, float] | None) -> None:
-        end_step(self, metrics)
-        if self.step == 150 and self.spec.seed == 0:
-            signal.raise_signal(signal.SIGTERM)
-
     with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "end_step", end_step_then_signal)
+        _sigterm_after(patch, step=150, seed=0)
         assert main(_online(tmp_path, "--seeds", "0,1")) == 128 + signal.SIGTERM
     assert main([*_online(tmp_path / "seed1", "--seed", "1"), "--resume"]) == 0
     _, meta = load_tensors(tmp_path / "seed1")
@@ -288,15 +287,8 @@ def test_a_stopped_offline_seeds_run_resumes_exactly(tmp_path, pendulum_dataset,
             "--eval-every", "60", "--eval-episodes", "1", *SMALL, *score_model,
             "--seeds", "0,1"]
     assert main([*args, "--out", str(tmp_path / "straight")]) == 0
-    end_step = Trainer.end_step
-
-    def end_step_then_signal(self: Trainer, metrics: dict[str, float] | None) -> None:
-        end_step(self, metrics)
-        if self.step == 29 and self.spec.seed == 1:
-            signal.raise_signal(signal.SIGTERM)
-
     with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "end_step", end_step_then_signal)
+        _sigterm_after(patch, step=29, seed=1)
         assert main([*args, "--out", str(tmp_path / "resumed")]) == 128 + signal.SIGTERM
     assert main([*args, "--out", str(tmp_path / "resumed"), "--resume"]) == 0
     for seed in (0, 1):
