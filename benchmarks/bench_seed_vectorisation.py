@@ -67,7 +67,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from smac_core.algos.base import Agent
 from smac_core.data.buffers import Batch
 from smac_core.errors import SmacError, cli_entry
-from smac_core.seeds import STACKABLE, SeedStack
+from smac_core.seeds import STACKABLE, SeedStack, rng_state
 
 Layers = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: weight (S, in, out), bias (S, 1, out)
 
@@ -200,9 +200,8 @@ def stacked_update_times(algos: list[str], seeds: int, kinds: list[str], seconds
                              "actor_hidden": [width, width], "critic_hidden": [width, width]}
                 prepared = [prepared_agent(algo, device, overrides) for _ in range(seeds)]
                 alone, batches = [agent for agent, _ in prepared], prepared[0][1]
-                rng = (torch.cuda.get_rng_state(device) if device.type == "cuda"
-                       else torch.get_rng_state())
-                stack = SeedStack([copy.deepcopy(agent) for agent in alone], [rng] * seeds)
+                stack = SeedStack([copy.deepcopy(agent) for agent in alone],
+                                  [rng_state(device)] * seeds)
                 done = [0, 0]
 
                 def one_by_one(done: list[int] = done, batches: list[Batch] = batches,

@@ -25,14 +25,12 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-import torch
-
 from smac_core.errors import SmacError
 from smac_core.progress import Progress
 from smac_core.runconfig import RunConfig
 from smac_core.rundir import CONFIG_FILE, run_directory
 from smac_core.runs import Trainer
-from smac_core.seeds import SeedStack
+from smac_core.seeds import SeedStack, rng_state
 
 
 class SeedGroup:
@@ -115,11 +113,6 @@ class SeedGroup:
         return 0
 
 
-def _rng_state(device: str) -> torch.Tensor:
-    kind = torch.device(device)
-    return torch.cuda.get_rng_state(kind) if kind.type == "cuda" else torch.get_rng_state()
-
-
 def _check_before_writing(config: RunConfig) -> None:
     """What would stop a seed after an earlier one had written its run directory: a directory
     that already holds a run (without ``--resume``), a ``--from`` that is no checkpoint. Checked
@@ -154,6 +147,6 @@ def run_seeds(config: RunConfig, given: RunConfig) -> int:
             trainer, checkpoint = build(seed_config, command)
             trainers.append(trainer)
             resume_from.append(checkpoint)
-            rng_states.append(_rng_state(seed_config.device))  # as its single run has it now
+            rng_states.append(rng_state(seed_config.device))  # as its single run has it now
         stack = SeedStack([trainer.agent for trainer in trainers], rng_states)
         return SeedGroup(trainers, stack, seeds).run(resume_from)

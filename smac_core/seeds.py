@@ -84,7 +84,9 @@ def _is_batch(value: Any) -> bool:
     return isinstance(value, Batch | ChunkBatch)
 
 
-def _get_rng(device: torch.device) -> RngState:
+def rng_state(device: str | torch.device) -> RngState:
+    """The state of torch's generator for ``device``: the CUDA device's, else the CPU one."""
+    device = torch.device(device)
     return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
 
 
@@ -150,12 +152,12 @@ class SeedStack:
         """Inside the block torch's generator (of the agents' device) is seed k's stream: what
         seed k draws there is what its single-seed run draws. The stream is kept on exit and
         the generator's previous state restored."""
-        previous = _get_rng(self.device)
+        previous = rng_state(self.device)
         _set_rng(self.rng_states[k], self.device)
         try:
             yield
         finally:
-            self.rng_states[k] = _get_rng(self.device)
+            self.rng_states[k] = rng_state(self.device)
             _set_rng(previous, self.device)
 
     def _per_seed_call(self, name: str, *args: Any) -> dict[str, torch.Tensor]:
