@@ -15,6 +15,17 @@ seed-stacked as ``--seeds`` trains them (``SeedStack``) against one by one, with
 seed-updates/s (``bench_seed_vectorisation.py``); a seed-stacked online run
 (``--seeds 0,1 --device cuda``). torch.compile / CUDA graphs of the update are not implemented
 and are listed as such. On a machine without CUDA it says so and exits with status 0.
+
+Each row is printed as soon as it is measured, with the seconds it took, so that a command cut
+off by a time limit still shows the rows before it. A row that raises shows the error and the
+others still run; the exit status is then 1 (also when a CLI run fails or Newton-Schulz's bf16
+error is above its bound).
+
+    python benchmarks/gpu_check.py --device cpu [--seconds 0.05]
+
+is a dry run on the CPU: every row, the CPU standing in for the GPU (its ratios are then about
+1x and mean nothing). It checks the script itself before a GPU session spends its limited time
+on it (tests/test_gpu_check.py runs it).
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -61,28 +73,24 @@ def muon_row(device: torch.device) -> list[str]:
         timings[dtype] = (time.perf_counter() - start) / 20 * 1e3
     reference = outputs[torch.float32]
     error = float((outputs[torch.bfloat16].float() - reference).norm() / reference.norm())
-    verdict = "ok" if error < NS_BOUND else f"ABOVE the {NS_BOUND} bound"
+    verdict = "ok" if error < NS_BOUND else f"FAILED: above the {NS_BOUND} bound"
     return ["Muon Newton-Schulz, bf16 vs fp32", f"relative error {error:.4f} ({verdict})",
             f"{timings[torch.bfloat16]:.2f} ms bf16, {timings[torch.float32]:.2f} ms fp32"]
 
 
-def update_rows(device: torch.device, seconds: float) -> list[list[str]]:
-    """updates/s of SAC and SMAC on CUDA and on one CPU thread, and the ratio."""
+def update_row(algo: str, kind: str, device: torch.device, seconds: float) -> list[str]:
+    """updates/s of ``algo`` with optimizer ``kind`` on ``device`` and on one CPU thread."""
     torch.set_num_threads(1)
-    rows = []
-    for algo in ("sac", "smac"):
-        for kind in ("adam", "muon"):
-            rates = {}
-            for dev in (torch.device("cpu"), device):
-                c = contender((algo, kind), algo, dev, {"optimizer": kind})
-                clock = time.thread_time if dev.type == "cpu" else time.perf_counter
-                measure([c], dev, seconds, 0.25, clock)
-                rates[dev.type] = c.rate
-            ratio = rates["cuda"] / rates["cpu"]
-            rows.append([f"{algo} update ({kind})",
-                         f"{ratio:.1f}x one CPU thread ({'ok' if ratio >= 5 else 'below 5x'})",
-                         f"{rates['cuda']:.0f} updates/s cuda, {rates['cpu']:.0f} cpu"])
-    return rows
+    rates = []
+    for dev in (device, torch.device("cpu")):
+        c = contender((algo, kind), algo, dev, {"optimizer": kind})
+        clock = time.thread_time if dev.type == "cpu" else time.perf_counter
+        measure([c], dev, seconds, 0.25, clock)
+        rates.append(c.rate)
+    ratio = rates[0] / rates[1]
+    return [f"{algo} update ({kind})",
+            f"{ratio:.1f}x one CPU thread ({'ok' if ratio >= 5 else 'below 5x'})",
+            f"{rates[0]:.0f} updates/s {device.type}, {rates[1]:.0f} cpu"]
 
 
 def pendulum_dataset(path: Path) -> Path:
@@ -101,7 +109,8 @@ def pendulum_dataset(path: Path) -> Path:
 
 
 def run_rows(workdir: Path, device: torch.device) -> list[list[str]]:
-    """An offline SMAC run, an online SAC run and a seed-stacked one with --device ``device``."""
+    """An offline SMAC run, an online SAC run and a seed-stacked one with --device ``device``
+    (result "ok", or "FAILED" with the exit status)."""
     common = ["--device", device.type, "--eval-every", "200", "--eval-episodes", "1",
               "--checkpoint-every", "200", "--log-every", "100"]
     runs = {
@@ -142,7 +151,7 @@ def landscape_row(device: torch.device) -> list[str]:
                                         max_episode_steps=200, workers=0)
         rates[dev] = results[dev].lengths.sum() / (time.perf_counter() - start)
     difference = float(np.abs(results[device.type].returns - results["cpu"].returns).max())
-    return ["landscape evaluate_vectors", f"max |return difference| {difference:.3g}",
+    return ["landscape evaluate_vectors", f"largest return difference {difference:.3g}",
             f"{rates[device.type]:.0f} env steps/s {device.type}, {rates['cpu']:.0f} cpu"]
 
 
@@ -179,29 +188,53 @@ def stacked_seeds_row(device: torch.device, seconds: float) -> list[str]:
             "target: >= 5,000 seed-updates/s for SMAC"]
 
 
-def main() -> int:
+def checks(device: torch.device, seconds: float, workdir: Path
+           ) -> list[tuple[str, Callable[[], list[list[str]]]]]:
+    """The rows of the table: (name, function returning the row or rows), in running order."""
+    return [
+        ("Muon Newton-Schulz", lambda: [muon_row(device)]),
+        *((f"{algo} update ({kind})", lambda algo=algo, kind=kind:
+           [update_row(algo, kind, device, seconds)])
+          for algo in ("sac", "smac") for kind in ("adam", "muon")),
+        ("CLI runs", lambda: run_rows(workdir, device)),
+        ("landscape evaluate_vectors", lambda: [landscape_row(device)]),
+        ("score-model training", lambda: [score_model_row(device)]),
+        ("5 seeds stacked", lambda: [stacked_seeds_row(device, seconds)]),
+        ("torch.compile / CUDA graphs of the update",
+         lambda: [["torch.compile / CUDA graphs of the update", "not implemented", "-"]]),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0,
                         help="measuring time per update rate (default 3)")
-    args = parser.parse_args()
-    if not torch.cuda.is_available():
+    parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                        help="cuda (default), or cpu: a dry run of every row on the CPU")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
         print(f"gpu_check: torch {torch.__version__} sees no CUDA device "
-              f"(built with CUDA {torch.version.cuda}); nothing to check on this machine.")
+              f"(built with CUDA {torch.version.cuda}); nothing to check on this machine "
+              "(--device cpu: a dry run on the CPU).")
         return 0
-    device = torch.device("cuda")
-    print(f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, "
-          f"CUDA {torch.version.cuda}\n")
-    rows = [muon_row(device), *update_rows(device, args.seconds)]
+    device = torch.device(args.device)
+    print(f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU dry run'}, "
+          f"torch {torch.__version__}, CUDA {torch.version.cuda}\n")
+    print("| check | result | measured | s |")
+    print("| --- | --- | --- | ---: |", flush=True)
+    failed = 0
     with tempfile.TemporaryDirectory() as workdir:
-        rows += run_rows(Path(workdir), device)
-    rows += [landscape_row(device), score_model_row(device),
-             stacked_seeds_row(device, args.seconds),
-             ["torch.compile / CUDA graphs of the update", "not implemented", "-"]]
-    print("| check | result | measured |")
-    print("| --- | --- | --- |")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-    return 0
+        for name, check in checks(device, args.seconds, Path(workdir)):
+            start = time.perf_counter()
+            try:
+                rows = check()
+            except Exception as exc:  # the other rows still run
+                rows = [[name, f"ERROR {type(exc).__name__}: {exc}", "-"]]
+            seconds = f"{time.perf_counter() - start:.1f}"
+            for row in rows:
+                failed += row[1].startswith("ERROR") or "FAILED" in row[1]
+                print("| " + " | ".join([*row, seconds]) + " |", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
