@@ -2,19 +2,20 @@
 
     python benchmarks/gpu_check.py [--seconds 3]
 
-Rows: Muon's Newton-Schulz in bfloat16 against the float32 reference (relative Frobenius
-error, time per orthogonalisation of a (10, 256, 256) stack); updates/s of SAC and SMAC (Adam
-and Muon) on CUDA against one CPU thread (``bench_updates``' interleaved measurement: the
-target is >= 5x); an offline SMAC run and an online SAC run through ``smac_core.train`` with
+Rows, in this order: Muon's Newton-Schulz in bfloat16 against the float32 reference (relative
+Frobenius error, time per orthogonalisation of a (10, 256, 256) stack); updates/s of SAC and
+SMAC (Adam and Muon) on CUDA against one CPU thread (``bench_updates``' interleaved measurement:
+the target is >= 5x); five seeds' networks stacked (one batched matmul per layer) against seed
+by seed on CUDA, and five SAC and SMAC seeds' updates seed-stacked as ``--seeds`` trains them
+(``SeedStack``) against one by one, with the aggregate seed-updates/s
+(``bench_seed_vectorisation.py``; the target is >= 5,000 for SMAC); an offline SMAC run, an
+online SAC run and a seed-stacked online run (``--seeds 0,1``) through ``smac_core.train`` with
 ``--device cuda`` (a synthetic Pendulum dataset, a few hundred steps); landscape evaluation
 (``evaluate_vectors``) on CUDA against CPU (env steps/s, largest return difference: CUDA's
 matmuls round differently, so returns may differ slightly); SMAC's score-model training steps/s
-in float32 and in bfloat16 (``DiffusionConfig.precision``); five seeds' networks stacked (one
-batched matmul per layer) against seed by seed on CUDA, and five SAC and SMAC seeds' updates
-seed-stacked as ``--seeds`` trains them (``SeedStack``) against one by one, with the aggregate
-seed-updates/s (``bench_seed_vectorisation.py``); a seed-stacked online run
-(``--seeds 0,1 --device cuda``). torch.compile / CUDA graphs of the update are not implemented
-and are listed as such. On a machine without CUDA it says so and exits with status 0.
+in float32 and in bfloat16 (``DiffusionConfig.precision``). torch.compile / CUDA graphs of the
+update are not implemented and are listed as such. On a machine without CUDA it says so and
+exits with status 0.
 
 Each row is printed as soon as it is measured, with the seconds it took, so that a command cut
 off by a time limit still shows the rows before it. A row that raises shows the error and the
@@ -190,16 +191,17 @@ def stacked_seeds_row(device: torch.device, seconds: float) -> list[str]:
 
 def checks(device: torch.device, seconds: float, workdir: Path
            ) -> list[tuple[str, Callable[[], list[list[str]]]]]:
-    """The rows of the table: (name, function returning the row or rows), in running order."""
+    """The rows of the table: (name, function returning the row or rows), in running order:
+    the issue's two GPU targets (updates, stacked seeds) first."""
     return [
         ("Muon Newton-Schulz", lambda: [muon_row(device)]),
         *((f"{algo} update ({kind})", lambda algo=algo, kind=kind:
            [update_row(algo, kind, device, seconds)])
           for algo in ("sac", "smac") for kind in ("adam", "muon")),
+        ("5 seeds stacked", lambda: [stacked_seeds_row(device, seconds)]),
         ("CLI runs", lambda: run_rows(workdir, device)),
         ("landscape evaluate_vectors", lambda: [landscape_row(device)]),
         ("score-model training", lambda: [score_model_row(device)]),
-        ("5 seeds stacked", lambda: [stacked_seeds_row(device, seconds)]),
         ("torch.compile / CUDA graphs of the update",
          lambda: [["torch.compile / CUDA graphs of the update", "not implemented", "-"]]),
     ]
