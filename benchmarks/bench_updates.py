@@ -133,10 +133,32 @@ def prepared_agent(algo: str, device: torch.device,
     return agent, [buffer.sample(agent.update_batch_size) for _ in range(PREPARED_BATCHES)]
 
 
+def compile_losses(agent: Agent, mode: str) -> Agent:
+    """``agent`` with each loss function that its update hands to ``Agent.gradient_step``
+    compiled by ``torch.compile(loss_fn, mode=mode)`` on first use ("reduce-overhead" replays
+    CUDA graphs on a GPU); the backward goes through the compiled graph, the optimizers' steps
+    stay eager. A measurement of what compiling the update would gain: the trainer does not
+    compile (README, Benchmarks)."""
+    compiled: dict[Callable, Callable] = {}
+    eager_step = agent.gradient_step
+
+    def gradient_step(optimizers: tuple[str, ...], loss_fn: Callable, *inputs: Any,
+                      max_grad_norm: float | None = None) -> dict[str, torch.Tensor]:
+        key = getattr(loss_fn, "__func__", loss_fn)  # a bound method is new at every access
+        if key not in compiled:
+            compiled[key] = torch.compile(loss_fn, mode=mode)
+        return eager_step(optimizers, compiled[key], *inputs, max_grad_norm=max_grad_norm)
+
+    agent.gradient_step = gradient_step  # type: ignore[method-assign]
+    return agent
+
+
 def contender(label: tuple[str, ...], algo: str, device: torch.device,
-              overrides: dict[str, Any], batched_ensemble: bool = False) -> Contender:
-    """Build ``algo`` (``prepared_agent``), warm it up; a ``Contender``."""
-    agent, batches = prepared_agent(algo, device, overrides)
+              overrides: dict[str, Any], batched_ensemble: bool = False,
+              agent_and_batches: tuple[Agent, list[Batch]] | None = None) -> Contender:
+    """Build ``algo`` (``prepared_agent``; or take ``agent_and_batches``), warm it up; a
+    ``Contender``."""
+    agent, batches = agent_and_batches or prepared_agent(algo, device, overrides)
     done = [0]
 
     def step() -> None:

@@ -13,8 +13,11 @@ online SAC run and a seed-stacked online run (``--seeds 0,1``) through ``smac_co
 ``--device cuda`` (a synthetic Pendulum dataset, a few hundred steps); landscape evaluation
 (``evaluate_vectors``) on CUDA against CPU (env steps/s, largest return difference: CUDA's
 matmuls round differently, so returns may differ slightly); SMAC's score-model training steps/s
-in float32 and in bfloat16 (``DiffusionConfig.precision``). torch.compile / CUDA graphs of the
-update are not implemented and are listed as such. On a machine without CUDA it says so and
+in float32 and in bfloat16 (``DiffusionConfig.precision``); SAC's and SMAC's updates with their
+loss functions compiled by ``torch.compile`` (modes "default" and "reduce-overhead", which
+replays CUDA graphs) against eager, and the largest parameter difference that compiling makes
+after one update (the trainer does not compile: these rows say whether it should on a GPU; on
+the 2-core CPU compiling made SAC's update slower). On a machine without CUDA it says so and
 exits with status 0.
 
 Each row is printed as soon as it is measured, with the seconds it took, so that a command cut
@@ -42,7 +45,7 @@ import h5py
 import numpy as np
 import torch
 from bench_seed_vectorisation import layer_times, stacked_update_times
-from bench_updates import contender, measure
+from bench_updates import compile_losses, contender, measure, prepared_agent
 
 from landscape.evaluate import evaluate_vectors
 from landscape.params import flatten_params
@@ -92,6 +95,33 @@ def update_row(algo: str, kind: str, device: torch.device, seconds: float) -> li
     return [f"{algo} update ({kind})",
             f"{ratio:.1f}x one CPU thread ({'ok' if ratio >= 5 else 'below 5x'})",
             f"{rates[0]:.0f} updates/s {device.type}, {rates[1]:.0f} cpu"]
+
+
+def compile_row(algo: str, device: torch.device, seconds: float) -> list[str]:
+    """``algo``'s Adam update with its loss functions compiled (``bench_updates.compile_losses``;
+    modes "default" and, on CUDA, "reduce-overhead": CUDA graphs) against eager: updates/s, and
+    the largest parameter difference after one update from the same state and random draws."""
+    modes = ["default", "reduce-overhead"] if device.type == "cuda" else ["default"]
+    prepared, weights = {}, {}
+    for mode in ["eager", *modes]:
+        agent, batches = prepared_agent(algo, device, {"optimizer": "adam"})
+        if mode != "eager":
+            compile_losses(agent, mode)
+        torch.manual_seed(1)
+        agent.update(batches[0])
+        prepared[mode] = agent, batches
+        weights[mode] = torch.cat([p.detach().flatten() for network in agent.networks.values()
+                                   for p in network.parameters()])
+    contenders = [contender((mode,), algo, device, {}, agent_and_batches=prepared[mode])
+                  for mode in prepared]
+    clock = time.thread_time if device.type == "cpu" else time.perf_counter
+    measure(contenders, device, seconds, 0.25, clock)
+    eager = contenders[0].rate
+    speeds = ", ".join(f"{c.label[0]} {c.rate / eager:.2f}x" for c in contenders[1:])
+    difference = max(float((weights[mode] - weights["eager"]).abs().max()) for mode in modes)
+    return [f"torch.compile of the {algo} update (adam)",
+            f"{speeds} eager; largest parameter difference after one update {difference:.2g}",
+            f"{eager:.0f} updates/s eager on {device.type}"]
 
 
 def pendulum_dataset(path: Path) -> Path:
@@ -202,8 +232,8 @@ def checks(device: torch.device, seconds: float, workdir: Path
         ("CLI runs", lambda: run_rows(workdir, device)),
         ("landscape evaluate_vectors", lambda: [landscape_row(device)]),
         ("score-model training", lambda: [score_model_row(device)]),
-        ("torch.compile / CUDA graphs of the update",
-         lambda: [["torch.compile / CUDA graphs of the update", "not implemented", "-"]]),
+        *((f"torch.compile of the {algo} update",
+           lambda algo=algo: [compile_row(algo, device, seconds)]) for algo in ("sac", "smac")),
     ]
 
 

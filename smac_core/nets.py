@@ -50,9 +50,10 @@ def sinusoidal_embedding(values: torch.Tensor, dim: int) -> torch.Tensor:
 def _onednn_available(x: torch.Tensor) -> bool:
     """Whether ``x`` is a float32 CPU tensor outside a CPU autocast region (there ``F.linear``
     runs in the autocast dtype) and torch has oneDNN, not switched off
-    (``torch.backends.mkldnn``)."""
+    (``torch.backends.mkldnn``), and no ``torch.compile`` is tracing (its compiler cannot lower
+    oneDNN's private linear op)."""
     return (x.device.type == "cpu" and x.dtype == torch.float32
-            and not torch.is_autocast_enabled("cpu")
+            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 

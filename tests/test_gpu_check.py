@@ -1,6 +1,7 @@
 """benchmarks/gpu_check.py, the script a GPU session runs, checked on the CPU so that a session's
 limited device time is not spent finding its bugs: the dry run (``--device cpu``) computes every
-row without an error, and a failing row is reported while the others still run."""
+row without an error (and the update with its loss functions compiled equals the eager one), and
+a failing row is reported while the others still run."""
 
 from __future__ import annotations
 
@@ -42,6 +43,10 @@ def test_dry_run_on_the_cpu_runs_every_row_without_an_error(gpu_check, capsys):
     assert not [row for row in rows if "ERROR" in row[1] or "FAILED" in row[1]]
     assert next(row for row in rows if row[0].startswith("5 seeds stacked"))[1].count(
         "seed-updates/s") == 8  # SAC and SMAC, Adam and Muon, two sizes
+    for algo in ("sac", "smac"):  # a compiled update computes the eager one's parameters
+        result = next(row for row in rows if row[0] == f"torch.compile of the {algo} update (adam)")
+        difference = float(result[1].rpartition("after one update ")[2])
+        assert difference < 1e-5, result
 
 
 def test_a_failing_row_is_reported_and_the_others_still_run(gpu_check, capsys, monkeypatch):
