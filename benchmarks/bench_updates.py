@@ -149,7 +149,7 @@ def compile_losses(agent: Agent, mode: str) -> Agent:
             compiled[key] = torch.compile(loss_fn, mode=mode)
         return eager_step(optimizers, compiled[key], *inputs, max_grad_norm=max_grad_norm)
 
-    agent.gradient_step = gradient_step  # type: ignore[method-assign]
+    agent.gradient_step = gradient_step
     return agent
 
 
