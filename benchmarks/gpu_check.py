@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 rows = check()
             except Exception as exc:  # the other rows still run
-                rows = [[name, f"ERROR {type(exc).__name__}: {exc}", "-"]]
+                message = " ".join(str(exc).split()).replace("|", "/")[:300]  # one table cell
+                rows = [[name, f"ERROR {type(exc).__name__}: {message}", "-"]]
             seconds = f"{time.perf_counter() - start:.1f}"
             for row in rows:
                 failed += row[1].startswith("ERROR") or "FAILED" in row[1]

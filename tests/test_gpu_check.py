@@ -49,9 +49,10 @@ def test_dry_run_on_the_cpu_runs_every_row_without_an_error(gpu_check, capsys):
         assert difference < 1e-5, result
 
 
-def test_a_failing_row_is_reported_and_the_others_still_run(gpu_check, capsys, monkeypatch):
+def test_a_failing_row_is_reported_in_its_cell_and_the_others_still_run(gpu_check, capsys,
+                                                                        monkeypatch):
     def broken(_device):
-        raise RuntimeError("CUDA error: an illegal memory access")
+        raise RuntimeError("CUDA error: an illegal memory access\n| was encountered")
 
     monkeypatch.setattr(gpu_check, "muon_row", broken)
     monkeypatch.setattr(gpu_check, "checks", lambda device, seconds, workdir: [
@@ -61,7 +62,8 @@ def test_a_failing_row_is_reported_and_the_others_still_run(gpu_check, capsys, m
     rows = table_rows(capsys.readouterr().out)
     assert status == 1
     assert rows[0][:2] == ["Muon Newton-Schulz",
-                           "ERROR RuntimeError: CUDA error: an illegal memory access"]
+                           "ERROR RuntimeError: CUDA error: an illegal memory access / was "
+                           "encountered"]
     assert rows[1][:3] == ["after it", "ok", "1 thing"]
 
 
