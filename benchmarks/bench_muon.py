@@ -3,7 +3,8 @@
 - batched: ``smac_core.optim.Muon`` on the ``VectorizedLinear`` weight (N, 256, 256), one
   batched Newton-Schulz iteration for all N critics;
 - per-matrix: ``smac_core.optim.Muon`` on N separate 2-D matrices (a Python loop);
-- torch: ``torch.optim.Muon`` on the same N separate matrices (it takes 2-D parameters only).
+- torch: ``torch.optim.Muon`` on the same N separate matrices (it takes 2-D parameters only;
+  torch >= 2.9, left out before).
 
 Plus the whole critic optimizer step for context: ``make_optimizer(critic, kind)`` for "muon"
 (Muon on the hidden matrices + AdamW on the rest, one object) and "adam". Newton-Schulz runs in
@@ -76,9 +77,10 @@ def benchmark(device: torch.device, repeats: int, budget_s: float
         cases: dict[str, Callable[[], torch.optim.Optimizer]] = {
             "batched (ours)": lambda s=stacks: Muon(s),
             "per-matrix loop (ours)": lambda s=stacks: Muon(per_member_matrices(s)),
-            "torch.optim.Muon per matrix": lambda s=stacks: torch.optim.Muon(
-                per_member_matrices(s)),
         }
+        if hasattr(torch.optim, "Muon"):  # torch >= 2.9
+            cases["torch.optim.Muon per matrix"] = lambda s=stacks: torch.optim.Muon(
+                per_member_matrices(s))
         if device.type == "cpu":
             cases["batched (ours, bf16)"] = lambda s=stacks: Muon(s, ns_dtype="bfloat16")
         for kind in ("muon", "adam"):

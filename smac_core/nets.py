@@ -391,7 +391,8 @@ class TanhGaussianActor(nn.Module):
         in demonstrations) stay finite-cost instead of dominating the loss."""
         h = self.trunk(obs)
         std = self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
-        return torch.distributions.Normal(torch.tanh(self.mu(h)), std).log_prob(actions).sum(-1)
+        return torch.distributions.Normal(torch.tanh(self.mu(h)), std, validate_args=False
+                                          ).log_prob(actions).sum(-1)
 
     def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """log pi(a|s) of given actions in (-1, 1), shape (B,) (clamped away from +-1)."""
@@ -406,7 +407,9 @@ def tanh_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, std: torch.Tenso
     log pi(a) = log N(u) - sum log(1 - tanh(u)^2), with the stable form
     log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
     """
-    log_normal = torch.distributions.Normal(mean, std).log_prob(u)
+    # no argument validation: its data-dependent check cannot run under vmap (seed-stacked
+    # updates) before torch 2.5
+    log_normal = torch.distributions.Normal(mean, std, validate_args=False).log_prob(u)
     log_det = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
     return (log_normal - log_det).sum(-1)
 
