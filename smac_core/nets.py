@@ -408,7 +408,7 @@ def tanh_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, std: torch.Tenso
     log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
     """
     # no argument validation: its data-dependent check cannot run under vmap (seed-stacked
-    # updates) before torch 2.5
+    # updates) with torch 2.4
     log_normal = torch.distributions.Normal(mean, std, validate_args=False).log_prob(u)
     log_det = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
     return (log_normal - log_det).sum(-1)
