@@ -9,12 +9,13 @@ import signal
 import pytest
 import torch
 from torch.nn import functional as F
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import smac_core.diffusion
 from smac_core.checkpoint import CheckpointArtifact
 from smac_core.diffusion import DatasetScore, DiffusionConfig, alpha_bars, train_score_model
 from smac_core.errors import Interrupted, SmacError
-from smac_core.nets import train_linear
+from smac_core.nets import Dropout16Bit, dropout_16bit, train_linear
 
 SIGMA_B = 0.1  # behaviour std; |f| <= 0.5, so actions stay 5 sigma_b inside [-1, 1] (no clipping)
 # A small network and budget that fit the one-minute limit on one core (lr 1e-3 and an EMA
@@ -184,6 +185,59 @@ def test_train_linear_equals_a_linear_layer_in_value_and_gradients():
         results.append((out, *torch.autograd.grad(out, (x, layer.weight, layer.bias), upstream)))
     for value, reference in zip(*results, strict=True):
         torch.testing.assert_close(value, reference, rtol=1e-5, atol=1e-4)
+
+
+def test_dropout_16bit_drops_each_element_independently_with_probability_p():
+    # 2^18 elements: the drop fraction's standard error is 0.0012 per quarter (one 16-bit slot of
+    # each 64-bit draw), so 0.006 is 5 standard errors
+    torch.manual_seed(0)
+    p16 = round(0.1 * 65536) / 65536
+    dropped = dropout_16bit(torch.ones(1024, 256), 0.1) == 0
+    for slot in range(4):
+        assert abs(dropped.flatten()[slot::4].float().mean() - p16) < 0.006, slot
+    # neighbours (the same draw) and the same element of the next row drop independently
+    flat = dropped.flatten()
+    for a, b in ((flat[0::4], flat[1::4]), (flat[2::4], flat[3::4]), (dropped[:-1], dropped[1:])):
+        assert abs((a & b).float().mean() - p16**2) < 0.002
+
+
+def test_dropout_16bit_scales_what_it_keeps_and_its_gradient():
+    torch.manual_seed(1)
+    x = torch.randn(64, 96, requires_grad=True)
+    out = dropout_16bit(x, 0.25)
+    kept, scale = out != 0, 65536 / (65536 - 16384)
+    torch.testing.assert_close(out[kept], x[kept] * scale, rtol=0, atol=0)
+    out.backward(torch.ones_like(out))
+    torch.testing.assert_close(x.grad, kept.float() * scale, rtol=0, atol=0)
+    assert dropout_16bit(x.detach().bfloat16(), 0.25).dtype == torch.bfloat16
+    torch.manual_seed(1)  # the masks come from torch's RNG: the same seed, the same masks
+    assert torch.equal(dropout_16bit(torch.randn(64, 96), 0.25), out.detach())
+
+
+def test_dropout_16bit_module_edge_cases():
+    x = torch.randn(8, 16)
+    assert torch.equal(Dropout16Bit(0.5).eval()(x), x)
+    assert torch.equal(Dropout16Bit(0.0)(x), x)
+    assert torch.equal(Dropout16Bit(1.0)(x), torch.zeros_like(x))
+
+
+def test_score_uses_the_moving_average_of_the_trained_weights(monkeypatch):
+    # theta_ema = theta_1 after the first step, then decay theta_ema + (1 - decay) theta_t
+    trained = []
+
+    def record(optimizer, args, kwargs):
+        trained.append([p.detach().clone() for p in optimizer.param_groups[0]["params"]])
+
+    handle = register_optimizer_step_post_hook(record)
+    try:
+        score = _tiny_model(steps=4, ema_decay=0.8)
+    finally:
+        handle.remove()
+    expected = trained[0]
+    for weights in trained[1:]:
+        expected = [0.8 * e + 0.2 * w for e, w in zip(expected, weights, strict=True)]
+    for ema, reference in zip(score.network.parameters(), expected, strict=True):
+        torch.testing.assert_close(ema, reference, rtol=1e-6, atol=1e-7)
 
 
 def test_training_is_deterministic_given_the_generator():
