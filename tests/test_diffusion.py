@@ -201,6 +201,15 @@ def test_dropout_16bit_drops_each_element_independently_with_probability_p():
         assert abs((a & b).float().mean() - p16**2) < 0.002
 
 
+def test_dropout_16bit_drops_where_the_16_bits_are_below_65536_p():
+    # the reference: the same draws as int16 v, dropped where v + 2^15 < round(65536 p)
+    torch.manual_seed(2)
+    dropped = dropout_16bit(torch.ones(2**20), 0.3) == 0
+    torch.manual_seed(2)
+    words = torch.empty(2**18, dtype=torch.int64).random_(-2**63, None)
+    assert torch.equal(dropped, words.view(torch.int16).int() + 32768 < round(0.3 * 65536))
+
+
 def test_dropout_16bit_scales_what_it_keeps_and_its_gradient():
     torch.manual_seed(1)
     x = torch.randn(64, 96, requires_grad=True)
