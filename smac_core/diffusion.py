@@ -85,7 +85,7 @@ class DiffusionConfig:
     hidden_dim: int = 256
     num_blocks: int = 3
     embed_dim: int = 64            # width of the k and w embeddings
-    dropout: float = 0.1           # inside the residual blocks, as in IDQL
+    dropout: float = 0.1           # in the residual blocks, as in IDQL (on CPU rounded to 2^-16)
     num_noise_levels: int = 50     # T; 50 puts sigma_1 at 0.042 (cosine): a negligible blur of
                                    # behaviour stds >= 0.1, yet a noise level still learnable
     schedule: str = "cosine"       # "cosine" | "vp" (module docstring)
