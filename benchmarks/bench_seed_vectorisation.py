@@ -1,7 +1,8 @@
 """What training seeds as one stacked network (one batched matmul per layer across seeds) gains
 over running them one after another, measured on this machine.
 
-Three measurements, all at Hopper's sizes (obs 11, act 3) and one torch thread:
+Three measurements, all at Hopper's sizes (obs 11, act 3) and one torch thread (``--threads N``:
+N threads for the first and third, timed by wall time; the roofline stays at one thread):
 
 1. Stacked layers. S seeds' copies of a critic-shaped MLP (obs + act -> 256 -> 256 -> 1) and an
    actor-shaped one (obs -> 256 -> 256 -> 2 act), forward and backward at batch B: S separate
@@ -30,7 +31,7 @@ Three measurements, all at Hopper's sizes (obs 11, act 3) and one torch thread:
    ratio (tests/test_seeds.py checks that the two compute the same updates).
 
     python benchmarks/bench_seed_vectorisation.py [--algos sac,smac] [--optimizers adam,muon]
-        [--seeds 5] [--seconds 3] [--device cpu|cuda]
+        [--seeds 5] [--seconds 3] [--device cpu|cuda] [--threads 1]
 
 With ``--device cuda`` the stacked-layer and whole-update tables run on the GPU (wall time); the
 roofline is a CPU measurement.
@@ -154,10 +155,18 @@ def gemm_peaks(seconds: float) -> dict[str, tuple[float, str]]:
     return peaks
 
 
+def clock_for(device: torch.device) -> Callable[[], float]:
+    """The thread's CPU time on cpu at one torch thread (other processes on a loaded machine slow
+    every contender alike); else wall time (cuda, synchronised by ``measure``; several threads,
+    whose work one thread's clock does not see)."""
+    return (time.thread_time if device.type == "cpu" and torch.get_num_threads() == 1
+            else time.perf_counter)
+
+
 def layer_times(seeds: int, seconds: float, device: torch.device
                 ) -> list[tuple[str, int, int, float, float]]:
     """(network, batch, width, seed-by-seed ms, stacked ms) of forward + backward, per network
-    and size, on ``device`` (CPU: thread CPU time; CUDA: wall time, synchronised)."""
+    and size, on ``device`` (timed by ``clock_for``)."""
     times = []
     generator = torch.Generator().manual_seed(0)
     for batch, width in ((BATCH_SIZE, 256), (32, 64)):
@@ -170,8 +179,7 @@ def layer_times(seeds: int, seconds: float, device: torch.device
                                     lambda path=path, layers=layers, x=x:
                                     path(layers, x).square().sum().backward())
                           for path in (separate_forward, stacked_forward)]
-            clock = time.thread_time if device.type == "cpu" else time.perf_counter
-            measure(contenders, device, seconds, 0.2, clock)
+            measure(contenders, device, seconds, 0.2, clock_for(device))
             separate, stacked = (1000 / c.rate for c in contenders)
             times.append((name, batch, width, separate, stacked))
     return times
@@ -190,7 +198,7 @@ def stacked_update_times(algos: list[str], seeds: int, kinds: list[str], seconds
                          device: torch.device) -> list[tuple[str, str, int, int, float, float]]:
     """(algorithm, optimizer, batch, width, one-by-one ms, stacked ms) of one update of all
     ``seeds`` seeds, per stackable algorithm of ``algos``, optimizer and size, on ``device``
-    (CPU: thread CPU time; CUDA: wall). Agents as ``bench_updates.prepared_agent`` builds them
+    (timed by ``clock_for``). Agents as ``bench_updates.prepared_agent`` builds them
     (SMAC with its score model); seed k updates on batch k of the prepared ones."""
     times = []
     for algo in (a for a in algos if a in STACKABLE):
@@ -221,8 +229,7 @@ def stacked_update_times(algos: list[str], seeds: int, kinds: list[str], seconds
                 for c in contenders:
                     for _ in range(WARMUP_UPDATES):
                         c.step()
-                clock = time.thread_time if device.type == "cpu" else time.perf_counter
-                measure(contenders, device, seconds, 0.25, clock)
+                measure(contenders, device, seconds, 0.25, clock_for(device))
                 separate, stacked = (1000 / c.rate for c in contenders)
                 times.append((algo, kind, batch, width, separate, stacked))
     return times
@@ -273,19 +280,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="where the stacked-layer table runs (default: cpu); the roofline "
                              "of whole updates is a CPU measurement and runs on cpu only")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads for the stacked-layer and whole-update tables, "
+                             "timed by wall time when > 1 (default: %(default)s; the roofline "
+                             "runs at one thread)")
     args = parser.parse_args(argv)
     algos, kinds = agents_and_optimizers(args)
-    if args.seeds < 2 or args.seconds <= 0:
-        raise SmacError(f"--seeds must be >= 2 and --seconds positive; got {args.seeds}, "
-                        f"{args.seconds}")
+    if args.seeds < 2 or args.seconds <= 0 or args.threads < 1:
+        raise SmacError(f"--seeds must be >= 2, --seconds positive and --threads >= 1; got "
+                        f"{args.seeds}, {args.seconds} and {args.threads}")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SmacError("--device cuda but torch sees no CUDA device")
     device = torch.device(args.device)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
+    clock = "thread CPU" if clock_for(device) is time.thread_time else "wall"
     print(f"Seed vectorisation ({machine_description([device])}), {args.seconds} s per "
-          "contender\n")
-    print(f"Stacked layers on {device.type} ({'thread CPU' if device.type == 'cpu' else 'wall'} "
-          f"time): {args.seeds} seeds, forward + backward\n")
+          f"contender, {args.threads} torch thread(s)\n")
+    print(f"Stacked layers on {device.type} ({clock} time): {args.seeds} seeds, forward + "
+          "backward\n")
     print("\n".join(layer_table(args.seeds, args.seconds, device)) + "\n", flush=True)
     print(f"Whole updates of {args.seeds} seeds, seed-stacked (SeedStack, as --seeds trains) "
           f"against one by one, on {device.type}\n")
@@ -293,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
           + "\n", flush=True)
     if device.type != "cpu":
         return 0
+    torch.set_num_threads(1)
     peaks = gemm_peaks(min(args.seconds, 1.0))
     for library, (peak, shape) in peaks.items():
         print(f"float32 GEMM peak of one thread, {library}: {peak:.1f} GFLOP/s ({shape})")

@@ -53,3 +53,22 @@ def test_matmul_flops_of_a_linear_layer_forward_and_backward_is_the_analytic_cou
     flops = bench.matmul_flops(lambda: layer(x).sum().backward())
     assert flops == 3 * 2 * batch * fan_in * fan_out
     assert torch.backends.mkldnn.enabled  # restored after counting
+
+
+def test_several_threads_are_timed_by_wall_time_one_by_the_threads_cpu_time(bench):
+    import time
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert bench.clock_for(torch.device("cpu")) is time.thread_time
+        assert bench.clock_for(torch.device("cuda")) is time.perf_counter
+        torch.set_num_threads(2)  # a thread's CPU time misses the other thread's work
+        assert bench.clock_for(torch.device("cpu")) is time.perf_counter
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_no_threads_is_refused_by_name(bench, capsys):
+    assert bench.main(["--threads", "0"]) == 2
+    assert "--threads >= 1; got 5, 3.0 and 0" in capsys.readouterr().err
