@@ -4,6 +4,7 @@ count of a known computation is its analytic value (so the roofline bound rests 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,6 @@ def test_matmul_flops_of_a_linear_layer_forward_and_backward_is_the_analytic_cou
 
 
 def test_several_threads_are_timed_by_wall_time_one_by_the_threads_cpu_time(bench):
-    import time
-
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
