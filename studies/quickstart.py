@@ -173,9 +173,15 @@ def check_flags(args: argparse.Namespace) -> Settings:
     check_seed(args.seed)
     if args.out.exists() and not args.out.is_dir():
         raise SmacError(f"--out {args.out} is a file, not a directory")
-    return Settings(task, args.baseline or task.baseline, args.out.resolve(), offline_steps,
-                    score_model_steps, args.online_steps or task.online_steps, episodes, points,
-                    args.jobs, args.seed, resolve_device(args.device))
+    settings = Settings(task, args.baseline or task.baseline, args.out.resolve(), offline_steps,
+                        score_model_steps, args.online_steps or task.online_steps, episodes,
+                        points, args.jobs, args.seed, resolve_device(args.device))
+    spec = settings.out / SPEC_FILE
+    if spec.is_file() and spec.read_text() != spec_text(settings):
+        # its runs would mix with runs of other settings
+        raise SmacError(f"--out {settings.out} holds a quick start with other settings "
+                        f"({spec}); give another --out, or the same flags as before")
+    return settings
 
 
 def spec_text(settings: Settings) -> str:
@@ -208,17 +214,13 @@ def spec_text(settings: Settings) -> str:
 
 
 def write_spec(settings: Settings) -> Path:
-    """``OUT/quickstart.yaml``; a different one already there is refused (its runs would mix
-    with runs of other settings), an identical one is kept (the study resumes)."""
+    """``OUT/quickstart.yaml`` (one of other settings was refused by ``check_flags``; the same
+    one is rewritten unchanged: the study resumes)."""
     from smac_core.files import atomic_write_text
 
     path = settings.out / SPEC_FILE
-    text = spec_text(settings)
-    if path.is_file() and path.read_text() != text:
-        raise SmacError(f"--out {settings.out} holds a quick start with other settings "
-                        f"({path}); give another --out, or the same flags as before")
     settings.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, text)
+    atomic_write_text(path, spec_text(settings))
     return path
 
 

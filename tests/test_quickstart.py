@@ -11,7 +11,7 @@ import pytest
 from conftest import DOOR_HUMAN
 
 from smac_core.metrics import TransferDrop
-from studies.quickstart import Finding, embedded_door_file, embedded_file, main
+from studies.quickstart import SPEC_FILE, Finding, embedded_door_file, embedded_file, main
 
 EMBEDDED_SHA256 = "9df6345e28fcec8f44c0af4d6dacc6ef996958b39b568f53df85cf41dd03412b"
 HOPPER_SHA256 = "56c4304e26ccf4e728714cbb7de4d86482bfd5e7bbef3b6c36a17518f5cf6212"
@@ -111,6 +111,18 @@ def test_bad_flags_are_refused_before_anything_runs(minari_root, tmp_path, capsy
     assert main(["--out", str(tmp_path / "qs"), *flags]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "qs").exists() and not list(minari_root.iterdir())
+
+
+def test_an_out_holding_another_quick_start_is_refused_before_anything_runs(minari_root,
+                                                                           tmp_path, capsys):
+    out = tmp_path / "qs"
+    out.mkdir()
+    (out / SPEC_FILE).write_text("# a study of other settings\n")
+    assert main(["--out", str(out)]) == 2
+    assert "holds a quick start with other settings" in capsys.readouterr().err
+    assert not list(minari_root.iterdir())  # the dataset was not imported either
+    assert [p.name for p in out.iterdir()] == [SPEC_FILE]
+    assert (out / SPEC_FILE).read_text() == "# a study of other settings\n"
 
 
 def test_episodes_1_exits_2_at_once_naming_the_flag(minari_root, tmp_path):
